@@ -1,0 +1,1 @@
+"""Corpus reading, cleaning, deduplication, tokenizers and packed token files."""

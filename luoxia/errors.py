@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Everything a user can cause (a missing file, a bad config key, a corrupt checkpoint) raises a
+`LuoxiaError` whose message is one line that names the culprit. The CLI prints it as
+``error: <message>`` and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class LuoxiaError(Exception):
+    """An error caused by the user's input, with a message meant to be read as is."""
+
+
+class ConfigError(LuoxiaError):
+    """A recipe or override that does not fit the config schema."""
+
+
+class DataError(LuoxiaError):
+    """Input data that cannot be read or leaves nothing to train on."""
+
+
+class CheckpointError(LuoxiaError):
+    """A checkpoint or run directory that is missing, truncated or corrupt."""
