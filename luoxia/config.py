@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from luoxia.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class Config(BaseModel):
@@ -145,3 +146,16 @@ def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = No
 
 def dump_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def resolve_recipe(path: str) -> Path:
+    """A recipe path as given, a run directory's ``config.yaml``, or a path inside Luoxia's ``configs/``."""
+    candidate = Path(path)
+    if candidate.is_dir() and (candidate / "config.yaml").is_file():
+        return candidate / "config.yaml"
+    if candidate.is_file():
+        return candidate
+    for bundled in (CONFIGS_DIR / path, CONFIGS_DIR / "lm" / path, CONFIGS_DIR / "lm" / f"{path}.yaml"):
+        if bundled.is_file():
+            return bundled
+    raise ConfigError(f"config file not found: {path}")

@@ -1,0 +1,195 @@
+"""The ``luoxia`` command: parse arguments, then call one library function per command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from luoxia.errors import ConfigError, LuoxiaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
+console = Console()
+err_console = Console(stderr=True)
+def _print_json(data: dict) -> None:
+    console.print_json(json.dumps(data, ensure_ascii=False))
+
+
+@app.command()
+def prepare(
+    inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, shakespeare, poems)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for tokenizer.json, train/val.bin, meta.json")],
+    format: Annotated[str, typer.Option(help="auto, text, jsonl or csv")] = "auto",
+    field: Annotated[Optional[str], typer.Option("--field", "--column", help="JSONL field or CSV column")] = None,
+    text_unit: Annotated[str, typer.Option(help="plain text: one document per file, paragraph or line")] = "file",
+    tokenizer: Annotated[str, typer.Option(help="char or bpe")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size")] = 2048,
+    val_fraction: Annotated[float, typer.Option(help="share held out for validation")] = 0.1,
+    split: Annotated[str, typer.Option(help="auto, documents or tail")] = "auto",
+    dedup: Annotated[bool, typer.Option(help="remove exact and near duplicates")] = True,
+    near_dup_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold")] = 0.8,
+    normalization: Annotated[str, typer.Option(help="NFC, NFKC or none")] = "NFC",
+    eos: Annotated[bool, typer.Option(help="separate documents with <|endoftext|>")] = True,
+    seed: Annotated[int, typer.Option(help="seed of the document split")] = 1337,
+) -> None:
+    """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
+    from luoxia.config import build_config
+    from luoxia.data.prepare import DataConfig, prepare as run_prepare
+
+    corpus = inputs[0] if len(inputs) == 1 else inputs
+    config = build_config(DataConfig, dict(
+        corpus=corpus, format=format, field=field, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size,
+        val_fraction=val_fraction, split=split, dedup=dedup, near_dup_threshold=near_dup_threshold,
+        normalization=normalization, eos=eos, seed=seed), source="from the command line")
+    meta = run_prepare(config, out)
+    counts, dedup_stats = meta["counts"], meta["dedup"]
+    console.print(f"prepared {out}: {counts['documents']} documents kept of {counts['documents_read']} "
+                  f"({dedup_stats['exact_duplicates']} exact and {dedup_stats['near_duplicates']} near duplicates, "
+                  f"{dedup_stats['empty']} empty), vocab {meta['vocab_size']}, "
+                  f"{counts['train_tokens']:,} train / {counts['val_tokens']:,} val tokens")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/lm/tiny.yaml) or a run directory")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. max_steps=100")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
+) -> None:
+    """Train a model from a recipe (under torchrun: distributed data parallel)."""
+    from luoxia.config import load_config, read_yaml, resolve_recipe
+    from luoxia.train.lm import LMRecipe, train_lm
+
+    path = resolve_recipe(config)
+    kind = read_yaml(path).get("task", "lm")
+    if kind != "lm":
+        raise ConfigError(f"{path}: unknown task '{kind}'; valid: lm")
+    recipe = load_config(LMRecipe, path, overrides or [])
+    state = train_lm(recipe, resume=resume)
+    if state.last_val is not None:
+        console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
+
+
+def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[str]:
+    prompts = list(prompt or [])
+    if prompt_file is not None:
+        if not prompt_file.is_file():
+            raise LuoxiaError(f"{prompt_file}: no such prompt file")
+        prompts += [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return prompts or [""]
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="one prompt per line")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate at most")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling mass")] = None,
+    repetition_penalty: Annotated[float, typer.Option(help=">1 discourages repeats")] = 1.0,
+    num_beams: Annotated[int, typer.Option(help="beam search width")] = 1,
+    stop: Annotated[Optional[list[str]], typer.Option(help="stop string (repeatable)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="same seed, same text")] = None,
+    collapse_repeats: Annotated[Optional[int], typer.Option(help="collapse repeated n-grams up to n")] = None,
+    stream: Annotated[Optional[bool], typer.Option(help="print tokens as they come (default: one prompt)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """Generate text from a trained model."""
+    from luoxia.config import build_config
+    from luoxia.generate.interface import GenerationConfig
+    from luoxia.generate.load import load
+
+    config = build_config(GenerationConfig, dict(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=repetition_penalty, num_beams=num_beams, stop=stop or [], seed=seed,
+        collapse_repeats=collapse_repeats), source="from the command line")
+    prompts = _read_prompts(prompt, prompt_file)
+    generator = load(model, device)
+    if stream is None:
+        stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
+    if stream:
+        for p in prompts:
+            sys.stdout.write(p)
+            for piece in generator.stream(p, config):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        return
+    for p, result in zip(prompts, generator.generate(prompts, config)):
+        if as_json:
+            print(json.dumps({"prompt": p, "text": result.text, "finish_reason": result.finish_reason,
+                              "prompt_tokens": result.prompt_tokens,
+                              "completion_tokens": result.completion_tokens}, ensure_ascii=False))
+        else:
+            console.print(f"[bold]{escape(p)}[/bold]{escape(result.text)}", highlight=False)
+            console.rule(style="dim")
+
+
+def _report_table(report: dict) -> Table:
+    table = Table(title=f"evaluation of {report['run']}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                table.add_row(f"{key}.{sub}", f"{v:.4f}" if isinstance(v, float) else str(v))
+        elif key not in ("run",):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
+    data: Annotated[Optional[str], typer.Option(help="file, directory or corpus name (default: the run's val split)")] = None,
+    samples: Annotated[int, typer.Option(help="generate N samples and measure their diversity")] = 0,
+    prompt: Annotated[str, typer.Option(help="prompt for the samples")] = "",
+    max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 100,
+    temperature: Annotated[float, typer.Option(help="sampling temperature for the samples")] = 1.0,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option(help="also write the report here as JSON")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples."""
+    from luoxia.evaluate.lm import evaluate_run
+    from luoxia.generate.interface import GenerationConfig
+
+    generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    report = evaluate_run(model, data, samples, prompt, generation, device=device)
+    console.print(_report_table(report))
+    _print_json(report)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+@app.command()
+def demo(
+    corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems (../shared/data)")] = "pydoc",
+    out_dir: Annotated[Optional[str], typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="recipe override key=value")] = None,
+) -> None:
+    """The main job: prepare a corpus, train a small GPT for a few minutes, print samples and perplexity."""
+    from luoxia.demo import run_demo
+
+    run_demo(corpus, out_dir, overrides or [], console)
+
+
+def main() -> None:
+    try:
+        app()
+    except LuoxiaError as error:
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Measuring models: perplexity and bits per character/byte, diversity and repetition of samples."""

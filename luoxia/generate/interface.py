@@ -1,0 +1,73 @@
+"""The generation interface every later layer (safety, serving, apps) depends on.
+
+A `TextGenerator` turns prompts into `GenerationResult`s or streams text; it hides whether the model
+is Luoxia's own GPT or a Hugging Face model. Requests are plain `GenerationConfig` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from pydantic import Field, model_validator
+
+from luoxia.config import Config
+
+# (input_ids (B, t) — left-padded history, logits (B, V)) → new logits; the shape of HF's processors.
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FinishReason = Literal["stop", "length"]
+
+
+class GenerationConfig(Config):
+    """How to pick tokens. ``temperature=0`` is greedy; ``num_beams>1`` is beam search."""
+
+    max_new_tokens: int = Field(128, ge=1, description="tokens to generate at most")
+    temperature: float = Field(1.0, ge=0, description="softmax temperature; 0 = greedy")
+    top_k: int | None = Field(None, ge=1, description="sample from the k most likely tokens")
+    top_p: float | None = Field(None, gt=0, le=1, description="sample from the smallest set with this mass")
+    repetition_penalty: float = Field(1.0, gt=0, description="CTRL-style penalty on tokens already present")
+    num_beams: int = Field(1, ge=1, description="beam width; >1 runs (deterministic) beam search")
+    length_penalty: float = Field(1.0, description="beam score = log-prob / length**length_penalty")
+    stop: list[str] = Field(default_factory=list, description="stop strings, trimmed from the output")
+    seed: int | None = Field(None, description="seed for sampling; same seed, same text")
+    collapse_repeats: int | None = Field(None, ge=1, description="collapse immediately repeated n-grams up to n")
+    use_cache: bool = Field(True, description="decode with the KV cache")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationConfig:
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+        return self
+
+
+@dataclass
+class GenerationResult:
+    """One completion: its text (stop string trimmed), ids and why it ended."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    token_logprobs: list[float] = field(default_factory=list)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """What serving, safety and apps may use of a text model — nothing more."""
+
+    name: str
+    context_length: int
+
+    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None,
+                 logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]: ...
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None,
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...

@@ -1,0 +1,230 @@
+"""Text generation with Luoxia's GPT: batched sampling, streaming and beam search over a KV cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from luoxia.data.tokenizer import TextTokenizer
+from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
+from luoxia.generate.postprocess import collapse_repeats, stop_prefix_length, trim_at_stop
+from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, select_next
+from luoxia.models.gpt import GPT
+
+
+def left_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, T) ids right-aligned with zeros on the left, and the mask of real tokens (None if no padding)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    mask = torch.zeros(len(sequences), width, dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = True
+    return ids.to(device), (mask.to(device) if not bool(mask.all()) else None)
+
+
+class Decoder:
+    """Feeds tokens to a GPT one step at a time and returns next-token logits (B, V).
+
+    With the cache, each step costs one token's forward pass; when the cache is full it is refilled
+    from the last half-context. Without it, every step re-reads the last ``block_size`` tokens
+    (what the model sees is the same while the text fits the context).
+    """
+
+    def __init__(self, model: GPT, histories: Sequence[Sequence[int]], use_cache: bool = True):
+        self.model = model
+        self.block_size = model.config.block_size
+        self.use_cache = use_cache
+        self.histories = [list(h) for h in histories]
+        self.device = model.lm_head.weight.device
+        self.logits = self._refill(self.block_size)
+
+    @torch.no_grad()
+    def _refill(self, keep: int) -> torch.Tensor:
+        ids, mask = left_pad([h[-keep:] for h in self.histories], self.device)
+        self.cache = self.model.new_cache(len(self.histories)) if self.use_cache else None
+        logits, _ = self.model(ids, cache=self.cache, padding_mask=mask, last_only=True)
+        return logits[:, -1].float()
+
+    @torch.no_grad()
+    def push(self, next_ids: torch.Tensor) -> torch.Tensor:
+        """Append one token per sequence; return the logits for the token after it."""
+        for history, token in zip(self.histories, next_ids.tolist()):
+            history.append(token)
+        if not self.use_cache:
+            self.logits = self._refill(self.block_size)
+        elif self.cache.length >= self.cache.max_len:
+            self.logits = self._refill(self.block_size // 2)
+        else:
+            logits, _ = self.model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
+            self.logits = logits[:, -1].float()
+        return self.logits
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.histories = [list(self.histories[i]) for i in index.tolist()]
+        self.logits = self.logits[index]
+        if self.cache is not None:
+            self.cache.reorder(index.to(self.device))
+
+
+@dataclass
+class _Sequence:
+    """Book-keeping for one prompt's completion while the batch decodes."""
+
+    prompt_tokens: int
+    ids: list[int]
+    logprobs: list[float]
+    finished: FinishReason | None = None
+
+
+class GPTGenerator:
+    """`TextGenerator` over a Luoxia GPT and its tokenizer."""
+
+    def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.context_length = model.config.block_size
+        self.device = model.lm_head.weight.device
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a prompt; an empty prompt starts after an end-of-text (or a blank line)."""
+        ids = self.tokenizer.encode(prompt) if prompt else []
+        if not ids:
+            ids = [self.tokenizer.eos_id] if self.tokenizer.eos_id is not None else self.tokenizer.encode("\n")
+        return ids
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        return torch.Generator(self.device).manual_seed(seed) if seed is not None else None
+
+    def _adjust_logits(self, logits: torch.Tensor, decoder: Decoder, config: GenerationConfig,
+                       processors: Sequence[LogitsProcessor]) -> torch.Tensor:
+        if config.repetition_penalty == 1.0 and not processors:
+            return logits
+        ids, mask = left_pad(decoder.histories, self.device)
+        valid = mask if mask is not None else torch.ones_like(ids, dtype=torch.bool)
+        if config.repetition_penalty != 1.0:
+            present = presence_mask(ids, valid, logits.size(-1))
+            logits = apply_repetition_penalty(logits, present, config.repetition_penalty)
+        for processor in processors:
+            logits = processor(ids, logits)
+        return logits
+
+    def _decode_steps(self, prompts: Sequence[str], config: GenerationConfig,
+                      processors: Sequence[LogitsProcessor]) -> Iterator[list[_Sequence]]:
+        """Sample token by token for all prompts at once; yield the sequences after every step."""
+        prompt_ids = [self._prompt_ids(p) for p in prompts]
+        decoder = Decoder(self.model, prompt_ids, config.use_cache)
+        sequences = [_Sequence(len(ids), [], []) for ids in prompt_ids]
+        generator = self._generator(config.seed)
+        logits = decoder.logits
+        for _ in range(config.max_new_tokens):
+            logits = self._adjust_logits(logits, decoder, config, processors)
+            next_ids = select_next(logits, config.temperature, config.top_k, config.top_p, generator)
+            logprobs = F.log_softmax(logits, dim=-1).gather(1, next_ids[:, None]).squeeze(1).tolist()
+            for seq, token, logprob in zip(sequences, next_ids.tolist(), logprobs):
+                if seq.finished is None:
+                    self._append(seq, token, logprob, config)
+            yield sequences
+            if all(s.finished for s in sequences):
+                return
+            logits = decoder.push(next_ids)
+        for seq in sequences:
+            seq.finished = seq.finished or "length"
+        yield sequences
+
+    def _append(self, seq: _Sequence, token: int, logprob: float, config: GenerationConfig) -> None:
+        if token == self.tokenizer.eos_id:
+            seq.finished = "stop"
+            return
+        seq.ids.append(token)
+        seq.logprobs.append(logprob)
+        if config.stop and trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)[1]:
+            seq.finished = "stop"
+        elif len(seq.ids) >= config.max_new_tokens:
+            seq.finished = "length"
+
+    def _result(self, seq: _Sequence, config: GenerationConfig) -> GenerationResult:
+        text, _ = trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)
+        if config.collapse_repeats:
+            text = collapse_repeats(text, config.collapse_repeats)
+        return GenerationResult(text, seq.ids, seq.finished or "length", seq.prompt_tokens, seq.logprobs)
+
+    def generate(self, prompts: str | Sequence[str], config: GenerationConfig | None = None,
+                 logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
+        """Complete every prompt (batched); beam search when ``config.num_beams > 1``."""
+        config = config or GenerationConfig()
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if config.num_beams > 1:
+            return [self._beam_search(p, config, logits_processors) for p in prompts]
+        sequences: list[_Sequence] = []
+        for sequences in self._decode_steps(prompts, config, logits_processors):
+            pass
+        return [self._result(seq, config) for seq in sequences]
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None,
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]:
+        """Yield the completion of one prompt piece by piece, as soon as each piece is certain:
+        an incomplete UTF-8 character or the start of a stop string is held back."""
+        config = config or GenerationConfig()
+        emitted = 0
+        for (seq,) in self._decode_steps([prompt], config.model_copy(update={"num_beams": 1}), logits_processors):
+            text, _ = trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)
+            if seq.finished is None:
+                text = text.rstrip("\ufffd")
+                text = text[: len(text) - stop_prefix_length(text, config.stop)]
+            if len(text) > emitted:
+                yield text[emitted:]
+                emitted = len(text)
+            if seq.finished:
+                return
+
+    @torch.no_grad()
+    def _beam_search(self, prompt: str, config: GenerationConfig,
+                     processors: Sequence[LogitsProcessor]) -> GenerationResult:
+        """Keep the ``num_beams`` best partial sequences by total log-probability; a beam that ends
+        (end-of-text or a stop string) is scored with ``log p / length**length_penalty``."""
+        width = config.num_beams
+        prompt_ids = self._prompt_ids(prompt)
+        decoder = Decoder(self.model, [prompt_ids] * width, config.use_cache)
+        scores = torch.full((width,), float("-inf"), device=self.device)
+        scores[0] = 0.0  # all beams start identical: expand only the first
+        beams: list[list[int]] = [[] for _ in range(width)]
+        finished: list[tuple[float, list[int], FinishReason]] = []
+        logits = decoder.logits
+        for step in range(config.max_new_tokens):
+            logprobs = F.log_softmax(self._adjust_logits(logits, decoder, config, processors), dim=-1)
+            candidates = (scores[:, None] + logprobs).view(-1)  # (width * V,)
+            top_scores, top_index = candidates.topk(min(2 * width, candidates.numel()))
+            kept: list[tuple[float, int, int]] = []  # (score, origin beam, token) of open beams
+            for score, index in zip(top_scores.tolist(), top_index.tolist()):
+                origin, token = divmod(index, logprobs.size(-1))
+                ids = beams[origin] + [token]
+                if token == self.tokenizer.eos_id:
+                    finished.append((score / max(1, len(ids) - 1) ** config.length_penalty, ids[:-1], "stop"))
+                elif config.stop and trim_at_stop(self.tokenizer.decode(ids), config.stop)[1]:
+                    finished.append((score / len(ids) ** config.length_penalty, ids, "stop"))
+                elif len(kept) < width and score > float("-inf"):
+                    kept.append((score, origin, token))
+            beams = [beams[origin] + [token] for _, origin, token in kept]
+            scores = torch.tensor([score for score, _, _ in kept], device=self.device)
+            best_done = max((f[0] for f in finished), default=float("-inf"))
+            # Log-probs only fall as beams grow; with no reward for length, a finished beam that
+            # beats every open one can no longer be overtaken.
+            if not kept or (config.length_penalty <= 0 and best_done >= kept[0][0]):
+                beams = []
+                break
+            if step + 1 < config.max_new_tokens:
+                decoder.reorder(torch.tensor([origin for _, origin, _ in kept]))
+                logits = decoder.push(torch.tensor([token for _, _, token in kept]))
+        for score, ids in zip(scores.tolist(), beams):
+            finished.append((score / max(1, len(ids)) ** config.length_penalty, ids, "length"))
+        _, ids, reason = max(finished, key=lambda f: f[0])
+        seq = _Sequence(len(prompt_ids), list(ids), [], reason)
+        return self._result(seq, config)

@@ -1,0 +1,1 @@
+"""The training core shared by every model family, and one short entry per family."""
