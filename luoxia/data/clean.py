@@ -104,6 +104,9 @@ def clean_and_dedup(texts: Iterable[str], normalization: Normalization = "NFC",
                     near_dup_threshold: float | None = 0.8, dedup: bool = True,
                     seed: int = 1) -> tuple[list[str], DedupStats]:
     """Clean every text and drop empty, duplicate and near-duplicate ones, keeping order."""
-    deduplicator = Deduplicator(exact=dedup, threshold=near_dup_threshold, seed=seed)
-    kept = [text for text in (clean_text(raw, normalization) for raw in texts) if deduplicator.keep(text)]
+    cleaned = [clean_text(raw, normalization) for raw in texts]
+    # A single document has nothing to be a near duplicate of; skip its (costly) MinHash.
+    threshold = near_dup_threshold if len(cleaned) > 1 else None
+    deduplicator = Deduplicator(exact=dedup, threshold=threshold, seed=seed)
+    kept = [text for text in cleaned if deduplicator.keep(text)]
     return kept, deduplicator.stats

@@ -36,6 +36,8 @@ class DataConfig(Config):
     near_dup_threshold: float | None = Field(0.8, description="MinHash Jaccard threshold; null = exact only")
     tokenizer: TokenizerKind = Field("bpe", description="char or byte-level bpe")
     vocab_size: int | None = Field(2048, description="BPE vocabulary size (ignored by char)")
+    min_frequency: int = Field(1, ge=1, description="char: rarer characters become <unk>; bpe: rarer pairs "
+                               "are not merged")
     eos: bool = Field(True, description="add <|endoftext|> between documents")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of data held out for validation")
     split: Literal["auto", "documents", "tail"] = Field(
@@ -84,12 +86,12 @@ def split_documents(texts: list[str], val_fraction: float, seed: int) -> tuple[l
 
 
 def encode_stream(tokenizer: TextTokenizer, texts: list[str]) -> np.ndarray:
-    """Concatenate documents, each followed by ``<|endoftext|>`` (or a blank line if there is none)."""
-    separator = [tokenizer.eos_id] if tokenizer.eos_id is not None else tokenizer.encode("\n\n")
+    """Concatenate documents with ``<|endoftext|>`` (or a blank line if there is none) between them."""
     pieces: list[int] = []
-    for ids in tokenizer.encode_batch(texts):
+    for i, ids in enumerate(tokenizer.encode_batch(texts)):
+        if i:
+            pieces.extend([tokenizer.eos_id] if tokenizer.eos_id is not None else tokenizer.encode("\n\n"))
         pieces.extend(ids)
-        pieces.extend(separator)
     return np.asarray(pieces, dtype=np.int64)
 
 
@@ -118,7 +120,8 @@ def prepare(config: DataConfig, out_dir: str | Path) -> dict:
     if not texts:
         raise DataError(f"{corpus_label(config)}: empty corpus after cleaning "
                         f"({len(raw_texts)} documents read, none with text left)")
-    tokenizer = train_tokenizer(config.tokenizer, texts, config.vocab_size, eos=config.eos)
+    tokenizer = train_tokenizer(config.tokenizer, texts, config.vocab_size, eos=config.eos,
+                                min_frequency=config.min_frequency)
     train_ids, val_ids = _split_tokens(config, tokenizer, texts)
     out.mkdir(parents=True, exist_ok=True)
     write_tokens(out / "train.bin", train_ids, tokenizer.vocab_size)

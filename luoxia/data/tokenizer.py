@@ -38,11 +38,27 @@ class TextTokenizer:
             shown = "".join(unknown[:20])
             raise DataError(f"text has characters this tokenizer has never seen: {shown!r} ({error})") from None
 
+    @property
+    def is_char_level(self) -> bool:
+        return isinstance(self.backend.model, models.WordLevel)
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode many texts in parallel. Character-level tokenization has no context, so long
+        texts are cut into lines first: the Rust side then spreads one big text over all cores."""
+        if not self.is_char_level:
+            pieces, owners = list(texts), list(range(len(texts)))
+        else:
+            lines = [t.splitlines(keepends=True) for t in texts]
+            pieces = [line for text_lines in lines for line in text_lines]
+            owners = [i for i, text_lines in enumerate(lines) for _ in text_lines]
         try:
-            return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+            encoded = self.backend.encode_batch(pieces, add_special_tokens=False)
         except Exception:
             return [self.encode(text) for text in texts]  # re-run one by one to name the culprit
+        ids: list[list[int]] = [[] for _ in texts]
+        for owner, encoding in zip(owners, encoded):
+            ids[owner].extend(encoding.ids)
+        return ids
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -110,14 +126,14 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: in
 
 
 def train_tokenizer(kind: TokenizerKind, texts: Sequence[str], vocab_size: int | None = None,
-                    eos: bool = True) -> TextTokenizer:
+                    eos: bool = True, min_frequency: int = 1) -> TextTokenizer:
     """Train the tokenizer a data config asks for. ``eos`` adds the end-of-text token that separates
     documents; a char tokenizer for a single-document corpus can do without it."""
     specials = (EOS_TOKEN,) if eos else ()
     if kind == "char":
-        return train_char_tokenizer(texts, special_tokens=specials)
+        return train_char_tokenizer(texts, min_frequency=min_frequency, special_tokens=specials)
     if kind == "bpe":
         if vocab_size is None or vocab_size < 257:
             raise DataError(f"a byte-level BPE tokenizer needs vocab_size ≥ 257, got {vocab_size}")
-        return train_bpe_tokenizer(texts, vocab_size, special_tokens=specials)
+        return train_bpe_tokenizer(texts, vocab_size, min_frequency=max(2, min_frequency), special_tokens=specials)
     raise DataError(f"unknown tokenizer kind '{kind}'; valid: char, bpe")

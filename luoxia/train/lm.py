@@ -74,8 +74,8 @@ class LMTask:
         self.train_batches = WindowSampler(open_tokens(data_dir, "train"), block, cfg.batch_size, recipe.seed,
                                            ctx.rank, ctx.world_size)
         # A fixed set of validation windows, the same at every evaluation and for every world size.
-        self.val_batches = WindowSampler(open_tokens(data_dir, "val"), block, cfg.batch_size, recipe.seed + 1,
-                                         ctx.rank, ctx.world_size)
+        self.val_batches = WindowSampler(open_tokens(data_dir, "val"), block, cfg.eval_batch_size or cfg.batch_size,
+                                         recipe.seed + 1, ctx.rank, ctx.world_size)
         self.sample = recipe.sample
 
     def _wrap(self, model: nn.Module, compile_model: bool) -> nn.Module:

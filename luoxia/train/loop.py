@@ -57,6 +57,7 @@ class TrainConfig(Config):
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum")
     eval_interval: int = Field(100, gt=0, description="evaluate every N steps (and at the end)")
     eval_batches: int = Field(20, gt=0, description="fixed validation batches per evaluation")
+    eval_batch_size: int | None = Field(None, description="rows per validation batch (default: batch_size)")
     log_interval: int = Field(10, gt=0, description="write training metrics every N steps")
     checkpoint_interval: int = Field(500, gt=0, description="checkpoint every N steps (and at the end)")
     keep_checkpoints: int = Field(2, gt=0, description="most recent checkpoints kept on disk")

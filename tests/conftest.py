@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny corpora, a char tokenizer and one tiny trained run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from luoxia.data.tokenizer import train_char_tokenizer
+from tests.helpers import TEXT, tiny_recipe
+
+# pytest-xdist runs two workers on two cores: one torch thread each keeps them from fighting.
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """Three small distinct text files."""
+    directory = tmp_path / "corpus"
+    directory.mkdir()
+    lines = TEXT.splitlines()
+    for i in range(3):
+        (directory / f"part{i}.txt").write_text("\n".join(lines[2 * i : 2 * i + 2]) * 20, encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def char_tokenizer():
+    return train_char_tokenizer([TEXT + "0123456789 你好🙂"], special_tokens=["<|endoftext|>"])
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny model trained once for the generation and evaluation tests."""
+    from luoxia.train.lm import train_lm
+
+    base = tmp_path_factory.mktemp("trained")
+    corpus = base / "corpus.txt"
+    corpus.write_text(TEXT * 30, encoding="utf-8")
+    train_lm(tiny_recipe(base / "run", corpus, "max_steps=60", "eval_interval=30", "data.split=tail"))
+    return base / "run"

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from luoxia.generate.sampling import (apply_repetition_penalty, apply_temperature, presence_mask, select_next,
+                                      top_k_filter, top_p_filter)
+
+
+@pytest.fixture
+def logits() -> torch.Tensor:
+    return torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 3
+
+
+@pytest.mark.parametrize("k", [1, 5, 17, 50])
+def test_top_k_keeps_exactly_k(logits: torch.Tensor, k: int):
+    filtered = top_k_filter(logits, k)
+    assert (torch.isfinite(filtered).sum(dim=-1) == k).all()
+    kept = torch.isfinite(filtered)
+    # every kept logit is at least as large as every dropped one
+    assert (logits.masked_fill(~kept, float("inf")).min(-1).values >= logits.masked_fill(kept, float("-inf")).max(-1).values).all()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 0.99])
+def test_top_p_keeps_the_smallest_set_reaching_p(logits: torch.Tensor, p: float):
+    probs = logits.softmax(-1)
+    kept = torch.isfinite(top_p_filter(logits, p))
+    mass = (probs * kept).sum(-1)
+    assert (mass >= p - 1e-6).all()
+    # dropping the least likely kept token would fall below p: the set is minimal
+    smallest_kept = probs.masked_fill(~kept, float("inf")).min(-1).values
+    assert (mass - smallest_kept < p + 1e-6).all()
+
+
+def test_top_p_always_keeps_the_most_likely_token():
+    logits = torch.tensor([[10.0, 0.0, 0.0]])
+    assert torch.isfinite(top_p_filter(logits, 0.01)).tolist() == [[True, False, False]]
+
+
+def test_transforms_are_pure(logits: torch.Tensor):
+    original = logits.clone()
+    top_k_filter(logits, 3), top_p_filter(logits, 0.5), apply_temperature(logits, 0.5)
+    apply_repetition_penalty(logits, torch.ones_like(logits, dtype=torch.bool), 1.3)
+    assert torch.equal(logits, original)
+
+
+def test_temperature_towards_zero_equals_greedy(logits: torch.Tensor):
+    greedy = select_next(logits, temperature=0)
+    assert torch.equal(greedy, logits.argmax(-1))
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        assert torch.equal(select_next(logits, 1e-4, generator=generator), greedy)
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature(logits, 0)
+
+
+def test_same_seed_same_draws(logits: torch.Tensor):
+    draw = lambda seed: select_next(logits, 1.0, top_k=10, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(draw(7), draw(7))
+    assert any(not torch.equal(draw(7), draw(s)) for s in range(8, 14))
+
+
+def test_samples_follow_the_filtered_support(logits: torch.Tensor):
+    generator = torch.Generator().manual_seed(0)
+    allowed = torch.isfinite(top_k_filter(logits, 3))
+    for _ in range(50):
+        ids = select_next(logits, 1.5, top_k=3, generator=generator)
+        assert allowed.gather(1, ids[:, None]).all()
+
+
+def test_repetition_penalty_lowers_present_tokens():
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    present = torch.tensor([[True, True, False]])
+    penalised = apply_repetition_penalty(logits, present, 2.0)
+    assert penalised.tolist() == [[1.0, -2.0, 0.5]]
+
+
+def test_presence_mask_ignores_padding():
+    ids = torch.tensor([[0, 0, 3], [1, 2, 2]])
+    valid = torch.tensor([[False, False, True], [True, True, True]])
+    mask = presence_mask(ids, valid, 5)
+    assert mask.tolist() == [[False, False, False, True, False], [False, True, True, False, False]]

@@ -1,0 +1,36 @@
+"""Helpers shared by the tests: tiny corpora text, tiny seeded models, tiny recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from luoxia.config import load_config, resolve_recipe
+from luoxia.models.gpt import GPT, GPTConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+    "And by opposing end them. To die—to sleep,\n"
+    "No more; and by a sleep to say we end\n"
+)
+
+
+def tiny_gpt(seed: int = 0, vocab_size: int = 32, **options) -> GPT:
+    config = dict(vocab_size=vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16)
+    config.update(options)
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**config)).eval()
+
+
+def tiny_recipe(out_dir: Path, corpus: Path | str, *overrides: str):
+    """configs/lm/tiny.yaml on a given corpus, silent and on one thread."""
+    from luoxia.train.lm import LMRecipe
+
+    return load_config(LMRecipe, resolve_recipe("lm/tiny.yaml"), [
+        f"out_dir={out_dir}", f"data.corpus={corpus}", "data.max_documents=null", "progress=false",
+        "num_threads=1", "device=cpu", *overrides])

@@ -1,0 +1,68 @@
+"""End-to-end: the ``luoxia`` command on tiny data, as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, TEXT
+
+
+def luoxia(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "luoxia.cli", *args], cwd=REPO, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.slow
+def test_prepare_train_generate_eval(tmp_path: Path):
+    corpus = tmp_path / "poems.jsonl"
+    lines = [json.dumps({"title": f"t{i}", "paragraphs": [TEXT.splitlines()[i % 6], f"第{i}首：床前明月光。"]},
+                        ensure_ascii=False) for i in range(60)]
+    corpus.write_text("\n".join(lines), encoding="utf-8")
+    prepared = tmp_path / "prepared"
+    out = luoxia("prepare", str(corpus), "--out", str(prepared), "--field", "paragraphs", "--tokenizer", "char")
+    assert "prepared" in out.stdout and (prepared / "train.bin").exists()
+
+    run = tmp_path / "run"
+    luoxia("train", "configs/lm/tiny.yaml", f"out_dir={run}", f"prepared_data={prepared}", "max_steps=20",
+           "eval_interval=10", "progress=false", "device=cpu")
+    assert (run / "model.safetensors").exists()
+
+    generated = luoxia("generate", "--model", str(run), "-p", "To", "-p", "第", "--max-new-tokens", "12",
+                       "--seed", "1", "--json")
+    rows = [json.loads(line) for line in generated.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["To", "第"] and all(r["completion_tokens"] <= 12 for r in rows)
+
+    streamed = luoxia("generate", "--model", str(run), "-p", "To", "--max-new-tokens", "12", "--temperature", "0")
+    assert streamed.stdout.startswith("To")
+
+    report_path = tmp_path / "report.json"
+    luoxia("eval", "--model", str(run), "--samples", "3", "--json-out", str(report_path))
+    report = json.loads(report_path.read_text())
+    assert report["perplexity"] > 1 and report["diversity"]["samples"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["prepare", "missing.txt", "--out", "x"], "missing.txt: no such file or directory"),
+    (["train", "configs/lm/tiny.yaml", "train.bogus=1"], "unknown config key 'train.bogus'"),
+    (["train", "nope.yaml"], "config file not found: nope.yaml"),
+    (["generate", "--model", "/nonexistent-run"], "not a Luoxia run directory"),
+    (["demo", "--corpus", "klingon"], "unknown demo corpus 'klingon'"),
+])
+def test_bad_input_is_one_clear_line(args: list[str], message: str):
+    result = luoxia(*args, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_jsonl_line_names_the_line(tmp_path: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\nnot json at all\n')
+    result = luoxia("prepare", str(bad), "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 2 and "bad.jsonl:2: line 2 is not valid JSON" in result.stderr

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from luoxia.config import apply_overrides, build_config, config_keys, load_config, parse_override, resolve_key
+from luoxia.errors import ConfigError
+from luoxia.train.lm import LMRecipe
+from tests.helpers import REPO
+
+RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def test_there_are_recipes():
+    names = {p.name for p in RECIPES}
+    assert {"tiny.yaml", "shakespeare_char.yaml", "tang_poems.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_recipe_loads_and_validates(path: Path):
+    recipe = load_config(LMRecipe, path)
+    assert recipe.task == "lm"
+    assert recipe.model.n_embd % recipe.model.n_head == 0
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_recipe_accepts_out_dir_and_max_steps(path: Path, tmp_path: Path):
+    recipe = load_config(LMRecipe, path, [f"out_dir={tmp_path}", "max_steps=7"])
+    assert recipe.out_dir == str(tmp_path)
+    assert recipe.train.max_steps == 7
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as error:
+        load_config(LMRecipe, REPO / "configs/lm/tiny.yaml", ["train.lrr=0.1"])
+    message = str(error.value)
+    assert "unknown config key 'train.lrr'" in message
+    assert "did you mean 'train.lr'" in message
+    assert "train.max_steps" in message and "model.n_layer" in message
+
+
+def test_unknown_key_inside_yaml_is_an_error(tmp_path: Path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model:\n  n_layers: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.n_layers'.*model.n_layer"):
+        load_config(LMRecipe, recipe)
+
+
+def test_leaf_shorthand_and_yaml_values():
+    assert resolve_key(LMRecipe, "max_steps") == "train.max_steps"
+    assert parse_override("train.lr=1e-3") == ("train.lr", "1e-3")
+    raw = apply_overrides(LMRecipe, {}, ["lr=1e-3", "n_layer=3", "data.corpus=[a.txt, b.txt]", "bias=false"])
+    recipe = build_config(LMRecipe, raw)
+    assert recipe.train.lr == pytest.approx(1e-3)
+    assert recipe.model.n_layer == 3 and recipe.model.bias is False
+    assert recipe.data.corpus == ["a.txt", "b.txt"]
+
+
+def test_ambiguous_shorthand_names_the_candidates():
+    with pytest.raises(ConfigError, match="ambiguous.*data.vocab_size, model.vocab_size"):
+        resolve_key(LMRecipe, "vocab_size")
+    assert resolve_key(LMRecipe, "seed") == "seed"  # an exact top-level key wins over leaves
+
+
+def test_bad_value_names_the_field():
+    with pytest.raises(ConfigError, match="model.n_layer"):
+        build_config(LMRecipe, {"model": {"n_layer": "many"}})
+    with pytest.raises(ConfigError, match="divisible"):
+        build_config(LMRecipe, {"model": {"n_embd": 30, "n_head": 4}})
+
+
+def test_malformed_override_and_missing_file():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(LMRecipe, {}, ["max_steps"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(LMRecipe, "does/not/exist.yaml")
+
+
+def test_keys_cover_every_section():
+    keys = config_keys(LMRecipe)
+    assert "out_dir" in keys and "data.tokenizer" in keys and "sample.prompt" in keys
