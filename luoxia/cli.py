@@ -76,6 +76,67 @@ def train(
         console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def finetune(
+    config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/finetune/lora_chat.yaml)")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. method.name=ia3")] = None,
+    check: Annotated[bool, typer.Option(help="validate the data and render two examples, then stop")] = False,
+    resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
+) -> None:
+    """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
+    from luoxia.config import load_config, resolve_recipe
+    from luoxia.train.finetune import FinetuneRecipe, check_data, finetune as run_finetune
+
+    recipe = load_config(FinetuneRecipe, resolve_recipe(config), overrides or [])
+    if check:
+        console.print(check_data(recipe), highlight=False, markup=False)
+        return
+    state = run_finetune(recipe, resume=resume)
+    if state.last_val is not None:
+        console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="a pre-training or fine-tuning run directory")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="new directory for the exported model")],
+    format: Annotated[str, typer.Option(help="hf (Hugging Face transformers directory)")] = "hf",
+    merge: Annotated[bool, typer.Option(help="fine-tuning runs: fold the adapter into the base")] = False,
+) -> None:
+    """Write a standard Hugging Face model directory (config, safetensors, tokenizer, generation config)."""
+    from luoxia.export import export_run
+
+    if format != "hf":
+        raise ConfigError(f"unknown export format '{format}'; valid: hf")
+    console.print(f"exported {export_run(run, out, merge)} ({escape(str(out))})")
+
+
+@app.command()
+def classify(
+    model: Annotated[Path, typer.Option("--model", "-m", help="a classification fine-tuning run")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL with texts (and labels, to score)")],
+    text_field: Annotated[str, typer.Option(help="text column/field")] = "text",
+    label_field: Annotated[str, typer.Option(help="label column/field (optional in the file)")] = "label",
+    json_out: Annotated[Optional[Path], typer.Option(help="write predictions and metrics here as JSON")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """Label texts with a fine-tuned classifier; with gold labels, print accuracy, macro-F1 and the report."""
+    from luoxia.evaluate.classify import classify_file
+
+    result = classify_file(model, input, text_field, label_field, device=device)
+    metrics = result.get("metrics")
+    if metrics:
+        console.print(metrics["report_text"], highlight=False, markup=False)
+        console.print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+                      f"confusion matrix (rows gold, columns predicted; {', '.join(metrics['labels'])}): "
+                      f"{metrics['confusion_matrix']}", highlight=False)
+    else:
+        for label in result["predictions"]:
+            print(label)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
 def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[str]:
     prompts = list(prompt or [])
     if prompt_file is not None:

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from luoxia.config import load_config, resolve_recipe
-from luoxia.errors import ConfigError
+from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.evaluate.lm import evaluate_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.load import load
@@ -32,7 +32,8 @@ def run_demo(corpus: str, out_dir: str | None, overrides: list[str], console: Co
         f"Luoxia demo — corpus [bold]{corpus}[/bold], recipe {recipe_path}\n"
         f"GPT {recipe.model.n_layer} layers × {recipe.model.n_embd} wide, context {recipe.model.block_size}, "
         f"{recipe.train.max_steps} steps; run directory {out_dir}"))
-    train_lm(recipe, resume=True)
+    if train_lm(recipe, resume=True).stop_reason == "signal":
+        raise LuoxiaError(f"demo interrupted; `make demo CORPUS={corpus}` continues it from its last checkpoint")
     generator = load(out_dir)
     config = GenerationConfig(max_new_tokens=160, temperature=0.8, top_k=50, seed=0)
     console.rule("samples")

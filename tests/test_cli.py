@@ -51,7 +51,7 @@ def test_prepare_train_generate_eval(tmp_path: Path):
     (["prepare", "missing.txt", "--out", "x"], "missing.txt: no such file or directory"),
     (["train", "configs/lm/tiny.yaml", "train.bogus=1"], "unknown config key 'train.bogus'"),
     (["train", "nope.yaml"], "config file not found: nope.yaml"),
-    (["generate", "--model", "/nonexistent-run"], "not a Luoxia run directory"),
+    (["generate", "--model", "/nonexistent-run", "--prompt", "x"], "never downloads weights"),
     (["demo", "--corpus", "klingon"], "unknown demo corpus 'klingon'"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], message: str):

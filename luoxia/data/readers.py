@@ -85,7 +85,8 @@ def _field_text(value: object, origin: str, field: str) -> str:
     raise DataError(f"{origin}: field '{field}' holds {type(value).__name__}, expected text or a list of text")
 
 
-def read_jsonl(path: Path, field: str) -> Iterator[Document]:
+def read_jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """(origin, object) for every non-blank line of a JSONL file."""
     text = read_text_file(path)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -97,22 +98,45 @@ def read_jsonl(path: Path, field: str) -> Iterator[Document]:
             raise DataError(f"{origin}: line {number} is not valid JSON ({error.msg})") from None
         if not isinstance(record, dict):
             raise DataError(f"{origin}: line {number} is a JSON {type(record).__name__}, expected an object")
-        if field not in record:
-            present = ", ".join(record) or "none"
-            raise DataError(f"{origin}: field '{field}' not found on line {number}; fields present: {present}")
-        yield Document(_field_text(record[field], origin, field), origin)
+        yield origin, record
 
 
-def read_csv(path: Path, column: str) -> Iterator[Document]:
+def read_csv_records(path: Path, columns: list[str]) -> Iterator[tuple[str, dict]]:
+    """(origin, row) for every row of a CSV/TSV file that has all of ``columns``."""
     text = read_text_file(path)
     delimiter = "\t" if infer_suffix(path) == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if reader.fieldnames is None:
         return
-    if column not in reader.fieldnames:
-        raise DataError(f"{path}: column '{column}' not found; columns: {', '.join(reader.fieldnames)}")
+    for column in columns:
+        if column not in reader.fieldnames:
+            raise DataError(f"{path}: column '{column}' not found; columns: {', '.join(reader.fieldnames)}")
     for number, row in enumerate(reader, start=2):
-        yield Document(row[column] or "", f"{path}:{number}")
+        yield f"{path}:{number}", row
+
+
+def read_records(path: Path, fields: list[str]) -> Iterator[tuple[str, dict]]:
+    """Records of a JSONL or CSV file with every one of ``fields`` present (else a clear error)."""
+    if infer_format(path) == "csv":
+        yield from read_csv_records(path, fields)
+        return
+    for origin, record in read_jsonl_records(path):
+        for field in fields:
+            if field not in record:
+                present = ", ".join(record) or "none"
+                line = origin.rsplit(":", 1)[1]
+                raise DataError(f"{origin}: field '{field}' not found on line {line}; fields present: {present}")
+        yield origin, record
+
+
+def read_jsonl(path: Path, field: str) -> Iterator[Document]:
+    for origin, record in read_records(path, [field]):
+        yield Document(_field_text(record[field], origin, field), origin)
+
+
+def read_csv(path: Path, column: str) -> Iterator[Document]:
+    for origin, row in read_csv_records(path, [column]):
+        yield Document(row[column] or "", origin)
 
 
 def list_files(path: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""``luoxia.load(path)``: a run directory in, a ready `TextGenerator` out."""
+"""``luoxia.load(path)``: a run directory (pre-training or fine-tuning) or a local Hugging Face model
+directory in, a ready `TextGenerator` out."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ import yaml
 from luoxia.checkpoint import MODEL_FILE, latest_checkpoint, load_weights, verify_checkpoint
 from luoxia.config import build_config
 from luoxia.data.tokenizer import TextTokenizer
-from luoxia.errors import CheckpointError
+from luoxia.errors import CheckpointError, ConfigError
+from luoxia.generate.interface import TextGenerator
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runtime import resolve_device
 
 RUN_CONFIG = "config.yaml"
+# What a fine-tuning run leaves: the base in HF format (for a Luoxia base), an adapter or a full model.
+BASE_DIR, ADAPTER_DIR, FULL_DIR = "base", "adapter", "hf"
+MERGEABLE_METHODS = ("lora", "adalora", "ia3")
+
+
+def run_recipe(run_dir: str | Path) -> dict:
+    """The resolved recipe a run directory was trained with."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not a Luoxia run directory (no {RUN_CONFIG})")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
 def run_weights(run_dir: Path) -> Path:
@@ -31,18 +44,73 @@ def run_weights(run_dir: Path) -> Path:
 def load_gpt(run_dir: str | Path, device: str = "auto") -> tuple[GPT, TextTokenizer]:
     """The trained GPT of a run directory (in eval mode) and its tokenizer."""
     run_dir = Path(run_dir)
-    config_path = run_dir / RUN_CONFIG
-    if not config_path.is_file():
-        raise CheckpointError(f"{run_dir}: not a Luoxia run directory (no {RUN_CONFIG})")
-    recipe = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    config = build_config(GPTConfig, recipe.get("model", {}), source=str(config_path))
+    recipe = run_recipe(run_dir)
+    config = build_config(GPTConfig, recipe.get("model", {}), source=str(run_dir / RUN_CONFIG))
     model = GPT(config)
     load_weights(model, run_weights(run_dir))
     model.to(resolve_device(device)).eval()
     return model, TextTokenizer.load(run_dir)
 
 
-def load(path: str | Path, device: str = "auto") -> GPTGenerator:
-    """Load a run directory as a text generator: ``luoxia.load("runs/tiny").generate("Hello")``."""
-    model, tokenizer = load_gpt(path, device)
-    return GPTGenerator(model, tokenizer, name=Path(path).name)
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / RUN_CONFIG).is_file()
+
+
+def load(path: str | Path, device: str = "auto") -> TextGenerator:
+    """A Luoxia run directory or a local Hugging Face model directory as a text generator:
+    ``luoxia.load("runs/tiny").generate("Hello")``."""
+    if is_run_dir(path) and run_recipe(path).get("task", "lm") == "lm":
+        model, tokenizer = load_gpt(path, device)
+        return GPTGenerator(model, tokenizer, name=Path(path).name)
+    from luoxia.generate.hf import HFGenerator
+
+    if is_run_dir(path):
+        model, tokenizer = load_finetuned(path, device)
+        return HFGenerator(model, tokenizer, name=Path(path).name)
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a Luoxia run directory (no {RUN_CONFIG}) "
+                              "nor a Hugging Face model directory (no config.json)")
+    from luoxia.generate.hf import load_hf  # transformers is only imported when needed
+
+    return load_hf(path, device)
+
+
+def base_dir_of(run_dir: Path, recipe: dict) -> Path:
+    """Where a fine-tuning run's base model lives in Hugging Face format."""
+    return run_dir / BASE_DIR if is_run_dir(recipe["base_model"]) else Path(recipe["base_model"])
+
+
+def load_finetuned(run_dir: str | Path, device: str = "auto", merge: bool = True):
+    """A fine-tuning run's model (adapter applied, merged when the method allows and ``merge``) and
+    its tokenizer; with a classification head for ``task: classify`` runs."""
+    from luoxia.generate.hf import load_hf_model
+
+    run_dir = Path(run_dir)
+    recipe = run_recipe(run_dir)
+    model_class, options = None, {}
+    if recipe.get("task") == "classify":
+        from transformers import AutoModelForSequenceClassification
+
+        names = recipe["data"]["label_names"]
+        model_class, options = AutoModelForSequenceClassification, dict(
+            num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    if (run_dir / FULL_DIR).is_dir():
+        return load_hf_model(run_dir / FULL_DIR, device, model_class, **options)
+    if not (run_dir / ADAPTER_DIR).is_dir():
+        raise CheckpointError(f"{run_dir}: the fine-tuning run has no {ADAPTER_DIR}/ or {FULL_DIR}/ yet (unfinished?)")
+    from peft import PeftModel
+
+    base, _ = load_hf_model(base_dir_of(run_dir, recipe), device, model_class, **options)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / ADAPTER_DIR), local_files_only=True)
+    if recipe.get("task") == "classify":
+        base.config.pad_token_id = tokenizer.pad_token_id
+    model = PeftModel.from_pretrained(base, str(run_dir / ADAPTER_DIR)).eval()
+    method = recipe.get("method", {}).get("name", "lora")
+    if method in MERGEABLE_METHODS and merge:
+        return model.merge_and_unload().eval(), tokenizer
+    if recipe.get("task") != "classify":
+        raise ConfigError(f"{run_dir}: generation from a {method}-tuned model is not supported yet "
+                          f"(virtual tokens); use one of {', '.join(MERGEABLE_METHODS)} or full fine-tuning")
+    return model, tokenizer

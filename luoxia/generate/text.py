@@ -1,9 +1,15 @@
-"""Text generation with Luoxia's GPT: batched sampling, streaming and beam search over a KV cache."""
+"""Text generation: batched sampling, streaming and beam search over a KV cache.
+
+`CausalLMGenerator` holds the decoding logic once; a `StepDecoder` is all it needs of a model (Luoxia's
+GPT here, a Hugging Face model in `luoxia.generate.hf`), and a `TokenizerLike` all it needs of a
+tokenizer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +32,30 @@ def left_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[
     return ids.to(device), (mask.to(device) if not bool(mask.all()) else None)
 
 
-class Decoder:
+class TokenizerLike(Protocol):
+    eos_id: int | None
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
+
+
+class StepDecoder(Protocol):
+    """A model fed one token per sequence at a time: the histories so far and the next-token logits."""
+
+    histories: list[list[int]]
+    logits: torch.Tensor  # (B, V) float32
+
+    def push(self, next_ids: torch.Tensor) -> torch.Tensor: ...
+
+    def reorder(self, index: torch.Tensor) -> None: ...
+
+
+# (prompt histories, use_cache) → a decoder that has read them
+DecoderFactory = Callable[[Sequence[Sequence[int]], bool], StepDecoder]
+
+
+class GPTDecoder:
     """Feeds tokens to a GPT one step at a time and returns next-token logits (B, V).
 
     With the cache, each step costs one token's forward pass; when the cache is full it is refilled
@@ -80,15 +109,16 @@ class _Sequence:
     finished: FinishReason | None = None
 
 
-class GPTGenerator:
-    """`TextGenerator` over a Luoxia GPT and its tokenizer."""
+class CausalLMGenerator:
+    """`TextGenerator` over any causal LM that a `DecoderFactory` can step through."""
 
-    def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt"):
-        self.model = model.eval()
+    def __init__(self, start_decoder: DecoderFactory, tokenizer: TokenizerLike, name: str,
+                 context_length: int, device: torch.device):
+        self.start_decoder = start_decoder
         self.tokenizer = tokenizer
         self.name = name
-        self.context_length = model.config.block_size
-        self.device = model.lm_head.weight.device
+        self.context_length = context_length
+        self.device = device
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -103,7 +133,7 @@ class GPTGenerator:
     def _generator(self, seed: int | None) -> torch.Generator | None:
         return torch.Generator(self.device).manual_seed(seed) if seed is not None else None
 
-    def _adjust_logits(self, logits: torch.Tensor, decoder: Decoder, config: GenerationConfig,
+    def _adjust_logits(self, logits: torch.Tensor, decoder: StepDecoder, config: GenerationConfig,
                        processors: Sequence[LogitsProcessor]) -> torch.Tensor:
         if config.repetition_penalty == 1.0 and not processors:
             return logits
@@ -120,7 +150,7 @@ class GPTGenerator:
                       processors: Sequence[LogitsProcessor]) -> Iterator[list[_Sequence]]:
         """Sample token by token for all prompts at once; yield the sequences after every step."""
         prompt_ids = [self._prompt_ids(p) for p in prompts]
-        decoder = Decoder(self.model, prompt_ids, config.use_cache)
+        decoder = self.start_decoder(prompt_ids, config.use_cache)
         sequences = [_Sequence(len(ids), [], []) for ids in prompt_ids]
         generator = self._generator(config.seed)
         logits = decoder.logits
@@ -192,7 +222,7 @@ class GPTGenerator:
         (end-of-text or a stop string) is scored with ``log p / length**length_penalty``."""
         width = config.num_beams
         prompt_ids = self._prompt_ids(prompt)
-        decoder = Decoder(self.model, [prompt_ids] * width, config.use_cache)
+        decoder = self.start_decoder([prompt_ids] * width, config.use_cache)
         scores = torch.full((width,), float("-inf"), device=self.device)
         scores[0] = 0.0  # all beams start identical: expand only the first
         beams: list[list[int]] = [[] for _ in range(width)]
@@ -228,3 +258,12 @@ class GPTGenerator:
         _, ids, reason = max(finished, key=lambda f: f[0])
         seq = _Sequence(len(prompt_ids), list(ids), [], reason)
         return self._result(seq, config)
+
+
+class GPTGenerator(CausalLMGenerator):
+    """`TextGenerator` over a Luoxia GPT and its tokenizer."""
+
+    def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt"):
+        self.model = model.eval()
+        super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache), tokenizer,
+                         name, model.config.block_size, model.lm_head.weight.device)

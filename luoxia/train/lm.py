@@ -8,10 +8,10 @@ batch, so N processes × batch b update exactly like 1 process × batch N·b.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -22,11 +22,11 @@ from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, prepare_cached
 from luoxia.data.tokenizer import TOKENIZER_FILE, TextTokenizer
 from luoxia.models.gpt import GPT, GPTConfig
-from luoxia.runtime import (DistributedContext, autocast, init_distributed, resolve_device, resolve_precision,
-                            seed_everything, set_threads)
+from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
 from luoxia.train.optim import build_optimizers
+from luoxia.train.task import Batch, GradientTask
 
 CONFIG_FILE = "config.yaml"
 DATA_DIR = "data"
@@ -53,13 +53,12 @@ class LMRecipe(Config):
     sample: SampleConfig = Field(default_factory=SampleConfig)
 
 
-class LMTask:
+class LMTask(GradientTask):
     """Next-token prediction on random windows of a packed token file."""
 
     def __init__(self, recipe: LMRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
         cfg = recipe.train
-        self.cfg, self.ctx, self.device = cfg, ctx, device
-        self.dtype = resolve_precision(device, cfg.precision)
+        super().__init__(cfg, ctx, device)
         self.tokenizer = TextTokenizer.load(data_dir)
         meta = read_meta(data_dir)
         model_config = recipe.model.model_copy(update={"vocab_size": meta["vocab_size"]})
@@ -67,9 +66,8 @@ class LMTask:
         self.model = GPT(model_config).to(device)
         self.optimizers = build_optimizers(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay,
                                            (cfg.beta1, cfg.beta2), cfg.muon_lr, cfg.muon_momentum, device)
-        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
         torch.manual_seed(recipe.seed + ctx.rank)  # dropout masks differ between ranks
-        self.forward_model = self._wrap(self.model, cfg.compile)
+        self.setup_training(cfg.compile)
         block = model_config.block_size
         self.train_batches = WindowSampler(open_tokens(data_dir, "train"), block, cfg.batch_size, recipe.seed,
                                            ctx.rank, ctx.world_size)
@@ -78,72 +76,20 @@ class LMTask:
                                          recipe.seed + 1, ctx.rank, ctx.world_size)
         self.sample = recipe.sample
 
-    def _wrap(self, model: nn.Module, compile_model: bool) -> nn.Module:
-        wrapped = torch.compile(model) if compile_model else model
-        if self.ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
+    def micro_batch(self, step: int, micro: int) -> Batch:
+        return self.train_batches.batch(step, micro)
 
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-        return wrapped
+    def compute_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        return model(x, y)[1]
 
-    def _to_device(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(t.to(self.device, non_blocking=True) for t in batch)  # type: ignore[return-value]
+    def step_counts(self) -> dict[str, float]:
+        return {"tokens": self.cfg.grad_accum * self.cfg.batch_size * self.train_batches.block_size
+                * self.ctx.world_size}
 
-    def _mean_across_ranks(self, value: torch.Tensor) -> float:
-        if self.ctx.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(value, op=dist.ReduceOp.AVG)
-        return value.item()
-
-    def train_step(self, step: int) -> dict[str, float]:
-        accum = self.cfg.grad_accum
-        total = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            x, y = self._to_device(self.train_batches.batch(step, micro))
-            # DDP all-reduces gradients on every backward; skip it until the last micro-step.
-            last = micro == accum - 1
-            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.forward_model.no_sync()
-            with sync, autocast(self.device, self.dtype):
-                _, loss = self.forward_model(x, y)
-            # The loss is a mean over tokens; dividing by the micro-steps makes the accumulated
-            # gradient that of the mean over the whole batch.
-            scaled = loss / accum
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            total += loss.detach()
-        self._optimizer_step()
-        tokens = accum * self.cfg.batch_size * self.train_batches.block_size * self.ctx.world_size
-        return {"loss": self._mean_across_ranks(total / accum), "tokens": tokens}
-
-    def _optimizer_step(self) -> None:
-        if self.scaler:
-            for optimizer in self.optimizers.values():
-                self.scaler.unscale_(optimizer)
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        for optimizer in self.optimizers.values():
-            if self.scaler:
-                self.scaler.step(optimizer)
-            else:
-                optimizer.step()
-        if self.scaler:
-            self.scaler.update()
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        losses = torch.zeros(self.cfg.eval_batches, device=self.device)
-        for i in range(self.cfg.eval_batches):
-            x, y = self._to_device(self.val_batches.batch(0, i))
-            with autocast(self.device, self.dtype):
-                _, loss = self.model(x, y)
-            losses[i] = loss
-        self.model.train()
-        val = self._mean_across_ranks(losses.mean())
-        return {"val_loss": val, "val_ppl": float(torch.tensor(val).exp())}
+        val = self.mean_eval_loss([self.val_batches.batch(0, i) for i in range(self.cfg.eval_batches)])
+        return {"val_loss": val, "val_ppl": math.exp(val)}
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
         from luoxia.generate.interface import GenerationConfig
@@ -155,13 +101,6 @@ class LMTask:
         text = generator.generate([self.sample.prompt], config)[0].text
         logger.text("samples", f"{self.sample.prompt}{text}", step)
         self.model.train()
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"grad_scaler": self.scaler.state_dict()} if self.scaler else {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        if self.scaler and "grad_scaler" in state:
-            self.scaler.load_state_dict(state["grad_scaler"])
 
 
 def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext) -> tuple[Path, Path]:

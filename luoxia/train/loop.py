@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -204,14 +205,15 @@ def _evaluate(task: Task, state: TrainState, cfg: TrainConfig, logger: RunLogger
         state.stop_reason = "early_stop"
 
 
-def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContext, logger_print) -> TrainState:
+def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContext) -> TrainState:
     has_checkpoint = (run_dir / CHECKPOINT_DIR / "latest.json").exists()
     if has_checkpoint and not resume:
         raise LuoxiaError(f"{run_dir} already holds a run with checkpoints; pass --resume to continue it "
                           "or choose another out_dir")
     state = restore_training_checkpoint(task, run_dir, ctx) if resume else None
     if resume and state is None:
-        logger_print(f"[yellow]no checkpoint in {run_dir / CHECKPOINT_DIR}: starting from step 0")
+        if ctx.is_main:
+            print(f"no checkpoint in {run_dir / CHECKPOINT_DIR}: starting from step 0", file=sys.stderr)
     state = state or TrainState()
     if ctx.is_main:
         truncate_metrics(run_dir, state.step)
@@ -223,7 +225,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedConte
     """Train ``task`` for ``cfg.max_steps`` steps, writing everything into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = _prepare_run(task, run_dir, resume, ctx, print if ctx.is_main else (lambda *_: None))
+    state = _prepare_run(task, run_dir, resume, ctx)
     state.stop_reason = None
     logger = RunLogger(run_dir, cfg.max_steps, state.step, ctx.is_main, cfg.progress)
     started, evaluated = time.perf_counter() - state.elapsed_s, False

@@ -81,9 +81,10 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path, corpus: Path):
     run = tmp_path / "run"
     process = subprocess.Popen([*LUOXIA, *cli_args(run, corpus, "max_steps=100000", "checkpoint_interval=100000")],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while process.poll() is None and not (run / "metrics.jsonl").exists():
+    metrics = run / "metrics.jsonl"
+    # A logged step means the loop (and its signal handlers) are running.
+    while process.poll() is None and not (metrics.exists() and metrics.stat().st_size):
         time.sleep(0.01)
-    time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0

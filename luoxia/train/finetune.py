@@ -1,0 +1,351 @@
+"""Fine-tuning a pretrained model (a Luoxia run or a local Hugging Face model): full or through a
+`peft` method, on plain text, instructions, chats or labelled texts — with the same loop as pre-training.
+
+``luoxia finetune configs/finetune/lora_chat.yaml key=value …``. A Luoxia base is first exported to
+Hugging Face format inside the run (``{out_dir}/base``), so every method peft offers applies to it
+unchanged. The run ends with the adapter alone (``adapter/``) or the full model (``hf/``), and
+``luoxia export RUN --merge`` folds an adapter into its base.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from luoxia.config import Config, dump_config
+from luoxia.errors import ConfigError
+from luoxia.generate.load import ADAPTER_DIR, BASE_DIR, FULL_DIR, base_dir_of
+from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
+from luoxia.train.lm import CONFIG_FILE, SampleConfig
+from luoxia.train.logging import RunLogger
+from luoxia.train.loop import TrainConfig, TrainState, fit
+from luoxia.train.task import Batch, GradientTask
+
+Method = Literal["full", "lora", "adalora", "ia3", "prefix", "prompt"]
+IGNORE = -100
+
+
+class MethodConfig(Config):
+    """Which parameters train: all of them, or a peft method's few."""
+
+    name: Method = Field("lora", description="full, lora, adalora, ia3, prefix or prompt")
+    r: int = Field(8, gt=0, description="LoRA/AdaLoRA rank (AdaLoRA: the average final rank)")
+    alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | None = Field(None, description="module names to adapt (default: peft's per model)")
+    num_virtual_tokens: int = Field(8, gt=0, description="prefix/prompt tuning: virtual tokens")
+
+
+class FinetuneData(Config):
+    """Training data: one file or directory, plus an optional validation file."""
+
+    train: str = Field(..., description="text, instruction/chat JSONL, or labelled CSV/JSONL")
+    val: str | None = Field(None, description="validation file (default: a seeded share of train)")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when val is not given")
+    format: Literal["auto", "text", "instruction", "chat"] = Field(
+        "auto", description="generation data: text (continued pre-training), instruction or chat JSONL")
+    text_field: str = Field("text", description="classification: the text column/field")
+    label_field: str = Field("label", description="classification: the label column/field")
+    label_names: list[str] | None = Field(None, description="classification: names of labels 0..n-1 (or the set)")
+    max_length: int = Field(256, gt=1, description="longest example in tokens (longer ones are cut)")
+    packing: bool = Field(True, description="generation: pack examples into full-length rows")
+    augment: int = Field(0, ge=0, description="EDA-augmented copies of each training example")
+    augment_alpha: float = Field(0.1, ge=0, le=1, description="share of words each augmentation changes")
+    synonyms: str | None = Field(None, description="synonym file for augmentation (default: the bundled list)")
+
+
+class FinetuneRecipe(Config):
+    """A fine-tuning run: a base model, data, a method and the shared training loop."""
+
+    task: Literal["finetune", "classify"] = Field("finetune", description="finetune (generation) or classify")
+    base_model: str = Field(..., description="a Luoxia run directory or a local Hugging Face model directory")
+    out_dir: str = Field("runs/finetune", description="run directory")
+    seed: int = Field(1337, description="seed for data order, head initialisation and dropout")
+    data: FinetuneData
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneRecipe:
+        if self.method.name == "prefix" and self.task == "finetune" and self.data.packing:
+            raise ValueError("prefix tuning keeps examples apart: set data.packing=false")
+        return self
+
+
+# Model ----------------------------------------------------------------------------------------
+def base_model_dir(base_model: str, run_dir: Path) -> Path:
+    """The base as a Hugging Face directory: itself, or a Luoxia run exported into the run."""
+    target = base_dir_of(run_dir, {"base_model": base_model})
+    if target == run_dir / BASE_DIR and not (target / "config.json").is_file():
+        from luoxia.export import export_hf
+
+        export_hf(base_model, target)
+    return target
+
+
+def peft_config(method: MethodConfig, task: str, total_steps: int):
+    """The peft config for ``method`` (None for full fine-tuning)."""
+    import peft
+
+    task_type = peft.TaskType.SEQ_CLS if task == "classify" else peft.TaskType.CAUSAL_LM
+    common = {"task_type": task_type}
+    adapted = {"target_modules": method.target_modules} if method.target_modules else {}
+    if method.name == "lora":
+        return peft.LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, **adapted, **common)
+    if method.name == "adalora":
+        return peft.AdaLoraConfig(target_r=method.r, init_r=2 * method.r, lora_alpha=method.alpha,
+                                  lora_dropout=method.dropout, total_step=total_steps, **adapted, **common)
+    if method.name == "ia3":
+        return peft.IA3Config(**adapted, **common)
+    if method.name == "prefix":
+        return peft.PrefixTuningConfig(num_virtual_tokens=method.num_virtual_tokens, **common)
+    if method.name == "prompt":
+        return peft.PromptTuningConfig(num_virtual_tokens=method.num_virtual_tokens, **common)
+    return None
+
+
+def load_base(base_dir: Path, task: str, label_names: list[str] | None):
+    """Base model and tokenizer; a classification head on top for ``task == "classify"``."""
+    from transformers import AutoModelForSequenceClassification
+
+    from luoxia.generate.hf import load_hf_model
+
+    if task != "classify":
+        return load_hf_model(base_dir, device="cpu")
+    model, tokenizer = load_hf_model(base_dir, "cpu", AutoModelForSequenceClassification,
+                                     num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+                                     label2id={name: i for i, name in enumerate(label_names)})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
+    return model, tokenizer
+
+
+def build_model(recipe: FinetuneRecipe, run_dir: Path, label_names: list[str] | None):
+    base, tokenizer = load_base(base_model_dir(recipe.base_model, run_dir), recipe.task, label_names)
+    config = peft_config(recipe.method, recipe.task, recipe.train.max_steps)
+    if config is None:
+        return base, tokenizer
+    import peft
+
+    return peft.get_peft_model(base, config), tokenizer
+
+
+def trainable_share(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+# Data -----------------------------------------------------------------------------------------
+def split_examples(examples: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    order = np.random.default_rng(seed).permutation(len(examples))
+    n_val = max(1, round(len(examples) * val_fraction))
+    if len(examples) < 2:
+        raise ConfigError("need at least two examples to hold one out for validation (or give data.val)")
+    val_index = set(order[:n_val].tolist())
+    return ([e for i, e in enumerate(examples) if i not in val_index],
+            [e for i, e in enumerate(examples) if i in val_index])
+
+
+class ExampleSampler:
+    """Batches of examples in a seeded order that is reshuffled every epoch; a pure function of
+    (seed, step, micro-step, rank), so a resumed run reads exactly what it would have read."""
+
+    def __init__(self, size: int, batch_size: int, grad_accum: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.batch_size, self.grad_accum = size, batch_size, grad_accum
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
+        return self._orders[epoch]
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        start = ((step * self.grad_accum + micro) * self.world_size + self.rank) * self.batch_size
+        return [int(self._order(k // self.size)[k % self.size]) for k in range(start, start + self.batch_size)]
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
+    """Right-padded (input_ids, attention_mask, labels); labels are ``IGNORE`` on padding."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, (row_ids, row_labels) in enumerate(rows):
+        ids[i, : len(row_ids)] = torch.tensor(row_ids)
+        mask[i, : len(row_ids)] = 1
+        labels[i, : len(row_labels)] = torch.tensor(row_labels)
+    return ids, mask, labels
+
+
+# Task -----------------------------------------------------------------------------------------
+class FinetuneTask(GradientTask):
+    """Fine-tuning as a `Task`: causal-LM loss on labelled tokens, or classification loss."""
+
+    def __init__(self, recipe: FinetuneRecipe, model: nn.Module, tokenizer, train_rows: list, val_rows: list,
+                 ctx: DistributedContext, device: torch.device):
+        cfg = recipe.train
+        super().__init__(cfg, ctx, device)
+        self.recipe, self.tokenizer = recipe, tokenizer
+        self.model = model.to(device)
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizers = {"adamw": torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                                      weight_decay=cfg.weight_decay)}
+        torch.manual_seed(recipe.seed + ctx.rank)
+        self.setup_training(cfg.compile)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.train_rows, self.val_rows = train_rows, val_rows
+        self.sampler = ExampleSampler(len(train_rows), cfg.batch_size, cfg.grad_accum, recipe.seed, ctx.rank,
+                                      ctx.world_size)
+        self.classify = recipe.task == "classify"
+
+    def _batch(self, rows: list) -> Batch:
+        if self.classify:
+            ids, mask, _ = pad_batch([(ids, []) for ids, _ in rows], self.pad_id)
+            return ids, mask, torch.tensor([label for _, label in rows])
+        return pad_batch(rows, self.pad_id)
+
+    def micro_batch(self, step: int, micro: int) -> Batch:
+        return self._batch([self.train_rows[i] for i in self.sampler.indices(step, micro)])
+
+    def compute_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        ids, mask, labels = batch
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        smoothing = self.recipe.label_smoothing
+        if self.classify:
+            return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+        # Prompt tuning prepends virtual tokens: the last T positions are the real ones.
+        logits = logits[:, -ids.size(1) :]
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                               ignore_index=IGNORE, label_smoothing=smoothing)
+
+    def step_counts(self) -> dict[str, float]:
+        return {"samples": self.cfg.grad_accum * self.cfg.batch_size * self.ctx.world_size}
+
+    def before_zero_grad(self, step: int) -> None:
+        if self.recipe.method.name == "adalora":  # AdaLoRA re-allocates ranks from the gradients
+            self.model.base_model.update_and_allocate(step)
+
+    def val_batches(self) -> list[Batch]:
+        size = self.cfg.eval_batch_size or self.cfg.batch_size
+        rows = self.val_rows[: size * self.cfg.eval_batches]
+        return [self._batch(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+    def evaluate(self) -> dict[str, float]:
+        batches = self.val_batches()
+        val = self.mean_eval_loss(batches)
+        metrics = {"val_loss": val}
+        if self.classify:
+            predicted = predict_batches(self.model, [self.to_device(b) for b in batches])
+            gold = torch.cat([b[2] for b in batches])
+            metrics["val_accuracy"] = float((predicted.cpu() == gold).float().mean())
+        else:
+            metrics["val_ppl"] = math.exp(min(val, 50.0))
+        return metrics
+
+    def log_samples(self, logger: RunLogger, step: int) -> None:
+        if self.classify or self.recipe.method.name in ("prefix", "prompt"):
+            return
+        from luoxia.generate.hf import HFGenerator
+        from luoxia.generate.interface import GenerationConfig
+
+        sample = self.recipe.sample
+        generator = HFGenerator(self.model, self.tokenizer)
+        config = GenerationConfig(max_new_tokens=sample.max_new_tokens, temperature=sample.temperature, seed=step)
+        logger.text("samples", sample.prompt + generator.generate([sample.prompt], config)[0].text, step)
+        self.model.train()
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: list[Batch]) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    predicted = torch.cat([model(input_ids=ids, attention_mask=mask).logits.argmax(-1) for ids, mask, *_ in batches])
+    model.train(was_training)
+    return predicted
+
+
+def finetune(recipe: FinetuneRecipe, resume: bool = False) -> TrainState:
+    """Run a fine-tuning recipe end to end and save its adapter (or full model)."""
+    from luoxia.train.finetune_data import load_rows
+
+    set_threads(recipe.train.num_threads)
+    device = resolve_device(recipe.train.device)
+    ctx = init_distributed(device)
+    run_dir = Path(recipe.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+    label_names = resolve_label_names(recipe)
+    model, tokenizer = build_model(recipe, run_dir, label_names)
+    train_rows, val_rows = load_rows(recipe, tokenizer, label_names)
+    if ctx.is_main:
+        resolved = recipe.model_copy(update={"data": recipe.data.model_copy(update={"label_names": label_names})})
+        dump_config(resolved, run_dir / CONFIG_FILE)
+    task = FinetuneTask(recipe, model, tokenizer, train_rows, val_rows, ctx, device)
+    state = fit(task, recipe.train, run_dir, ctx, resume=resume)
+    if ctx.is_main and state.stop_reason != "signal":
+        save_outputs(task, run_dir)
+    return state
+
+
+def resolve_label_names(recipe: FinetuneRecipe) -> list[str] | None:
+    if recipe.task != "classify":
+        return None
+    if recipe.data.label_names:
+        return list(recipe.data.label_names)
+    from luoxia.train.finetune_data import read_labelled
+
+    return sorted({label for _, label in read_labelled(recipe.data.train, recipe.data)})
+
+
+def save_outputs(task: FinetuneTask, run_dir: Path) -> Path:
+    """The best weights as an adapter directory (peft) or a full Hugging Face directory."""
+    from luoxia.checkpoint import atomic_directory, load_weights
+    from luoxia.train.loop import WEIGHTS_FILE
+
+    load_weights(task.model, run_dir / WEIGHTS_FILE)
+    target = run_dir / (FULL_DIR if task.recipe.method.name == "full" else ADAPTER_DIR)
+    with atomic_directory(target) as tmp:
+        task.model.save_pretrained(tmp)
+        task.tokenizer.save_pretrained(tmp)
+    return target
+
+
+def check_data(recipe: FinetuneRecipe) -> str:
+    """``luoxia finetune --check``: validate the data files and render two examples (what the model
+    will see, and which parts carry the loss), without loading weights or training."""
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    from luoxia.train.finetune_data import read_labelled
+
+    data = recipe.data
+    lines = [f"base model: {recipe.base_model}; method: {recipe.method.name}; task: {recipe.task}"]
+    if recipe.task == "classify":
+        for path in filter(None, [data.train, data.val]):
+            pairs = read_labelled(path, data)
+            counts = Counter(label for _, label in pairs)
+            lines.append(f"{path}: {len(pairs)} examples; labels {dict(sorted(counts.items()))}")
+            lines += [f"  [{label}] {text}" for text, label in pairs[:2]]
+        return "\n".join(lines)
+    from luoxia.data.instruct import preview
+
+    tokenizer_dir = base_model_dir(recipe.base_model, Path(recipe.out_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    for path in filter(None, [data.train, data.val]):
+        lines.append(f"{path}: valid; two examples (the loss is on the marked parts):")
+        lines.append(preview(Path(path), data.format, tokenizer, n=2))
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Fine-tuning data → token rows: labelled texts for classification; plain text, instructions or
+chats for generation (loss on the assistant's tokens only), packed or one example per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from luoxia.data.readers import list_files, read_documents, read_records
+from luoxia.errors import DataError
+
+Row = tuple[list[int], object]  # (input_ids, labels: per-token list or a class index)
+
+
+def read_labelled(path: str | Path, data) -> list[tuple[str, str]]:
+    """(text, label) pairs from every CSV/JSONL file under ``path``; labels as strings."""
+    pairs = []
+    for file in list_files(Path(path)):
+        for origin, record in read_records(file, [data.text_field, data.label_field]):
+            text, label = record[data.text_field], record[data.label_field]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{origin}: field '{data.text_field}' is empty or not text")
+            pairs.append((text, str(label)))
+    if not pairs:
+        raise DataError(f"{path}: no labelled examples")
+    return pairs
+
+
+def label_index(label: str, label_names: list[str], origin: str) -> int:
+    """A label given by name, or by its number when the data stores 0..n-1."""
+    if label in label_names:
+        return label_names.index(label)
+    if label.isdigit() and int(label) < len(label_names):
+        return int(label)
+    raise DataError(f"{origin}: label '{label}' is not one of {', '.join(label_names)}")
+
+
+def encode_labelled(pairs: list[tuple[str, str]], data, tokenizer, label_names: list[str]) -> list[Row]:
+    return [(list(tokenizer(text, truncation=True, max_length=data.max_length)["input_ids"]),
+             label_index(label, label_names, f"{data.train} (example {number + 1})"))
+            for number, (text, label) in enumerate(pairs)]
+
+
+def augmented(pairs: list[tuple[str, str]], data, seed: int) -> list[tuple[str, str]]:
+    """Each example followed by ``data.augment`` EDA variants with the same label."""
+    from luoxia.data.augment import augment, load_synonyms
+
+    synonyms = load_synonyms(data.synonyms)
+    out = []
+    for i, (text, label) in enumerate(pairs):
+        out.append((text, label))
+        out.extend((variant, label) for variant in augment(text, data.augment, data.augment_alpha, seed + i, synonyms))
+    return out
+
+
+def text_rows(path: str | Path, data, tokenizer) -> list[Row]:
+    """Continued pre-training: every document with an end-of-text, loss on every token."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows = []
+    for document in read_documents([path]):
+        ids = list(tokenizer(document.text)["input_ids"]) + eos
+        rows.append((ids, list(ids)))
+    if not rows:
+        raise DataError(f"{path}: no text")
+    return rows
+
+
+def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
+    from luoxia.data.instruct import tokenize_conversation, validate_file
+
+    return [tokenize_conversation(conv, tokenizer, data.max_length)
+            for conv in validate_file(Path(path), data.format)]
+
+
+def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
+    from luoxia.data.instruct import detect_format
+
+    fmt = data.format if data.format != "auto" else detect_format(Path(path))
+    if fmt == "text":
+        return [(ids[: data.max_length], labels[: data.max_length]) for ids, labels in text_rows(path, data, tokenizer)]
+    return conversation_rows(path, data.model_copy(update={"format": fmt}), tokenizer)
+
+
+def packed(rows: list[Row], data, tokenizer) -> list[Row]:
+    if not data.packing:
+        return rows
+    from luoxia.data.instruct import pack
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    return [(ids, labels) for ids, labels, *_ in pack(rows, data.max_length, pad)]
+
+
+def train_and_val(train: list, val: list | None, recipe) -> tuple[list, list]:
+    from luoxia.train.finetune import split_examples
+
+    return (train, val) if val is not None else split_examples(train, recipe.data.val_fraction, recipe.seed)
+
+
+def load_rows(recipe, tokenizer, label_names: list[str] | None) -> tuple[list[Row], list[Row]]:
+    """Training and validation rows for a recipe; validation is a seeded share when no file is given.
+    Augmentation touches the training examples only."""
+    data = recipe.data
+    if recipe.task == "classify":
+        train, val = train_and_val(read_labelled(data.train, data),
+                                   read_labelled(data.val, data) if data.val else None, recipe)
+        if data.augment:
+            train = augmented(train, data, recipe.seed)
+        return (encode_labelled(train, data, tokenizer, label_names),
+                encode_labelled(val, data, tokenizer, label_names))
+    train, val = train_and_val(generation_rows(data.train, data, tokenizer),
+                               generation_rows(data.val, data, tokenizer) if data.val else None, recipe)
+    return packed(train, data, tokenizer), packed(val, data, tokenizer)
