@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
 console = Console()
 err_console = Console(stderr=True)
+
+
 def _print_json(data: dict) -> None:
     console.print_json(json.dumps(data, ensure_ascii=False))
 
@@ -111,6 +113,19 @@ def export(
     console.print(f"exported {export_run(run, out, merge)} ({escape(str(out))})")
 
 
+@app.command("import")
+def import_model(
+    hf_dir: Annotated[Path, typer.Argument(help="a local Hugging Face GPT-2, Llama, Qwen3 or Arcee directory")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="new Luoxia run directory")],
+) -> None:
+    """Import a Hugging Face checkpoint into Luoxia's own GPT (then generate, eval or fine-tune it)."""
+    from luoxia.export import import_hf
+
+    config = import_hf(hf_dir, out)
+    console.print(f"imported {escape(str(hf_dir))} as a {config.n_layer}-layer GPT × {config.n_embd} "
+                  f"({escape(str(out))})", highlight=False)
+
+
 @app.command()
 def classify(
     model: Annotated[Path, typer.Option("--model", "-m", help="a classification fine-tuning run")],
@@ -151,6 +166,8 @@ def generate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="one prompt per line")] = None,
+    template: Annotated[Optional[Path], typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
+    var: Annotated[Optional[list[str]], typer.Option(help="template variable name=value (repeatable)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="tokens to generate at most")] = 128,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
     top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
@@ -174,6 +191,13 @@ def generate(
         repetition_penalty=repetition_penalty, num_beams=num_beams, stop=stop or [], seed=seed,
         collapse_repeats=collapse_repeats), source="from the command line")
     prompts = _read_prompts(prompt, prompt_file)
+    if var and template is None:
+        raise ConfigError("--var sets template variables: it needs --template")
+    if template is not None:
+        from luoxia.generate.templates import parse_variables, render_template
+
+        variables = parse_variables(var or [])
+        prompts = [render_template(template, p, variables) for p in prompts]
     generator = load(model, device)
     if stream is None:
         stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
