@@ -65,14 +65,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
-    from luoxia.config import load_config, read_yaml, resolve_recipe
-    from luoxia.train.lm import LMRecipe, train_lm
+    from luoxia.recipes import load_recipe
+    from luoxia.train.lm import train_lm
 
-    path = resolve_recipe(config)
-    kind = read_yaml(path).get("task", "lm")
-    if kind != "lm":
-        raise ConfigError(f"{path}: unknown task '{kind}'; valid: lm")
-    recipe = load_config(LMRecipe, path, overrides or [])
+    recipe = load_recipe(config, overrides, allowed=("lm",))
     state = train_lm(recipe, resume=resume)
     if state.last_val is not None:
         console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
@@ -86,10 +82,10 @@ def finetune(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
-    from luoxia.config import load_config, resolve_recipe
-    from luoxia.train.finetune import FinetuneRecipe, check_data, finetune as run_finetune
+    from luoxia.recipes import load_recipe
+    from luoxia.train.finetune import check_data, finetune as run_finetune
 
-    recipe = load_config(FinetuneRecipe, resolve_recipe(config), overrides or [])
+    recipe = load_recipe(config, overrides, allowed=("finetune", "classify"))
     if check:
         console.print(check_data(recipe), highlight=False, markup=False)
         return

@@ -31,6 +31,27 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+SHARED_PREFIX = "shared:"
+
+
+def shared_path(relative_path: str) -> Path:
+    """A file under ``shared/data`` (or ``$LUOXIA_DATA_DIR``), or an error saying where it was sought."""
+    base = shared_data_dir()
+    path = base / relative_path if base else None
+    if path is None or not path.exists():
+        raise DataError(
+            f"{relative_path} not found under shared/data (looked in {base or '../shared/data'}); "
+            f"set {DATA_DIR_ENV} to the folder that holds it, or pass the file's own path instead"
+        )
+    return path
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """``shared:fin_sentiment_en/sent_train.csv`` → that file under shared/data; other paths as given."""
+    text = str(path)
+    return shared_path(text[len(SHARED_PREFIX):]) if text.startswith(SHARED_PREFIX) else Path(path)
+
+
 def pydoc_documents() -> Iterator[Document]:
     """Each help topic of ``pydoc_data.topics`` as one document, in sorted order."""
     from pydoc_data.topics import topics
@@ -55,15 +76,7 @@ class SharedCorpus:
     field: str | None = None
 
     def documents(self) -> Iterator[Document]:
-        base = shared_data_dir()
-        path = base / self.relative_path if base else None
-        if path is None or not path.exists():
-            raise DataError(
-                f"corpus file {self.relative_path} not found under shared/data "
-                f"(looked in {base or '../shared/data'}); set {DATA_DIR_ENV} to the folder that holds it, "
-                "or pass the file's path as the corpus"
-            )
-        return read_documents([path], self.format, self.field)
+        return read_documents([shared_path(self.relative_path)], self.format, self.field)
 
 
 SHARED_CORPORA = {

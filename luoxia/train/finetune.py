@@ -39,7 +39,8 @@ class MethodConfig(Config):
     r: int = Field(8, gt=0, description="LoRA/AdaLoRA rank (AdaLoRA: the average final rank)")
     alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
-    target_modules: list[str] | None = Field(None, description="module names to adapt (default: peft's per model)")
+    target_modules: list[str] | str | None = Field(
+        "all-linear", description="LoRA/AdaLoRA: modules to adapt (names, all-linear, or null: peft's default)")
     num_virtual_tokens: int = Field(8, gt=0, description="prefix/prompt tuning: virtual tokens")
 
 
@@ -105,7 +106,7 @@ def peft_config(method: MethodConfig, task: str, total_steps: int):
         return peft.AdaLoraConfig(target_r=method.r, init_r=2 * method.r, lora_alpha=method.alpha,
                                   lora_dropout=method.dropout, total_step=total_steps, **adapted, **common)
     if method.name == "ia3":
-        return peft.IA3Config(**adapted, **common)
+        return peft.IA3Config(**common)  # peft's per-model attention + feed-forward choice
     if method.name == "prefix":
         return peft.PrefixTuningConfig(num_virtual_tokens=method.num_virtual_tokens, **common)
     if method.name == "prompt":
@@ -120,7 +121,13 @@ def load_base(base_dir: Path, task: str, label_names: list[str] | None):
     from luoxia.generate.hf import load_hf_model
 
     if task != "classify":
-        return load_hf_model(base_dir, device="cpu")
+        from luoxia.data.instruct import chat_template
+
+        model, tokenizer = load_hf_model(base_dir, device="cpu")
+        # The template used in training travels with the saved tokenizer (and every export), so
+        # inference renders chats exactly as training did.
+        tokenizer.chat_template = chat_template(tokenizer)
+        return model, tokenizer
     model, tokenizer = load_hf_model(base_dir, "cpu", AutoModelForSequenceClassification,
                                      num_labels=len(label_names), id2label=dict(enumerate(label_names)),
                                      label2id={name: i for i, name in enumerate(label_names)})
@@ -341,11 +348,12 @@ def check_data(recipe: FinetuneRecipe) -> str:
             lines.append(f"{path}: {len(pairs)} examples; labels {dict(sorted(counts.items()))}")
             lines += [f"  [{label}] {text}" for text, label in pairs[:2]]
         return "\n".join(lines)
+    from luoxia.data.corpora import resolve_data_path
     from luoxia.data.instruct import preview
 
     tokenizer_dir = base_model_dir(recipe.base_model, Path(recipe.out_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     for path in filter(None, [data.train, data.val]):
         lines.append(f"{path}: valid; two examples (the loss is on the marked parts):")
-        lines.append(preview(Path(path), data.format, tokenizer, n=2))
+        lines.append(preview(resolve_data_path(path), data.format, tokenizer, n=2))
     return "\n".join(lines)

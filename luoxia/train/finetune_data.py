@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_documents, read_records
 from luoxia.errors import DataError
 
@@ -14,7 +15,7 @@ Row = tuple[list[int], object]  # (input_ids, labels: per-token list or a class 
 def read_labelled(path: str | Path, data) -> list[tuple[str, str]]:
     """(text, label) pairs from every CSV/JSONL file under ``path``; labels as strings."""
     pairs = []
-    for file in list_files(Path(path)):
+    for file in list_files(resolve_data_path(path)):
         for origin, record in read_records(file, [data.text_field, data.label_field]):
             text, label = record[data.text_field], record[data.label_field]
             if not isinstance(text, str) or not text.strip():
@@ -74,6 +75,7 @@ def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
 def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
     from luoxia.data.instruct import detect_format
 
+    path = resolve_data_path(path)
     fmt = data.format if data.format != "auto" else detect_format(Path(path))
     if fmt == "text":
         return [(ids[: data.max_length], labels[: data.max_length]) for ids, labels in text_rows(path, data, tokenizer)]
