@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_records
 from luoxia.errors import DataError
-from luoxia.generate.load import load_finetuned
+from luoxia.generate.load import load_finetuned, run_recipe
 
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
@@ -30,7 +30,8 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels
 
 @torch.no_grad()
 def predict(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 256) -> list[int]:
-    """Class indices for ``texts``, in batches (right padding; the head reads the last real token)."""
+    """Class indices for ``texts``, in batches (right padding: a decoder's head finds the last real
+    token through the pad id, an encoder's reads the first)."""
     model.eval()
     device = next(model.parameters()).device
     tokenizer.padding_side = "right"
@@ -66,8 +67,9 @@ def classify_file(run_dir: str | Path, path: str | Path, text_field: str = "text
     """Predictions for every text in ``path``, plus metrics when it carries labels."""
     model, tokenizer = load_finetuned(run_dir, device)
     names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    max_length = run_recipe(run_dir)["data"]["max_length"]  # cut texts exactly as in training
     texts, gold = read_inputs(path, text_field, label_field)
-    predicted = [names[i] for i in predict(model, tokenizer, texts, batch_size)]
+    predicted = [names[i] for i in predict(model, tokenizer, texts, batch_size, max_length)]
     result: dict = {"run": str(run_dir), "input": str(path), "predictions": predicted}
     if gold is not None:
         result["metrics"] = classification_metrics(gold_names(gold, names), predicted, names)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from luoxia.config import Config, dump_config
+from luoxia.data.instruct import IGNORE
 from luoxia.errors import ConfigError
 from luoxia.generate.load import ADAPTER_DIR, BASE_DIR, FULL_DIR, base_dir_of
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
@@ -29,7 +30,6 @@ from luoxia.train.loop import TrainConfig, TrainState, fit
 from luoxia.train.task import Batch, GradientTask
 
 Method = Literal["full", "lora", "adalora", "ia3", "prefix", "prompt"]
-IGNORE = -100
 
 
 class MethodConfig(Config):
@@ -133,7 +133,7 @@ def load_base(base_dir: Path, task: str, label_names: list[str] | None):
                                      label2id={name: i for i, name in enumerate(label_names)})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
+    model.config.pad_token_id = tokenizer.pad_token_id  # a decoder's head finds the last real token by it
     return model, tokenizer
 
 
@@ -233,10 +233,12 @@ class FinetuneTask(GradientTask):
         smoothing = self.recipe.label_smoothing
         if self.classify:
             return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
-        # Prompt tuning prepends virtual tokens: the last T positions are the real ones.
+        # Prompt tuning prepends virtual tokens: the last T positions are the real ones. Position t
+        # predicts token t + 1; shifting the labels rather than the logits avoids copying (B, T, V).
         logits = logits[:, -ids.size(1) :]
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=IGNORE, label_smoothing=smoothing)
+        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                               label_smoothing=smoothing)
 
     def step_counts(self) -> dict[str, float]:
         return {"samples": self.cfg.grad_accum * self.cfg.batch_size * self.ctx.world_size}
@@ -246,8 +248,10 @@ class FinetuneTask(GradientTask):
             self.model.base_model.update_and_allocate(step)
 
     def val_batches(self) -> list[Batch]:
+        """A fixed, seeded sample of the validation rows (files are often sorted by label)."""
         size = self.cfg.eval_batch_size or self.cfg.batch_size
-        rows = self.val_rows[: size * self.cfg.eval_batches]
+        order = np.random.default_rng(self.recipe.seed).permutation(len(self.val_rows))[: size * self.cfg.eval_batches]
+        rows = [self.val_rows[i] for i in sorted(order)]
         return [self._batch(rows[i : i + size]) for i in range(0, len(rows), size)]
 
     def evaluate(self) -> dict[str, float]:

@@ -3,9 +3,11 @@ chats for generation (loss on the assistant's tokens only), packed or one exampl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from luoxia.data.corpora import resolve_data_path
+from luoxia.data.instruct import IGNORE
 from luoxia.data.readers import list_files, read_documents, read_records
 from luoxia.errors import DataError
 
@@ -35,9 +37,10 @@ def label_index(label: str, label_names: list[str], origin: str) -> int:
     raise DataError(f"{origin}: label '{label}' is not one of {', '.join(label_names)}")
 
 
-def encode_labelled(pairs: list[tuple[str, str]], data, tokenizer, label_names: list[str]) -> list[Row]:
+def encode_labelled(pairs: list[tuple[str, str]], data, tokenizer, label_names: list[str],
+                    source: str | Path) -> list[Row]:
     return [(list(tokenizer(text, truncation=True, max_length=data.max_length)["input_ids"]),
-             label_index(label, label_names, f"{data.train} (example {number + 1})"))
+             label_index(label, label_names, f"{source} (example {number + 1})"))
             for number, (text, label) in enumerate(pairs)]
 
 
@@ -68,8 +71,17 @@ def text_rows(path: str | Path, data, tokenizer) -> list[Row]:
 def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
     from luoxia.data.instruct import tokenize_conversation, validate_file
 
-    return [tokenize_conversation(conv, tokenizer, data.max_length)
-            for conv in validate_file(Path(path), data.format)]
+    rows = [tokenize_conversation(conv, tokenizer, data.max_length) for conv in validate_file(Path(path), data.format)]
+    # A row whose assistant turns all lie past max_length teaches nothing (and a batch of such
+    # rows has no loss at all): drop it, and say so.
+    kept = [(ids, labels) for ids, labels in rows if any(label != IGNORE for label in labels)]
+    if not kept:
+        raise DataError(f"{path}: no conversation has an assistant token within data.max_length="
+                        f"{data.max_length}; raise it")
+    if len(kept) < len(rows):
+        warnings.warn(f"{path}: {len(rows) - len(kept)} of {len(rows)} conversations have no assistant token "
+                      f"within data.max_length={data.max_length} and are skipped", stacklevel=2)
+    return kept
 
 
 def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
@@ -106,8 +118,8 @@ def load_rows(recipe, tokenizer, label_names: list[str] | None) -> tuple[list[Ro
                                    read_labelled(data.val, data) if data.val else None, recipe)
         if data.augment:
             train = augmented(train, data, recipe.seed)
-        return (encode_labelled(train, data, tokenizer, label_names),
-                encode_labelled(val, data, tokenizer, label_names))
+        return (encode_labelled(train, data, tokenizer, label_names, data.train),
+                encode_labelled(val, data, tokenizer, label_names, data.val or data.train))
     train, val = train_and_val(generation_rows(data.train, data, tokenizer),
                                generation_rows(data.val, data, tokenizer) if data.val else None, recipe)
     return packed(train, data, tokenizer), packed(val, data, tokenizer)

@@ -243,10 +243,10 @@ def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedConte
                 unit = "tok/s" if "tokens" in metrics else "samples/s"
                 logger.advance(state.step, metrics["loss"], f"{rate:,.0f} {unit}")
                 last = state.step == cfg.max_steps
-                if state.step % cfg.log_interval == 0 or last:
+                logged = state.step % cfg.log_interval == 0 or last
+                if logged:
                     lr = next(iter(task.optimizers.values())).param_groups[0]["lr"]
                     logger.log(state.step, {**metrics, "lr": lr, f"{unit.replace('/', '_per_')}": round(rate, 1)})
-                    window_start, window_count = time.perf_counter(), 0.0
                 if state.step % cfg.eval_interval == 0 or last:
                     _evaluate(task, state, cfg, logger, run_dir, ctx)
                     evaluated = True
@@ -259,6 +259,8 @@ def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedConte
                     save_training_checkpoint(task, state, run_dir, cfg, ctx)
                 if state.stop_reason:
                     break
+                if logged:  # the next window starts after this step's evaluation and checkpoint
+                    window_start, window_count = time.perf_counter(), 0.0
     finally:
         logger.close()
     if not evaluated and ctx.is_main:  # no evaluation ever ran: the final weights are the product

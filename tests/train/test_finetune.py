@@ -157,3 +157,23 @@ def test_classification_learns_a_separable_set(base_run: Path, tmp_path: Path):
     metrics = result["metrics"]
     assert metrics["labels"] == ["down", "up"] and metrics["accuracy"] >= 0.9
     assert sum(map(sum, metrics["confusion_matrix"])) == 32 and "macro avg" in metrics["report_text"]
+
+
+def test_conversations_with_no_assistant_token_in_range_are_dropped(chat_file: Path, tmp_path: Path):
+    from transformers import PreTrainedTokenizerFast
+
+    from luoxia.errors import DataError
+    from luoxia.train.finetune import FinetuneData
+    from luoxia.train.finetune_data import conversation_rows
+
+    char = train_char_tokenizer([CHARS], special_tokens=[EOS_TOKEN])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=char.backend, eos_token=EOS_TOKEN)
+    long_question = {"messages": [{"role": "user", "content": TEXT}, {"role": "assistant", "content": "To be"}]}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(chat_file.read_text() + "\n" + json.dumps(long_question))
+    data = FinetuneData(train=str(mixed), format="chat", max_length=96)
+    with pytest.warns(UserWarning, match="1 of 13 conversations have no assistant token"):
+        rows = conversation_rows(mixed, data, tokenizer)
+    assert len(rows) == 12
+    with pytest.raises(DataError, match="no conversation has an assistant token within data.max_length=8"):
+        conversation_rows(mixed, data.model_copy(update={"max_length": 8}), tokenizer)

@@ -1,0 +1,111 @@
+"""Generation speed of Luoxia's own decoder against `transformers`' ``generate`` on the same weights.
+
+    python bench/decode_vs_hf.py [--run RUN_DIR] [--new-tokens 200] [--repeats 3]
+
+Without ``--run`` the model is a freshly initialised GPT shaped like configs/lm/pydoc.yaml (3 layers ×
+160, the `make demo` model) with a 256-token context so prompt + new tokens fit; speed does not depend
+on the weights. The Luoxia model is exported with `luoxia.export.gpt_to_hf` (GPT-2 for the classic
+recipe, Llama/Qwen3/Arcee for the modern ones), so both sides compute the same logits. Each setting —
+batch 1 and 8, greedy and sampled (temperature 0.8, top-k 50) — generates exactly ``--new-tokens``
+tokens per sequence from the same prompt (the tokenizer has no end-of-text token, so nothing stops
+early); the time includes the prompt's prefill. Best of ``--repeats``; one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+PROMPT = "The quick brown fox jumps over"
+
+
+def build_models(run: str | None):
+    """(Luoxia generator, its `transformers` twin, description)."""
+    from luoxia.config import load_config, resolve_recipe
+    from luoxia.data.tokenizer import train_bpe_tokenizer
+    from luoxia.export import gpt_to_hf
+    from luoxia.generate.load import load_gpt
+    from luoxia.generate.text import GPTGenerator
+    from luoxia.models.gpt import GPT
+    from luoxia.train.lm import LMRecipe
+
+    if run:
+        model, tokenizer = load_gpt(run, device="cpu")
+        source = run
+    else:
+        recipe = load_config(LMRecipe, resolve_recipe("lm/pydoc.yaml"))
+        tokenizer = train_bpe_tokenizer(["The quick brown fox jumps over the lazy dog. " * 50], vocab_size=300,
+                                        special_tokens=())
+        torch.manual_seed(0)
+        model = GPT(recipe.model.model_copy(update={"vocab_size": tokenizer.vocab_size, "block_size": 256}))
+        source = "configs/lm/pydoc.yaml shape, context 256 (random weights)"
+    hf_model, _ = gpt_to_hf(model.eval(), tokenizer)
+    return GPTGenerator(model, tokenizer), hf_model, tokenizer, source
+
+
+def luoxia_tokens(generator, batch: int, sample: bool, new_tokens: int) -> list[list[int]]:
+    from luoxia.generate.interface import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.8 if sample else 0,
+                              top_k=50 if sample else None, seed=0)
+    return [r.token_ids for r in generator.generate([PROMPT] * batch, config)]
+
+
+def hf_tokens(hf_model, tokenizer, batch: int, sample: bool, new_tokens: int) -> list[list[int]]:
+    ids = torch.tensor([tokenizer.encode(PROMPT)] * batch)
+    torch.manual_seed(0)
+    options = dict(do_sample=True, temperature=0.8, top_k=50) if sample else dict(do_sample=False)
+    out = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                            min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0, **options)
+    return out[:, ids.size(1):].tolist()
+
+
+def tokens_per_s(run, repeats: int) -> tuple[float, list[list[int]]]:
+    best, tokens = 0.0, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            tokens = run()
+        best = max(best, sum(map(len, tokens)) / (time.perf_counter() - start))
+    return best, tokens
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="a trained run directory (default: random weights, pydoc shape)")
+    parser.add_argument("--new-tokens", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    generator, hf_model, tokenizer, source = build_models(args.run)
+    luoxia_tokens(generator, 1, False, 8)  # warm-up: one-off allocations are not timed
+    hf_tokens(hf_model, tokenizer, 1, False, 8)
+    results: dict = {}
+    for batch in (1, 8):
+        for sample in (False, True):
+            name = f"batch{batch}_{'sampled' if sample else 'greedy'}"
+            ours, our_tokens = tokens_per_s(lambda: luoxia_tokens(generator, batch, sample, args.new_tokens),
+                                            args.repeats)
+            theirs, their_tokens = tokens_per_s(lambda: hf_tokens(hf_model, tokenizer, batch, sample,
+                                                                  args.new_tokens), args.repeats)
+            results[name] = {"luoxia_tokens_per_s": round(ours, 1), "hf_tokens_per_s": round(theirs, 1),
+                             "ratio": round(ours / theirs, 2)}
+            if not sample:
+                results[name]["same_tokens"] = our_tokens == their_tokens
+    config = generator.model.config
+    return {
+        "benchmark": "decode_vs_hf",
+        "model": source,
+        "hf_class": type(hf_model).__name__,
+        "shape": {"n_layer": config.n_layer, "n_embd": config.n_embd, "params": generator.model.num_params()},
+        "new_tokens": args.new_tokens,
+        **results,
+        "target_ratio_batch1": 3.0,
+        "threads": torch.get_num_threads(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()), flush=True)
