@@ -8,7 +8,10 @@ on the weights. The Luoxia model is exported with `luoxia.export.gpt_to_hf` (GPT
 recipe, Llama/Qwen3/Arcee for the modern ones), so both sides compute the same logits. Each setting —
 batch 1 and 8, greedy and sampled (temperature 0.8, top-k 50) — generates exactly ``--new-tokens``
 tokens per sequence from the same prompt (the tokenizer has no end-of-text token, so nothing stops
-early); the time includes the prompt's prefill. Best of ``--repeats``; one JSON line.
+early); the time includes the prompt's prefill. Luoxia is timed twice: eager, and with its decode
+step compiled (``luoxia.load(..., compile=True)``; the compilation itself happens in a warm-up and is
+reported as ``compile_seconds``). `transformers` runs its default ``generate`` (dynamic cache, eager).
+Best of ``--repeats``; one JSON line.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def build_models(run: str | None):
         model = GPT(recipe.model.model_copy(update={"vocab_size": tokenizer.vocab_size, "block_size": 256}))
         source = "configs/lm/pydoc.yaml shape, context 256 (random weights)"
     hf_model, _ = gpt_to_hf(model.eval(), tokenizer)
-    return GPTGenerator(model, tokenizer), hf_model, tokenizer, source
+    return {"eager": GPTGenerator(model, tokenizer), "compiled": GPTGenerator(model, tokenizer, compile=True)}, \
+        hf_model, tokenizer, source
 
 
 def luoxia_tokens(generator, batch: int, sample: bool, new_tokens: int) -> list[list[int]]:
@@ -79,21 +83,28 @@ def main() -> dict:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    generator, hf_model, tokenizer, source = build_models(args.run)
-    luoxia_tokens(generator, 1, False, 8)  # warm-up: one-off allocations are not timed
+    generators, hf_model, tokenizer, source = build_models(args.run)
+    luoxia_tokens(generators["eager"], 1, False, 8)  # warm-up: one-off allocations are not timed
+    started = time.perf_counter()
+    for batch in (1, 8):
+        luoxia_tokens(generators["compiled"], batch, False, 8)
+    compile_seconds = time.perf_counter() - started
     hf_tokens(hf_model, tokenizer, 1, False, 8)
     results: dict = {}
     for batch in (1, 8):
         for sample in (False, True):
-            name = f"batch{batch}_{'sampled' if sample else 'greedy'}"
-            ours, our_tokens = tokens_per_s(lambda: luoxia_tokens(generator, batch, sample, args.new_tokens),
-                                            args.repeats)
             theirs, their_tokens = tokens_per_s(lambda: hf_tokens(hf_model, tokenizer, batch, sample,
                                                                   args.new_tokens), args.repeats)
-            results[name] = {"luoxia_tokens_per_s": round(ours, 1), "hf_tokens_per_s": round(theirs, 1),
-                             "ratio": round(ours / theirs, 2)}
-            if not sample:
-                results[name]["same_tokens"] = our_tokens == their_tokens
+            row: dict = {"hf_tokens_per_s": round(theirs, 1)}
+            for kind, generator in generators.items():
+                ours, our_tokens = tokens_per_s(lambda: luoxia_tokens(generator, batch, sample, args.new_tokens),
+                                                args.repeats)
+                row[f"luoxia_{kind}_tokens_per_s"] = round(ours, 1)
+                row[f"ratio_{kind}"] = round(ours / theirs, 2)
+                if not sample:
+                    row[f"same_tokens_{kind}"] = our_tokens == their_tokens
+            results[f"batch{batch}_{'sampled' if sample else 'greedy'}"] = row
+    generator = generators["eager"]
     config = generator.model.config
     return {
         "benchmark": "decode_vs_hf",
@@ -102,6 +113,7 @@ def main() -> dict:
         "shape": {"n_layer": config.n_layer, "n_embd": config.n_embd, "params": generator.model.num_params()},
         "new_tokens": args.new_tokens,
         **results,
+        "compile_seconds": round(compile_seconds, 1),
         "target_ratio_batch1": 3.0,
         "threads": torch.get_num_threads(),
     }

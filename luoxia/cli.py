@@ -176,6 +176,7 @@ def generate(
     stream: Annotated[Optional[bool], typer.Option(help="print tokens as they come (default: one prompt)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow start")] = False,
 ) -> None:
     """Generate text from a trained model."""
     from luoxia.config import build_config
@@ -194,7 +195,7 @@ def generate(
 
         variables = parse_variables(var or [])
         prompts = [render_template(template, p, variables) for p in prompts]
-    generator = load(model, device)
+    generator = load(model, device, compile=compile)
     if stream is None:
         stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
     if stream:

@@ -68,12 +68,13 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / RUN_CONFIG).is_file()
 
 
-def load(path: str | Path, device: str = "auto") -> TextGenerator:
+def load(path: str | Path, device: str = "auto", compile: bool = False) -> TextGenerator:
     """A Luoxia run directory or a local Hugging Face model directory as a text generator:
-    ``luoxia.load("runs/tiny").generate("Hello")``."""
+    ``luoxia.load("runs/tiny").generate("Hello")``. ``compile`` compiles a Luoxia GPT's decode step
+    (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds."""
     if is_run_dir(path) and run_recipe(path).get("task", "lm") == "lm":
         model, tokenizer = load_gpt(path, device)
-        return GPTGenerator(model, tokenizer, name=Path(path).name)
+        return GPTGenerator(model, tokenizer, name=Path(path).name, compile=compile)
     from luoxia.generate.hf import HFGenerator
 
     if is_run_dir(path):

@@ -60,11 +60,14 @@ class GPTDecoder:
 
     With the cache, each step costs one token's forward pass; when the cache is full it is refilled
     from the last half-context. Without it, every step re-reads the last ``block_size`` tokens
-    (what the model sees is the same while the text fits the context).
+    (what the model sees is the same while the text fits the context). ``step_model`` — the same
+    model compiled, or the model itself — runs the one-token steps; prompts go through ``model``.
     """
 
-    def __init__(self, model: GPT, histories: Sequence[Sequence[int]], use_cache: bool = True):
+    def __init__(self, model: GPT, histories: Sequence[Sequence[int]], use_cache: bool = True,
+                 step_model: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None):
         self.model = model
+        self.step_model = step_model if step_model is not None else model
         self.block_size = model.config.block_size
         self.use_cache = use_cache
         self.histories = [list(h) for h in histories]
@@ -88,7 +91,7 @@ class GPTDecoder:
         elif self.cache.length >= self.cache.max_len:
             self.logits = self._refill(self.block_size // 2)
         else:
-            logits, _ = self.model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
+            logits, _ = self.step_model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
             self.logits = logits[:, -1].float()
         return self.logits
 
@@ -260,10 +263,23 @@ class CausalLMGenerator:
         return self._result(seq, config)
 
 
-class GPTGenerator(CausalLMGenerator):
-    """`TextGenerator` over a Luoxia GPT and its tokenizer."""
+def compile_step(model: GPT) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
+    """The model's one-token decode step compiled by TorchInductor.
 
-    def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt"):
+    A small model's step is a few dozen tiny kernels, so eager PyTorch spends most of it in
+    per-operator dispatch; Inductor fuses them into one generated C++ function (``cpp_wrapper``
+    also takes the Python out of calling it). Shapes are dynamic, so the growing cache length does
+    not recompile. The first call compiles (seconds); prompts still run eagerly, since their length
+    varies and they happen once per request.
+    """
+    return torch.compile(model, dynamic=None, options={"cpp_wrapper": model.lm_head.weight.device.type == "cpu"})
+
+
+class GPTGenerator(CausalLMGenerator):
+    """`TextGenerator` over a Luoxia GPT and its tokenizer; ``compile`` compiles the decode step."""
+
+    def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt", compile: bool = False):
         self.model = model.eval()
-        super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache), tokenizer,
-                         name, model.config.block_size, model.lm_head.weight.device)
+        step_model = compile_step(self.model) if compile else self.model
+        super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache, step_model),
+                         tokenizer, name, model.config.block_size, model.lm_head.weight.device)

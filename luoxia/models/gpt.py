@@ -76,9 +76,11 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_size)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch_size, config.n_head, max_len, config.head_size)
+        # One buffer per layer (not one stacked tensor): a compiled decode step then writes each
+        # new key in place instead of copying a whole stacked buffer back.
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.key_valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.seen = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.length = 0
@@ -86,18 +88,19 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.k.size(3)
+        return self.key_valid.size(1)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's (B, nh, T, hs) keys/values; return every key/value so far."""
         end = self.length + k.size(2)
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        slots = torch.arange(self.length, end, device=k.device)
+        self.k[layer].index_copy_(2, slots, k)
+        self.v[layer].index_copy_(2, slots, v)
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the sequences at ``index`` (in that order): beam search's re-ranking."""
-        self.k, self.v = self.k[:, index], self.v[:, index]
+        self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
         self.key_valid, self.seen = self.key_valid[index], self.seen[index]
 
 

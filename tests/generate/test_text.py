@@ -123,3 +123,15 @@ def test_collapse_repeats_is_applied(generator: GPTGenerator):
     text = generator.generate(["the the the"], config)[0].text
     words = text.split()
     assert all(a != b for a, b in zip(words, words[1:]))
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_gives_the_same_tokens(trained_run):
+    """The compiled step is an optimisation only: same greedy tokens, same sampled tokens per seed,
+    also once the cache fills and is refilled (the text outgrows the 64-token context)."""
+    eager, compiled = luoxia.load(trained_run, device="cpu"), luoxia.load(trained_run, device="cpu", compile=True)
+    for config in (GenerationConfig(max_new_tokens=100, temperature=0),
+                   GenerationConfig(max_new_tokens=40, temperature=0.9, top_k=8, seed=3)):
+        prompts = ["To be", "Whether 'tis nobler"]
+        assert [r.token_ids for r in compiled.generate(prompts, config)] == \
+            [r.token_ids for r in eager.generate(prompts, config)]
