@@ -164,6 +164,7 @@ def generate(
     prompt_file: Annotated[Optional[Path], typer.Option(help="one prompt per line")] = None,
     template: Annotated[Optional[Path], typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
     var: Annotated[Optional[list[str]], typer.Option(help="template variable name=value (repeatable)")] = None,
+    chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat template")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="tokens to generate at most")] = 128,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
     top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
@@ -187,15 +188,10 @@ def generate(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         repetition_penalty=repetition_penalty, num_beams=num_beams, stop=stop or [], seed=seed,
         collapse_repeats=collapse_repeats), source="from the command line")
-    prompts = _read_prompts(prompt, prompt_file)
-    if var and template is None:
-        raise ConfigError("--var sets template variables: it needs --template")
-    if template is not None:
-        from luoxia.generate.templates import parse_variables, render_template
+    from luoxia.generate.templates import prepare_prompts
 
-        variables = parse_variables(var or [])
-        prompts = [render_template(template, p, variables) for p in prompts]
     generator = load(model, device, compile=compile)
+    prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
     if stream is None:
         stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
     if stream:

@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from luoxia.data.readers import read_text_file
 from luoxia.errors import ConfigError
+from luoxia.generate.interface import GenerationConfig
 
 # trim_blocks/lstrip_blocks: {% … %} lines leave no blank lines behind; the file's final newline is
 # dropped, so a prompt ends where the template's text does.
@@ -45,3 +46,40 @@ def render_template(path: str | Path, input: str, variables: dict[str, str] | No
         raise ConfigError(f"{path}: template variable {error.message}; pass it with --var NAME=VALUE") from None
     except TemplateError as error:  # e.g. the sandbox refusing an unsafe attribute
         raise ConfigError(f"{path}: cannot render the template: {error}") from None
+
+
+CHATML_END = "<|im_end|>"
+
+
+def chat_prompt(tokenizer, text: str) -> tuple[str, list[str]]:
+    """One user turn rendered through the model's chat template — ChatML where it has none, as in
+    fine-tuning — ending where the assistant's reply starts; and the stop strings that end the reply
+    (ChatML's end marker, which a small tokenizer may spell as plain text rather than one token)."""
+    from luoxia.data.instruct import DEFAULT_CHAT_TEMPLATE
+
+    hf_tokenizer = getattr(tokenizer, "hf", None)
+    template = getattr(hf_tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+    messages = [{"role": "user", "content": text}]
+    if hf_tokenizer is not None:
+        prompt = hf_tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=True)
+    else:
+        prompt = _ENVIRONMENT.from_string(template).render(messages=messages, add_generation_prompt=True)
+    return prompt, [CHATML_END] if CHATML_END in template else []
+
+
+def prepare_prompts(prompts: list[str], generator, config: GenerationConfig, template: str | Path | None = None,
+                    variables: list[str] | None = None, chat: bool = False) -> tuple[list[str], GenerationConfig]:
+    """What ``luoxia generate`` feeds the model: each prompt through the Jinja ``template`` (with
+    ``name=value`` ``variables``), then, with ``chat``, through the model's chat template — and the
+    generation config with the chat's stop strings added."""
+    if variables and template is None:
+        raise ConfigError("--var sets template variables: it needs --template")
+    if template is not None:
+        values = parse_variables(variables or [])
+        prompts = [render_template(template, p, values) for p in prompts]
+    if not chat:
+        return prompts, config
+    rendered = [chat_prompt(generator.tokenizer, p) for p in prompts]
+    stops = sorted({stop for _, chat_stops in rendered for stop in chat_stops} - set(config.stop))
+    return [p for p, _ in rendered], config.model_copy(update={"stop": [*config.stop, *stops]})

@@ -137,8 +137,21 @@ def load_base(base_dir: Path, task: str, label_names: list[str] | None):
     return model, tokenizer
 
 
+def check_fits_context(recipe: FinetuneRecipe, model_config) -> None:
+    """Rows longer than the base's context would index past its positions: refuse them up front."""
+    from luoxia.generate.hf import context_length
+
+    context = context_length(model_config)
+    virtual = recipe.method.num_virtual_tokens if recipe.method.name in ("prefix", "prompt") else 0
+    if recipe.data.max_length + virtual > context:
+        extra = f" + {virtual} virtual tokens" if virtual else ""
+        raise ConfigError(f"data.max_length={recipe.data.max_length}{extra} exceeds the base model's context of "
+                          f"{context} tokens; lower data.max_length")
+
+
 def build_model(recipe: FinetuneRecipe, run_dir: Path, label_names: list[str] | None):
     base, tokenizer = load_base(base_model_dir(recipe.base_model, run_dir), recipe.task, label_names)
+    check_fits_context(recipe, base.config)
     config = peft_config(recipe.method, recipe.task, recipe.train.max_steps)
     if config is None:
         return base, tokenizer

@@ -73,3 +73,26 @@ def test_cli_template_options_fail_clearly(trained_run: Path, tmp_path: Path, ar
     result = CliRunner().invoke(app, ["generate", "--model", str(trained_run), "-p", "x",
                                       *[a.format(t=template) for a in args]])
     assert isinstance(result.exception, ConfigError) and message in str(result.exception)
+
+
+def test_chat_prompt_uses_chatml_where_the_model_has_no_template(trained_run: Path):
+    import luoxia
+    from luoxia.generate.interface import GenerationConfig
+    from luoxia.generate.templates import CHATML_END, prepare_prompts
+
+    generator = luoxia.load(trained_run, device="cpu")
+    prompts, config = prepare_prompts(["To be"], generator, GenerationConfig(stop=["\n\n"]), chat=True)
+    assert prompts == ["<|im_start|>user\nTo be<|im_end|>\n<|im_start|>assistant\n"]
+    assert config.stop == ["\n\n", CHATML_END]
+
+
+def test_chat_prompt_uses_the_tokenizers_own_template():
+    from transformers import PreTrainedTokenizerFast
+
+    from luoxia.data.tokenizer import train_char_tokenizer
+    from luoxia.generate.hf import HFTokenizer
+    from luoxia.generate.templates import chat_prompt
+
+    hf = PreTrainedTokenizerFast(tokenizer_object=train_char_tokenizer(["abc"]).backend)
+    hf.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant] "
+    assert chat_prompt(HFTokenizer(hf), "abc") == ("[user] abc\n[assistant] ", [])

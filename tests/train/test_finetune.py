@@ -74,10 +74,19 @@ def test_each_method_lowers_the_loss(method: str, lr: float, base_run: Path, cha
 def test_lora_trains_under_five_percent(base_run: Path, chat_file: Path, tmp_path: Path):
     bigger = tmp_path / "bigger"
     tokenizer = train_char_tokenizer([CHARS], special_tokens=[EOS_TOKEN])
-    write_run(bigger, tiny_gpt(vocab_size=tokenizer.vocab_size, n_embd=128, n_head=4, n_layer=2), tokenizer, {})
+    write_run(bigger, tiny_gpt(vocab_size=tokenizer.vocab_size, n_embd=128, n_head=4, n_layer=2, block_size=128),
+              tokenizer, {})
     model, _ = build_model(recipe(bigger, tmp_path / "run", chat_file, "method.r=4"), tmp_path / "run", None)
     trainable, total = trainable_share(model)
     assert 0 < trainable < 0.05 * total
+
+
+def test_rows_longer_than_the_base_context_are_refused(base_run: Path, chat_file: Path, tmp_path: Path):
+    from luoxia.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.max_length=124 \+ 8 virtual tokens exceeds .* context of 128"):
+        build_model(recipe(base_run, tmp_path / "run", chat_file, "data.max_length=124", "method.name=prompt",
+                           "data.packing=false"), tmp_path / "run", None)
 
 
 @pytest.mark.slow
