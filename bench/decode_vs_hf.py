@@ -3,8 +3,8 @@
     python bench/decode_vs_hf.py [--run RUN_DIR] [--new-tokens 200] [--repeats 3]
 
 Without ``--run`` the model is a freshly initialised GPT shaped like configs/lm/pydoc.yaml (3 layers ×
-160, the `make demo` model) with a 256-token context so prompt + new tokens fit; speed does not depend
-on the weights. The Luoxia model is exported with `luoxia.export.gpt_to_hf` (GPT-2 for the classic
+160, 256-token context: the `make demo` model), as in bench/lm_decode.py; speed does not depend on
+the weights. The Luoxia model is exported with `luoxia.export.gpt_to_hf` (GPT-2 for the classic
 recipe, Llama/Qwen3/Arcee for the modern ones), so both sides compute the same logits. Each setting —
 batch 1 and 8, greedy and sampled (temperature 0.8, top-k 50) — generates exactly ``--new-tokens``
 tokens per sequence from the same prompt (the tokenizer has no end-of-text token, so nothing stops
@@ -16,7 +16,6 @@ Best of ``--repeats``; one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -26,28 +25,16 @@ PROMPT = "The quick brown fox jumps over"
 
 
 def build_models(run: str | None):
-    """(Luoxia generator, its `transformers` twin, description)."""
-    from luoxia.config import load_config, resolve_recipe
-    from luoxia.data.tokenizer import train_bpe_tokenizer
-    from luoxia.export import gpt_to_hf
-    from luoxia.generate.load import load_gpt
-    from luoxia.generate.text import GPTGenerator
-    from luoxia.models.gpt import GPT
-    from luoxia.train.lm import LMRecipe
+    """(Luoxia generators, eager and compiled; their `transformers` twin; its tokenizer; description)."""
+    from lm_decode import build_generator
 
-    if run:
-        model, tokenizer = load_gpt(run, device="cpu")
-        source = run
-    else:
-        recipe = load_config(LMRecipe, resolve_recipe("lm/pydoc.yaml"))
-        tokenizer = train_bpe_tokenizer(["The quick brown fox jumps over the lazy dog. " * 50], vocab_size=300,
-                                        special_tokens=())
-        torch.manual_seed(0)
-        model = GPT(recipe.model.model_copy(update={"vocab_size": tokenizer.vocab_size, "block_size": 256}))
-        source = "configs/lm/pydoc.yaml shape, context 256 (random weights)"
-    hf_model, _ = gpt_to_hf(model.eval(), tokenizer)
-    return {"eager": GPTGenerator(model, tokenizer), "compiled": GPTGenerator(model, tokenizer, compile=True)}, \
-        hf_model, tokenizer, source
+    from luoxia.export import gpt_to_hf
+    from luoxia.generate.text import GPTGenerator
+
+    eager, source = build_generator(run)
+    hf_model, _ = gpt_to_hf(eager.model, eager.tokenizer)
+    compiled = GPTGenerator(eager.model, eager.tokenizer, compile=True)
+    return {"eager": eager, "compiled": compiled}, hf_model, eager.tokenizer, source
 
 
 def luoxia_tokens(generator, batch: int, sample: bool, new_tokens: int) -> list[list[int]]:
@@ -78,11 +65,9 @@ def tokens_per_s(run, repeats: int) -> tuple[float, list[list[int]]]:
 
 
 def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="a trained run directory (default: random weights, pydoc shape)")
-    parser.add_argument("--new-tokens", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    from lm_decode import decode_arguments
+
+    args = decode_arguments(__doc__.splitlines()[0])
     generators, hf_model, tokenizer, source = build_models(args.run)
     luoxia_tokens(generators["eager"], 1, False, 8)  # warm-up: one-off allocations are not timed
     started = time.perf_counter()

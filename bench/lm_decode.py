@@ -53,12 +53,17 @@ def time_generation(generator, batch: int, use_cache: bool, new_tokens: int, rep
     return best
 
 
-def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def decode_arguments(description: str) -> argparse.Namespace:
+    """The options every decoding benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--run", help="a trained run directory (default: random weights, pydoc shape)")
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> dict:
+    args = decode_arguments(__doc__.splitlines()[0])
     generator, source = build_generator(args.run)
     # A warm-up run so that one-off allocations are not timed.
     time_generation(generator, 1, True, 8, 1)

@@ -56,16 +56,13 @@ def augmented(pairs: list[tuple[str, str]], data, seed: int) -> list[tuple[str, 
     return out
 
 
-def text_rows(path: str | Path, data, tokenizer) -> list[Row]:
-    """Continued pre-training: every document with an end-of-text, loss on every token."""
+def document_ids(path: str | Path, tokenizer) -> list[list[int]]:
+    """Continued pre-training: the tokens of every document, each followed by an end-of-text."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    rows = []
-    for document in read_documents([path]):
-        ids = list(tokenizer(document.text)["input_ids"]) + eos
-        rows.append((ids, list(ids)))
-    if not rows:
+    documents = [list(tokenizer(document.text)["input_ids"]) + eos for document in read_documents([path])]
+    if not documents:
         raise DataError(f"{path}: no text")
-    return rows
+    return documents
 
 
 def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
@@ -89,8 +86,10 @@ def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
 
     path = resolve_data_path(path)
     fmt = data.format if data.format != "auto" else detect_format(Path(path))
-    if fmt == "text":
-        return [(ids[: data.max_length], labels[: data.max_length]) for ids, labels in text_rows(path, data, tokenizer)]
+    if fmt == "text":  # long documents become several rows, nothing is cut away
+        size = data.max_length
+        return [(ids[i : i + size], ids[i : i + size]) for ids in document_ids(path, tokenizer)
+                for i in range(0, len(ids), size)]
     return conversation_rows(path, data.model_copy(update={"format": fmt}), tokenizer)
 
 

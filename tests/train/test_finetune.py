@@ -4,6 +4,7 @@ exactly, chat data is checked before training, and classification learns a separ
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,38 @@ def test_conversations_with_no_assistant_token_in_range_are_dropped(chat_file: P
     assert len(rows) == 12
     with pytest.raises(DataError, match="no conversation has an assistant token within data.max_length=8"):
         conversation_rows(mixed, data.model_copy(update={"max_length": 8}), tokenizer)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_equals_the_uninterrupted_run(base_run: Path, chat_file: Path, tmp_path: Path):
+    """A run stopped after its step-3 checkpoint (later checkpoints lost, as after ``kill -9``)
+    resumes to exactly the losses and weights of the run that never stopped (dropout included)."""
+    from safetensors.torch import load_file
+
+    steps = ["train.max_steps=6", "train.checkpoint_interval=3", "train.eval_interval=100", "method.dropout=0.2"]
+    finetune(recipe(base_run, tmp_path / "reference", chat_file, *steps))
+    reference = [row["loss"] for row in read_metrics(tmp_path / "reference") if row["kind"] == "train"]
+
+    finetune(recipe(base_run, tmp_path / "killed", chat_file, *steps))
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    for later in sorted(checkpoints.glob("step-*"))[1:]:
+        shutil.rmtree(later)
+    (checkpoints / "latest.json").write_text(json.dumps({"dir": "step-0000003", "step": 3}))
+    finetune(recipe(base_run, tmp_path / "killed", chat_file, *steps), resume=True)
+    resumed = [row["loss"] for row in read_metrics(tmp_path / "killed") if row["kind"] == "train"]
+    assert resumed == reference
+    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors") for run in ("reference", "killed")]
+    assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
+
+
+@pytest.mark.slow
+def test_a_hugging_face_base_and_packed_plain_text(base_run: Path, tmp_path: Path):
+    """Continued pre-training of a Hugging Face directory (no Luoxia run behind it) on packed text."""
+    export_run(base_run, tmp_path / "hf")
+    (tmp_path / "more.txt").write_text(TEXT * 4, encoding="utf-8")
+    state = finetune(recipe(tmp_path / "hf", tmp_path / "run", tmp_path / "more.txt", "data.format=text",
+                            "data.packing=true", "method.name=full", "train.lr=3e-3"))
+    assert state.step == 12 and not (tmp_path / "run" / "base").exists()
+    rows = [row for row in read_metrics(tmp_path / "run") if row["kind"] == "train"]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert luoxia.load(tmp_path / "run", device="cpu").generate(["To be"], GenerationConfig(max_new_tokens=5))[0].text
