@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from luoxia.data.tokenizer import TextTokenizer
-from luoxia.models.gpt import GPT
+from luoxia.generate.text import CausalLMGenerator
 
 
 def _windows(tokens: np.ndarray, block_size: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -27,28 +26,27 @@ def _windows(tokens: np.ndarray, block_size: int, batch_size: int) -> Iterator[t
 
 
 @torch.no_grad()
-def token_nll(model: GPT, tokens: np.ndarray, batch_size: int = 16) -> tuple[float, int]:
+def token_nll(generator: CausalLMGenerator, tokens: np.ndarray, batch_size: int = 16) -> tuple[float, int]:
     """Sum of next-token negative log-likelihoods (nats) over a token stream, and how many."""
-    model.eval()
-    device = model.lm_head.weight.device
     total, count = 0.0, 0
-    for x, y in _windows(tokens, model.config.block_size, batch_size):
-        logits, _ = model(x.to(device))
-        nll = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="sum")
+    for x, y in _windows(tokens, generator.context_length, batch_size):
+        logits = generator.sequence_logits(x)
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.to(logits.device).reshape(-1),
+                              reduction="sum")
         total += nll.item()
         count += y.numel()
     return total, count
 
 
-def perplexity_report(model: GPT, tokenizer: TextTokenizer, tokens: np.ndarray, batch_size: int = 16) -> dict:
+def perplexity_report(generator: CausalLMGenerator, tokens: np.ndarray, batch_size: int = 16) -> dict:
     """Loss (nats/token), perplexity, and bits per token, character and UTF-8 byte.
 
     Bits per character and per byte divide the same total by the length of the predicted text
     (special tokens count for none), so models with different tokenizers compare on the same data."""
     if len(tokens) < 2:
         raise ValueError("need at least 2 tokens to measure a language model")
-    nll, count = token_nll(model, tokens, batch_size)
-    text = tokenizer.decode(np.asarray(tokens[1:]).tolist(), skip_special_tokens=True)
+    nll, count = token_nll(generator, tokens, batch_size)
+    text = generator.tokenizer.decode(np.asarray(tokens[1:]).tolist(), skip_special_tokens=True)
     bits = nll / math.log(2)
     return {
         "tokens": count,

@@ -25,7 +25,10 @@ class HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Ids as the model saw them in training: with the tokenizer's own special tokens (Llama's BOS)."""
-        return list(self.hf(text)["input_ids"])
+        return list(self.hf(text, verbose=False)["input_ids"])  # long texts are windowed by the caller
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(ids) for ids in self.hf(list(texts), verbose=False)["input_ids"]]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -96,6 +99,10 @@ class HFGenerator(CausalLMGenerator):
         self.model = model.eval()
         super().__init__(lambda histories, use_cache: HFDecoder(self.model, histories, use_cache),
                          HFTokenizer(tokenizer), name, context_length(model.config), model.device)
+
+    @torch.no_grad()
+    def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids.to(self.device)).logits
 
 
 def load_hf_model(path: str | Path, device: str = "auto", model_class=None, **options):

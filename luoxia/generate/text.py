@@ -126,6 +126,10 @@ class CausalLMGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
+    def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) at every position of ``ids`` (B, T ≤ context): for scoring text."""
+        raise NotImplementedError
+
     def _prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt; an empty prompt starts after an end-of-text (or a blank line)."""
         ids = self.tokenizer.encode(prompt) if prompt else []
@@ -283,3 +287,7 @@ class GPTGenerator(CausalLMGenerator):
         step_model = compile_step(self.model) if compile else self.model
         super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache, step_model),
                          tokenizer, name, model.config.block_size, model.lm_head.weight.device)
+
+    @torch.no_grad()
+    def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(ids.to(self.device))[0]

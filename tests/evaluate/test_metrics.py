@@ -9,6 +9,7 @@ from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.evaluate.diversity import distinct_n, diversity_report, repetition_rate, self_bleu
 from luoxia.evaluate.lm import evaluate_run
 from luoxia.evaluate.perplexity import perplexity_report
+from luoxia.generate.text import GPTGenerator
 from tests.helpers import tiny_gpt
 
 
@@ -18,7 +19,7 @@ def test_uniform_model_has_perplexity_equal_to_vocab_size():
     with torch.no_grad():
         model.transformer.wte.weight.zero_()  # tied head: every logit is 0, the distribution uniform
     tokens = np.array(tokenizer.encode("abcdefgh" * 20), dtype=np.uint16)  # 160 tokens: 5 windows of 32
-    report = perplexity_report(model, tokenizer, tokens, batch_size=2)
+    report = perplexity_report(GPTGenerator(model, tokenizer), tokens, batch_size=2)
     assert report["tokens"] == 159
     assert report["perplexity"] == pytest.approx(8.0, rel=1e-5)
     assert report["bits_per_token"] == pytest.approx(3.0, rel=1e-5)
@@ -57,3 +58,16 @@ def test_evaluate_run_on_own_split_and_on_a_file(trained_run: Path, tmp_path: Pa
     other = tmp_path / "other.txt"
     other.write_text("To be or not to be, that is the question.\n" * 5)
     assert evaluate_run(trained_run, data=str(other), device="cpu")["tokens"] > 100
+
+
+def test_a_hugging_face_export_measures_the_same(trained_run: Path, tmp_path: Path):
+    from luoxia.errors import DataError
+    from luoxia.export import export_run
+
+    export_run(trained_run, tmp_path / "hf")
+    other = tmp_path / "other.txt"
+    other.write_text("Whether 'tis nobler in the mind to suffer\n" * 5)
+    ours, theirs = (evaluate_run(path, data=str(other), device="cpu") for path in (trained_run, tmp_path / "hf"))
+    assert theirs["tokens"] == ours["tokens"] and math.isclose(theirs["loss"], ours["loss"], rel_tol=1e-5)
+    with pytest.raises(DataError, match="pass --data"):
+        evaluate_run(tmp_path / "hf", device="cpu")
