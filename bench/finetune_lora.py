@@ -90,7 +90,8 @@ def prepare(workdir: Path, args) -> dict:
 
     from luoxia.data.instruct import tokenize_conversation, validate_file
     from luoxia.data.tokenizer import EOS_TOKEN, train_bpe_tokenizer
-    from luoxia.train.finetune import ExampleSampler, pad_batch, trainable_share
+    from luoxia.train.finetune import pad_batch, trainable_share
+    from luoxia.train.task import ExampleSampler
 
     model_dir = workdir / "model"
     bpe = train_bpe_tokenizer(list(topics.values()), vocab_size=VOCAB_SIZE, special_tokens=(EOS_TOKEN,))

@@ -66,10 +66,11 @@ def train(
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
     from luoxia.recipes import load_recipe
+    from luoxia.train.image import IMAGE_RECIPES, train_image
     from luoxia.train.lm import train_lm
 
-    recipe = load_recipe(config, overrides, allowed=("lm",))
-    state = train_lm(recipe, resume=resume)
+    recipe = load_recipe(config, overrides, allowed=("lm", *IMAGE_RECIPES))
+    state = (train_lm if recipe.task == "lm" else train_image)(recipe, resume=resume)
     if state.last_val is not None:
         console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
 
@@ -223,6 +224,25 @@ def _report_table(report: dict) -> Table:
         elif key not in ("run",):
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
+
+
+@app.command("generate-image")
+def generate_image(
+    model: Annotated[Path, typer.Option("--model", "-m", help="an image run directory (vae, gan, ddpm)")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help='what to draw: "7", "seven", "digit 7"')],
+    n: Annotated[int, typer.Option(help="how many images")] = 16,
+    seed: Annotated[Optional[int], typer.Option(help="same seed, same images")] = None,
+    steps: Annotated[int, typer.Option(help="diffusion: DDIM steps")] = 25,
+    guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance weight")] = 3.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
+    from luoxia.generate.image import write_samples
+    from luoxia.generate.load import load
+
+    grid = write_samples(load(model, device), prompt, n, seed, out, steps=steps, guidance=guidance)
+    console.print(f"wrote {escape(str(grid))} and {n} images in {escape(str(out))}", highlight=False)
 
 
 @app.command("eval")

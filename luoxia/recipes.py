@@ -11,9 +11,10 @@ from luoxia.errors import ConfigError
 def recipe_classes() -> dict[str, type[Config]]:
     """``task`` value → the typed recipe it validates into."""
     from luoxia.train.finetune import FinetuneRecipe
+    from luoxia.train.image import IMAGE_RECIPES
     from luoxia.train.lm import LMRecipe
 
-    return {"lm": LMRecipe, "finetune": FinetuneRecipe, "classify": FinetuneRecipe}
+    return {"lm": LMRecipe, "finetune": FinetuneRecipe, "classify": FinetuneRecipe, **IMAGE_RECIPES}
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: tuple[str, ...] | None = None) -> Config:

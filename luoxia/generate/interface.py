@@ -71,3 +71,14 @@ class TextGenerator(Protocol):
                logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class ImageGenerator(Protocol):
+    """What serving and apps may use of an image model: a prompt naming what to draw ("7",
+    "seven"), how many, a seed; PIL images back."""
+
+    name: str
+    class_names: list[str]
+
+    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list: ...

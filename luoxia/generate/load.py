@@ -11,7 +11,7 @@ from luoxia.checkpoint import MODEL_FILE, latest_checkpoint, load_weights, verif
 from luoxia.config import build_config
 from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import CheckpointError, ConfigError
-from luoxia.generate.interface import TextGenerator
+from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runtime import resolve_device
@@ -68,13 +68,19 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / RUN_CONFIG).is_file()
 
 
-def load(path: str | Path, device: str = "auto", compile: bool = False) -> TextGenerator:
-    """A Luoxia run directory or a local Hugging Face model directory as a text generator:
-    ``luoxia.load("runs/tiny").generate("Hello")``. ``compile`` compiles a Luoxia GPT's decode step
+def load(path: str | Path, device: str = "auto", compile: bool = False) -> TextGenerator | ImageGenerator:
+    """A Luoxia run directory or a local Hugging Face model directory as a text generator —
+    ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
+    ``luoxia.load("runs/vae").generate("7", n=16)``. ``compile`` compiles a Luoxia GPT's decode step
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds."""
-    if is_run_dir(path) and run_recipe(path).get("task", "lm") == "lm":
+    task = run_recipe(path).get("task", "lm") if is_run_dir(path) else None
+    if task == "lm":
         model, tokenizer = load_gpt(path, device)
         return GPTGenerator(model, tokenizer, name=Path(path).name, compile=compile)
+    from luoxia.generate.image import IMAGE_FAMILIES, load_image_model
+
+    if task in IMAGE_FAMILIES:
+        return load_image_model(path, run_recipe(path), device)
     from luoxia.generate.hf import HFGenerator
 
     if is_run_dir(path):

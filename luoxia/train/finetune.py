@@ -27,7 +27,7 @@ from luoxia.runtime import DistributedContext, init_distributed, resolve_device,
 from luoxia.train.lm import CONFIG_FILE, SampleConfig
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
-from luoxia.train.task import Batch, GradientTask
+from luoxia.train.task import Batch, ExampleSampler, GradientTask
 
 Method = Literal["full", "lora", "adalora", "ia3", "prefix", "prompt"]
 
@@ -175,25 +175,6 @@ def split_examples(examples: list, val_fraction: float, seed: int) -> tuple[list
     val_index = set(order[:n_val].tolist())
     return ([e for i, e in enumerate(examples) if i not in val_index],
             [e for i, e in enumerate(examples) if i in val_index])
-
-
-class ExampleSampler:
-    """Batches of examples in a seeded order that is reshuffled every epoch; a pure function of
-    (seed, step, micro-step, rank), so a resumed run reads exactly what it would have read."""
-
-    def __init__(self, size: int, batch_size: int, grad_accum: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.size, self.batch_size, self.grad_accum = size, batch_size, grad_accum
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self._orders: dict[int, np.ndarray] = {}
-
-    def _order(self, epoch: int) -> np.ndarray:
-        if epoch not in self._orders:
-            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
-        return self._orders[epoch]
-
-    def indices(self, step: int, micro: int) -> list[int]:
-        start = ((step * self.grad_accum + micro) * self.world_size + self.rank) * self.batch_size
-        return [int(self._order(k // self.size)[k % self.size]) for k in range(start, start + self.batch_size)]
 
 
 def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.optim import Optimizer
@@ -120,3 +121,22 @@ class GradientTask:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.scaler and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
+
+
+class ExampleSampler:
+    """Batches of examples in a seeded order that is reshuffled every epoch; a pure function of
+    (seed, step, micro-step, rank), so a resumed run reads exactly what it would have read."""
+
+    def __init__(self, size: int, batch_size: int, grad_accum: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.batch_size, self.grad_accum = size, batch_size, grad_accum
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
+        return self._orders[epoch]
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        start = ((step * self.grad_accum + micro) * self.world_size + self.rank) * self.batch_size
+        return [int(self._order(k // self.size)[k % self.size]) for k in range(start, start + self.batch_size)]
