@@ -245,6 +245,27 @@ def generate_image(
     console.print(f"wrote {escape(str(grid))} and {n} images in {escape(str(out))}", highlight=False)
 
 
+@app.command("eval-image")
+def eval_image(
+    model: Annotated[Path, typer.Option("--model", "-m", help="an image run directory (vae, gan, ddpm)")],
+    classifier: Annotated[Path, typer.Option(help="a classifier run (configs/image/classifier.yaml) on the same data")],
+    n_per_class: Annotated[int, typer.Option(help="samples drawn of each class")] = 100,
+    seed: Annotated[int, typer.Option(help="class c is drawn with seed + c")] = 0,
+    steps: Annotated[int, typer.Option(help="diffusion: DDIM steps")] = 25,
+    guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance weight")] = 3.0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="directory for report.json and report.png "
+                                                "(default: RUN/eval-image)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """FID and KID (in the classifier's feature space), conditional accuracy and per-class coverage of samples."""
+    from luoxia.evaluate.image import evaluate_image_run, write_report
+
+    result = evaluate_image_run(model, classifier, n_per_class, seed, steps, guidance, device)
+    out = out or model / "eval-image"
+    console.print(write_report(result, out))
+    console.print(f"wrote report.json and report.png in {escape(str(out))}", highlight=False)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],

@@ -9,7 +9,7 @@ from luoxia.train.lm import LMRecipe
 from tests.helpers import REPO
 
 RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
-TASKS_BY_FOLDER = {"lm": ("lm",), "finetune": ("finetune", "classify"), "image": ("vae", "gan", "ddpm")}
+TASKS_BY_FOLDER = {"lm": ("lm",), "finetune": ("finetune", "classify"), "image": ("vae", "gan", "ddpm", "classifier")}
 
 
 def test_there_are_recipes():

@@ -184,6 +184,13 @@ def split_dataset(dataset: ImageDataset, eval_fraction: float, seed: int) -> tup
     return _subset(dataset, train_index), _subset(dataset, eval_index)
 
 
+def load_and_split(source: str, image_size: int, channels: int, eval_fraction: float,
+                   seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """A data set read as `load_images` reads it and split as `split_dataset` splits it: a recipe's
+    (train, eval) parts, the same for training and for measuring samples against the eval part."""
+    return split_dataset(load_images(source, image_size, channels), eval_fraction, seed)
+
+
 def _subset(dataset: ImageDataset, index: np.ndarray) -> ImageDataset:
     selected = torch.from_numpy(index)
     return replace(dataset, images=dataset.images[selected], labels=dataset.labels[selected])

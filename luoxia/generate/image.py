@@ -13,6 +13,7 @@ import torch.nn as nn
 from luoxia.checkpoint import load_weights
 from luoxia.config import Config, build_config
 from luoxia.errors import CheckpointError, ConfigError
+from luoxia.models.dcgan import DCGAN, DCGANConfig
 from luoxia.models.ddpm import DDPMConfig, Diffusion
 from luoxia.models.vae import VAE, VAEConfig
 from luoxia.runtime import resolve_device
@@ -20,7 +21,8 @@ from luoxia.runtime import resolve_device
 CLASSES_FILE = "classes.txt"
 # recipe task → (module, its config): every family samples with ``sample(labels, generator, **options)``
 IMAGE_FAMILIES: dict[str, tuple[type[nn.Module], type[Config]]] = {"vae": (VAE, VAEConfig),
-                                                                   "ddpm": (Diffusion, DDPMConfig)}
+                                                                   "ddpm": (Diffusion, DDPMConfig),
+                                                                   "gan": (DCGAN, DCGANConfig)}
 
 
 class ClassConditionalGenerator:
@@ -60,11 +62,15 @@ def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto") ->
     module, config_class = IMAGE_FAMILIES[recipe["task"]]
     model = module(build_config(config_class, recipe.get("model", {}), source=str(run_dir / "config.yaml")))
     load_weights(model, run_weights(run_dir))
+    return ClassConditionalGenerator(model.to(resolve_device(device)), read_class_names(run_dir), run_dir.name)
+
+
+def read_class_names(run_dir: Path) -> list[str]:
+    """The class names an image run was trained on, in label order."""
     classes = run_dir / CLASSES_FILE
     if not classes.is_file():
         raise CheckpointError(f"{run_dir}: no {CLASSES_FILE}; the run is incomplete")
-    names = classes.read_text(encoding="utf-8").splitlines()
-    return ClassConditionalGenerator(model.to(resolve_device(device)), names, run_dir.name)
+    return classes.read_text(encoding="utf-8").splitlines()
 
 
 def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, seed: int | None, out_dir: str | Path,

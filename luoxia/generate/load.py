@@ -81,6 +81,9 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> TextG
 
     if task in IMAGE_FAMILIES:
         return load_image_model(path, run_recipe(path), device)
+    if task == "classifier":
+        raise ConfigError(f"{path}: a digit classifier run, which generates nothing; it measures image models: "
+                          f"luoxia eval-image --model RUN --classifier {path}")
     from luoxia.generate.hf import HFGenerator
 
     if is_run_dir(path):

@@ -17,19 +17,16 @@ from pydantic import Field, model_validator
 from luoxia.config import Config
 
 
-class VAEConfig(Config):
-    """Shape of the VAE. Images are square, ``image_size`` divisible by 4 (two stride-2 stages)."""
+class TwoStageImageConfig(Config):
+    """What a class-conditional model of square images that halves them twice (two stride-2 stages,
+    as the VAE and the DCGAN do) is told of its images: ``image_size`` must be divisible by 4."""
 
     image_size: int = Field(16, gt=0, description="side of the square images")
     channels: int = Field(1, gt=0, description="image channels (1 grayscale, 3 RGB)")
     num_classes: int = Field(10, gt=0, description="classes the model is conditioned on")
-    latent_dim: int = Field(16, gt=0, description="size of the latent code z")
-    width: int = Field(32, gt=0, description="channels of the first convolution (the second has twice as many)")
-    hidden: int = Field(256, gt=0, description="width of the fully connected layer on both sides")
-    beta: float = Field(1.0, ge=0, description="weight of the KL term (β-VAE)")
 
     @model_validator(mode="after")
-    def _check(self) -> VAEConfig:
+    def _check(self) -> TwoStageImageConfig:
         if self.image_size % 4:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by 4")
         return self
@@ -37,6 +34,15 @@ class VAEConfig(Config):
     @property
     def feature_side(self) -> int:
         return self.image_size // 4
+
+
+class VAEConfig(TwoStageImageConfig):
+    """Shape of the VAE. Images are square, ``image_size`` divisible by 4 (two stride-2 stages)."""
+
+    latent_dim: int = Field(16, gt=0, description="size of the latent code z")
+    width: int = Field(32, gt=0, description="channels of the first convolution (the second has twice as many)")
+    hidden: int = Field(256, gt=0, description="width of the fully connected layer on both sides")
+    beta: float = Field(1.0, ge=0, description="weight of the KL term (β-VAE)")
 
 
 class Encoder(nn.Module):

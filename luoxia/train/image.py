@@ -17,10 +17,14 @@ import torch.nn as nn
 from pydantic import Field
 
 from luoxia.config import Config, dump_config
+from luoxia.errors import ConfigError
 from luoxia.generate.image import CLASSES_FILE, IMAGE_FAMILIES
+from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
+from luoxia.models.dcgan import DCGANConfig
 from luoxia.models.ddpm import DDPMConfig
 from luoxia.models.vae import VAEConfig
-from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
+from luoxia.runtime import (DistributedContext, autocast, init_distributed, resolve_device, seed_everything,
+                            set_threads)
 from luoxia.train.lm import CONFIG_FILE
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
@@ -64,11 +68,26 @@ class DDPMRecipe(ImageRecipe):
     model: DDPMConfig = Field(default_factory=DDPMConfig)
 
 
-IMAGE_RECIPES: dict[str, type[ImageRecipe]] = {"vae": VAERecipe, "ddpm": DDPMRecipe}
+class GANRecipe(ImageRecipe):
+    task: Literal["gan"] = Field("gan", description="recipe kind")
+    model: DCGANConfig = Field(default_factory=DCGANConfig)
+
+
+class ClassifierRecipe(ImageRecipe):
+    """The digit classifier whose features `luoxia eval-image` measures generators with (FID, KID)."""
+
+    task: Literal["classifier"] = Field("classifier", description="recipe kind")
+    model: DigitClassifierConfig = Field(default_factory=DigitClassifierConfig)
+
+
+IMAGE_RECIPES: dict[str, type[ImageRecipe]] = {"vae": VAERecipe, "ddpm": DDPMRecipe, "gan": GANRecipe,
+                                               "classifier": ClassifierRecipe}
+# recipe task → module, for image models that train here but generate nothing (no ``sample``)
+NON_GENERATIVE: dict[str, type[nn.Module]] = {"classifier": DigitClassifier}
 
 
 def build_model(task: str, config: Config) -> nn.Module:
-    module, _ = IMAGE_FAMILIES[task]
+    module = NON_GENERATIVE[task] if task in NON_GENERATIVE else IMAGE_FAMILIES[task][0]
     return module(config)
 
 
@@ -118,16 +137,22 @@ class ImageTask(GradientTask):
         count = min(len(self.eval_set), size * self.cfg.eval_batches)
         generator = torch.Generator(self.device).manual_seed(self.recipe.seed)
         self.model.eval()
-        losses = [self.model(self.eval_set.images[i : i + size].to(self.device),
-                             self.eval_set.labels[i : i + size].to(self.device), generator=generator)
-                  for i in range(0, count, size)]
+        batches = [(self.eval_set.images[i : i + size].to(self.device),
+                    self.eval_set.labels[i : i + size].to(self.device)) for i in range(0, count, size)]
+        losses = [self.model(images, labels, generator=generator) for images, labels in batches]
+        metrics = {"val_loss": self.mean_across_ranks(torch.stack(losses).mean())}
+        if hasattr(self.model, "logits"):  # a classifier: its accuracy too
+            hits = torch.cat([self.model.logits(images).argmax(-1) == labels for images, labels in batches])
+            metrics["val_accuracy"] = self.mean_across_ranks(hits.float().mean())
         self.model.train()
-        return {"val_loss": self.mean_across_ranks(torch.stack(losses).mean())}
+        return metrics
 
     @torch.no_grad()
     def log_samples(self, logger: RunLogger, step: int) -> None:
         from luoxia.data.images import grid_array
 
+        if not hasattr(self.model, "sample"):  # a classifier draws nothing
+            return
         classes = len(self.train_set.class_names)
         labels = torch.arange(classes, device=self.device).repeat_interleave(self.recipe.sample.per_class)
         generator = torch.Generator(self.device).manual_seed(step)
@@ -138,11 +163,69 @@ class ImageTask(GradientTask):
         logger.image("samples", grid_array(images.cpu(), nrow=self.recipe.sample.per_class), step)
 
 
+class GANTask(ImageTask):
+    """Adversarial training: each step one discriminator update, then one generator update, on the
+    step's batch, each network with its own Adam at DCGAN's betas (0.5, 0.999) and ``train.lr``
+    (``train.beta1``/``beta2``/``weight_decay`` are not used). Reports the generator's loss as ``loss``
+    and the discriminator's as ``d_loss``; ``val_loss`` is the discriminator's (`DCGAN.forward`).
+
+    Two networks, two losses and two optimizers a step do not fit DDP's one forward, one backward:
+    the networks are used unwrapped (``self.model``) and, under ``torchrun``, each update averages
+    its gradients across ranks by hand before stepping. ``train.compile`` is refused for the same
+    reason."""
+
+    def __init__(self, recipe: ImageRecipe, train_set, eval_set, ctx: DistributedContext, device: torch.device):
+        if recipe.train.grad_accum != 1:
+            raise ConfigError(f"train.grad_accum must be 1 for a GAN, got {recipe.train.grad_accum}")
+        if recipe.train.compile:
+            raise ConfigError("train.compile is not supported for a GAN; set train.compile=false")
+        super().__init__(recipe, train_set, eval_set, ctx, device)
+        lr, betas = recipe.train.lr, (0.5, 0.999)
+        self.optimizers = {"discriminator": torch.optim.Adam(self.model.discriminator.parameters(), lr, betas),
+                           "generator": torch.optim.Adam(self.model.generator.parameters(), lr, betas)}
+
+    def setup_training(self, compile_model: bool = False) -> None:
+        self.forward_model = self.model  # no DDP wrapper: see the class docstring
+
+    def train_step(self, step: int) -> dict[str, float]:
+        real, labels = self.to_device(self.micro_batch(step, 0))
+        d_loss = self._update("discriminator", lambda: self.model.discriminator_loss(real, labels))
+        g_loss = self._update("generator", lambda: self.model.generator_loss(labels.size(0), labels))
+        if self.scaler:
+            self.scaler.update()  # once for both optimizers, as torch.amp asks
+        return {"loss": self.mean_across_ranks(g_loss), "d_loss": self.mean_across_ranks(d_loss),
+                **self.step_counts()}
+
+    def _update(self, name: str, loss_fn) -> torch.Tensor:
+        """Backward ``loss_fn()`` and step the optimizer ``name`` alone; every gradient of the model
+        is cleared after, since the generator's loss also reaches the discriminator's weights."""
+        optimizer = self.optimizers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        with autocast(self.device, self.dtype):
+            loss = loss_fn()
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.ctx.enabled:
+            import torch.distributed as dist
+
+            for p in params:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(optimizer) if self.scaler else optimizer.step()
+        self.model.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+TASKS: dict[str, type[ImageTask]] = {"gan": GANTask}  # recipe task → its Task, when not ImageTask
+
+
 def load_splits(recipe: ImageRecipe):
-    from luoxia.data.images import load_images, split_dataset
+    from luoxia.data.images import load_and_split
 
     data = recipe.data
-    return split_dataset(load_images(data.source, data.image_size, data.channels), data.eval_fraction, recipe.seed)
+    return load_and_split(data.source, data.image_size, data.channels, data.eval_fraction, recipe.seed)
 
 
 def train_image(recipe: ImageRecipe, resume: bool = False) -> TrainState:
@@ -157,6 +240,6 @@ def train_image(recipe: ImageRecipe, resume: bool = False) -> TrainState:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(recipe, run_dir / CONFIG_FILE)
         (run_dir / CLASSES_FILE).write_text("\n".join(train_set.class_names) + "\n", encoding="utf-8")
-    task = ImageTask(recipe, train_set, eval_set, ctx, device)
+    task = TASKS.get(recipe.task, ImageTask)(recipe, train_set, eval_set, ctx, device)
     return fit(task, recipe.train, run_dir, ctx, resume=resume)
 

@@ -97,3 +97,26 @@ def test_diffusion_trains_with_ema_and_samples_through_the_same_interface(tmp_pa
     first = generator.generate("4", n=2, seed=3, steps=5, guidance=2.0)
     again = generator.generate("four", n=2, seed=3, steps=5, guidance=2.0)
     assert [i.tobytes() for i in first] == [i.tobytes() for i in again] and first[0].size == (8, 8)
+
+
+TINY_GAN = ["data.image_size=8", "model.latent_dim=8", "model.width=8", "model.label_dim=4", "train.max_steps=20",
+            "train.batch_size=32", "train.log_interval=5", "train.checkpoint_interval=10", "train.eval_batches=2",
+            "train.sample_interval=20", "train.progress=false", "train.device=cpu", "train.num_threads=1",
+            "sample.per_class=1"]
+
+
+def test_gan_trains_both_players_and_samples_through_the_same_interface(tmp_path: Path):
+    run = tmp_path / "gan"
+    train_image(load_recipe("configs/image/gan.yaml", [f"out_dir={run}", *TINY_GAN]))
+    rows = read_metrics(run)
+    train = [row for row in rows if row["kind"] == "train"]
+    assert [row["step"] for row in train] == [5, 10, 15, 20]
+    assert all(row["loss"] > 0 and row["d_loss"] > 0 for row in train)
+    assert [row["step"] for row in rows if row["kind"] == "eval"] == [20]  # the recipe evaluates at the end only
+    generator = luoxia.load(run, device="cpu")
+    first = generator.generate("3", n=2, seed=4)
+    again = generator.generate("three", n=2, seed=4)
+    assert [i.tobytes() for i in first] == [i.tobytes() for i in again] and first[0].size == (8, 8)
+    with pytest.raises(ConfigError, match="grad_accum must be 1"):
+        train_image(load_recipe("configs/image/gan.yaml", [f"out_dir={tmp_path / 'accum'}", *TINY_GAN,
+                                                           "train.grad_accum=2"]))
