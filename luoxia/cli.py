@@ -238,11 +238,11 @@ def generate_image(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
-    from luoxia.generate.image import write_samples
-    from luoxia.generate.load import load
+    from luoxia.generate.image import generate_image_files
 
-    grid = write_samples(load(model, device), prompt, n, seed, out, steps=steps, guidance=guidance)
-    console.print(f"wrote {escape(str(grid))} and {n} images in {escape(str(out))}", highlight=False)
+    written = generate_image_files(model, prompt, n, seed, out, device, steps=steps, guidance=guidance)
+    console.print(f"wrote {n} images and {', '.join(p.name for p in written)} in {escape(str(out))}",
+                  highlight=False)
 
 
 @app.command("eval-image")

@@ -24,9 +24,9 @@ import torch.nn as nn
 
 from luoxia.checkpoint import load_weights
 from luoxia.config import build_config
-from luoxia.data.images import ImageDataset, load_and_split
+from luoxia.data.images import ImageDataset
 from luoxia.errors import ConfigError
-from luoxia.generate.image import IMAGE_FAMILIES, load_image_model, read_class_names
+from luoxia.generate.image import IMAGE_FAMILIES, eval_split, load_image_model, read_class_names
 from luoxia.generate.load import RUN_CONFIG, run_recipe, run_weights
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
 from luoxia.runtime import resolve_device
@@ -174,8 +174,7 @@ def evaluate_image_run(run_dir: str | Path, classifier_dir: str | Path, n_per_cl
     if generator.class_names != classifier_names:
         raise ConfigError(f"{run_dir} draws the classes {generator.class_names} but the classifier {classifier_dir} "
                           f"knows {classifier_names}; train it on the same data")
-    _, real = load_and_split(data["source"], data["image_size"], data["channels"], data["eval_fraction"],
-                             recipe["seed"])
+    real = eval_split(run_dir)
     result = image_quality(generator, classifier, real, n_per_class, seed, steps, guidance)
     return {"run": str(run_dir), "classifier": str(classifier_dir), "data": data["source"], **result}
 

@@ -73,6 +73,17 @@ def read_class_names(run_dir: Path) -> list[str]:
     return classes.read_text(encoding="utf-8").splitlines()
 
 
+def eval_split(run_dir: str | Path):
+    """The held-out part of an image run's data, split exactly as training split it."""
+    from luoxia.data.images import load_and_split
+    from luoxia.generate.load import run_recipe
+
+    recipe = run_recipe(run_dir)
+    data = recipe["data"]
+    return load_and_split(data["source"], data["image_size"], data["channels"], data["eval_fraction"],
+                          recipe["seed"])[1]
+
+
 def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, seed: int | None, out_dir: str | Path,
                   **options) -> Path:
     """``luoxia generate-image``: ``grid.png`` and ``0000.png`` … in ``out_dir``; returns the grid's path."""
@@ -86,3 +97,38 @@ def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, see
     for i, image in enumerate(images):
         to_pil(image).save(out_dir / f"{i:04d}.png")
     return save_grid(images, out_dir / "grid.png")
+
+
+@torch.no_grad()
+def write_vae_figures(model: VAE, real, label: int, out_dir: str | Path, count: int = 8, steps: int = 10) -> list[Path]:
+    """What a VAE's latent space holds: ``reconstructions.png`` (held-out images of class ``label``
+    above their reconstructions from the latent mean) and ``interpolation.png`` (decodings along the
+    line between the first two of them)."""
+    from luoxia.data.images import save_grid
+
+    device = next(model.parameters()).device
+    originals = real.images[real.labels == label][:count].to(device)
+    if len(originals) < 2:
+        raise ConfigError(f"fewer than two held-out images of class {label} to reconstruct")
+    labels = torch.full((len(originals),), label, device=device)
+    means, _ = model.encode(originals, labels)
+    out_dir = Path(out_dir)
+    walk = model.interpolate(originals[0], originals[1], labels[0], steps)
+    return [save_grid(torch.cat([originals, model.decode(means, labels)]).cpu(), out_dir / "reconstructions.png",
+                      nrow=len(originals)),
+            save_grid(walk.cpu(), out_dir / "interpolation.png", nrow=steps)]
+
+
+def generate_image_files(run_dir: str | Path, prompt: str, n: int, seed: int | None, out_dir: str | Path,
+                         device: str = "auto", **options) -> list[Path]:
+    """Everything ``luoxia generate-image`` writes: the samples and their grid, and for a VAE its
+    reconstructions and a latent interpolation of the prompt's class."""
+    from luoxia.data.images import parse_class_prompt
+    from luoxia.generate.load import load
+
+    generator = load(run_dir, device)
+    written = [write_samples(generator, prompt, n, seed, out_dir, **options)]
+    if isinstance(generator.model, VAE):
+        label = parse_class_prompt(prompt, generator.class_names)
+        written += write_vae_figures(generator.model, eval_split(run_dir), label, out_dir)
+    return written

@@ -56,7 +56,8 @@ def test_cli_generate_image_writes_a_grid_and_the_images(vae_run: Path, tmp_path
     run_cli("generate-image", "--model", str(vae_run), "--prompt", "3", "--n", "4", "--seed", "0",
             "--out", str(tmp_path / "out"))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0000.png", "0001.png", "0002.png", "0003.png",
-                                                                    "grid.png"]
+                                                                    "grid.png", "interpolation.png", "reconstructions.png"]
+    assert Image.open(tmp_path / "out" / "reconstructions.png").size == (8 * 10 + 2, 2 * 10 + 2)  # 2 rows of 8
     bad = run_cli("generate-image", "--model", str(vae_run), "--prompt", "eleven", check=False)
     assert bad.returncode == 2 and "unknown class 'eleven'" in bad.stderr
 
