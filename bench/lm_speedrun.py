@@ -35,7 +35,6 @@ STARTED = process_start_time()
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 TARGET = 1.886
 
