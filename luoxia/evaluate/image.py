@@ -22,14 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from luoxia.checkpoint import load_weights
-from luoxia.config import build_config
 from luoxia.data.images import ImageDataset
 from luoxia.errors import ConfigError
-from luoxia.generate.image import IMAGE_FAMILIES, eval_split, load_image_model, read_class_names
-from luoxia.generate.load import RUN_CONFIG, run_recipe, run_weights
+from luoxia.generate.image import IMAGE_FAMILIES, eval_split, load_image_model, load_run_module, read_class_names
+from luoxia.generate.load import run_recipe
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
-from luoxia.runtime import resolve_device
 
 CLASSIFIER_TASK = "classifier"
 REPORT_JSON, REPORT_PNG = "report.json", "report.png"
@@ -149,10 +146,8 @@ def load_classifier(run_dir: str | Path, device: str = "auto") -> tuple[DigitCla
     if recipe.get("task") != CLASSIFIER_TASK:
         raise ConfigError(f"{run_dir}: a '{recipe.get('task', 'lm')}' run, not a classifier; "
                           "train one with configs/image/classifier.yaml")
-    model = DigitClassifier(build_config(DigitClassifierConfig, recipe.get("model", {}),
-                                         source=str(run_dir / RUN_CONFIG)))
-    load_weights(model, run_weights(run_dir))
-    return model.to(resolve_device(device)).eval(), read_class_names(run_dir)
+    model = load_run_module(run_dir, recipe, DigitClassifier, DigitClassifierConfig, device)
+    return model, read_class_names(run_dir)
 
 
 def evaluate_image_run(run_dir: str | Path, classifier_dir: str | Path, n_per_class: int = 100, seed: int = 0,

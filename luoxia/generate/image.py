@@ -54,15 +54,21 @@ class ClassConditionalGenerator:
         return [to_pil(image) for image in self.sample(prompt, n, seed, **options)]
 
 
-def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto") -> ClassConditionalGenerator:
-    """The trained model of an image run (best weights) as an `ImageGenerator`."""
-    from luoxia.generate.load import run_weights
+def load_run_module(run_dir: str | Path, recipe: dict, module: type[nn.Module], config_class: type[Config],
+                    device: str = "auto") -> nn.Module:
+    """An image run's module built from its recipe's ``model`` section, with the run's best weights, in eval mode."""
+    from luoxia.generate.load import RUN_CONFIG, run_weights
 
     run_dir = Path(run_dir)
-    module, config_class = IMAGE_FAMILIES[recipe["task"]]
-    model = module(build_config(config_class, recipe.get("model", {}), source=str(run_dir / "config.yaml")))
+    model = module(build_config(config_class, recipe.get("model", {}), source=str(run_dir / RUN_CONFIG)))
     load_weights(model, run_weights(run_dir))
-    return ClassConditionalGenerator(model.to(resolve_device(device)), read_class_names(run_dir), run_dir.name)
+    return model.to(resolve_device(device)).eval()
+
+
+def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto") -> ClassConditionalGenerator:
+    """The trained model of an image run (best weights) as an `ImageGenerator`."""
+    model = load_run_module(run_dir, recipe, *IMAGE_FAMILIES[recipe["task"]], device)
+    return ClassConditionalGenerator(model, read_class_names(Path(run_dir)), Path(run_dir).name)
 
 
 def read_class_names(run_dir: Path) -> list[str]:
