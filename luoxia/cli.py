@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from luoxia import cli_safety
 from luoxia.errors import ConfigError, LuoxiaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,6 +41,7 @@ def prepare(
     normalization: Annotated[str, typer.Option(help="NFC, NFKC or none")] = "NFC",
     eos: Annotated[bool, typer.Option(help="separate documents with <|endoftext|>")] = True,
     seed: Annotated[int, typer.Option(help="seed of the document split")] = 1337,
+    redact_pii: Annotated[bool, typer.Option(help="mask e-mails, phones, IDs, cards, IPs and keys first")] = False,
 ) -> None:
     """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
     from luoxia.config import build_config
@@ -49,12 +51,14 @@ def prepare(
     config = build_config(DataConfig, dict(
         corpus=corpus, format=format, field=field, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size,
         val_fraction=val_fraction, split=split, dedup=dedup, near_dup_threshold=near_dup_threshold,
-        normalization=normalization, eos=eos, seed=seed), source="from the command line")
+        normalization=normalization, eos=eos, seed=seed, redact_pii=redact_pii), source="from the command line")
     meta = run_prepare(config, out)
     counts, dedup_stats = meta["counts"], meta["dedup"]
+    masked = f", {meta['pii_redacted']} personal data spans masked" if redact_pii else ""
     console.print(f"prepared {out}: {counts['documents']} documents kept of {counts['documents_read']} "
                   f"({dedup_stats['exact_duplicates']} exact and {dedup_stats['near_duplicates']} near duplicates, "
-                  f"{dedup_stats['empty']} empty), vocab {meta['vocab_size']}, "
+                  f"{dedup_stats['empty']} empty{masked}), "
+                  f"vocab {meta['vocab_size']}, "
                   f"{counts['train_tokens']:,} train / {counts['val_tokens']:,} val tokens")
 
 
@@ -69,7 +73,13 @@ def train(
     from luoxia.train.image import IMAGE_RECIPES, train_image
     from luoxia.train.lm import train_lm
 
-    recipe = load_recipe(config, overrides, allowed=("lm", *IMAGE_RECIPES))
+    recipe = load_recipe(config, overrides, allowed=("lm", *IMAGE_RECIPES, "moderation"))
+    if recipe.task == "moderation":
+        from luoxia.train.moderation import train_moderation
+
+        train_moderation(recipe, console)
+        console.print(f"done: moderation classifier in {recipe.out_dir}")
+        return
     state = (train_lm if recipe.task == "lm" else train_image)(recipe, resume=resume)
     if state.last_val is not None:
         console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
@@ -179,6 +189,11 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow start")] = False,
+    watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds it)")] = False,
+    guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, audit")] = False,
+    key_file: Annotated[Optional[Path], typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
+                                                     "else the public demo key)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="--guard: audit database directory")] = None,
 ) -> None:
     """Generate text from a trained model."""
     from luoxia.config import build_config
@@ -193,24 +208,40 @@ def generate(
 
     generator = load(model, device, compile=compile)
     prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
+    generator, processors = _safety_wrap(generator, watermark, guard, key_file, data_dir)
     if stream is None:
         stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
     if stream:
         for p in prompts:
             sys.stdout.write(p)
-            for piece in generator.stream(p, config):
+            for piece in generator.stream(p, config, processors):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
         return
-    for p, result in zip(prompts, generator.generate(prompts, config)):
+    for p, result in zip(prompts, generator.generate(prompts, config, processors)):
         if as_json:
             print(json.dumps({"prompt": p, "text": result.text, "finish_reason": result.finish_reason,
-                              "prompt_tokens": result.prompt_tokens,
-                              "completion_tokens": result.completion_tokens}, ensure_ascii=False))
+                              "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                              **({"safety": result.safety} if result.safety else {})}, ensure_ascii=False))
         else:
             console.print(f"[bold]{escape(p)}[/bold]{escape(result.text)}", highlight=False)
             console.rule(style="dim")
+
+
+def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None, data_dir: Path | None):
+    """The generator behind the guard (``--guard``), or with the watermark's logits processor."""
+    if not (watermark or guard):
+        return generator, []
+    from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
+
+    key = resolve_key(key_file=key_file)
+    if not guard:
+        return generator, [WatermarkLogitsProcessor(key)]
+    from luoxia.safety.audit import AuditStore
+    from luoxia.safety.guard import Guard, GuardedGenerator
+
+    return GuardedGenerator(generator, Guard(key=key, audit=AuditStore(data_dir), model_name=generator.name)), []
 
 
 def _report_table(report: dict) -> Table:
@@ -236,11 +267,24 @@ def generate_image(
     guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance weight")] = 3.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    watermark: Annotated[bool, typer.Option(help="moderate the prompt, watermark the images (256x256 RGB) and sign "
+                                            "their provenance (`luoxia provenance verify`)")] = False,
+    key_file: Annotated[Optional[Path], typer.Option(help="key file (default: $LUOXIA_WATERMARK_KEY, else the "
+                                                     "public demo key)")] = None,
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
     from luoxia.generate.image import generate_image_files
 
-    written = generate_image_files(model, prompt, n, seed, out, device, steps=steps, guidance=guidance)
+    if watermark:
+        from luoxia.generate.load import load
+        from luoxia.safety.guard import Guard, GuardedImageGenerator, write_guarded_images
+        from luoxia.safety.watermark import resolve_key
+
+        inner = load(model, device)
+        generator = GuardedImageGenerator(inner, Guard(key=resolve_key(key_file=key_file), model_name=inner.name))
+        written = write_guarded_images(generator, prompt, n, seed, out, str(model), steps=steps, guidance=guidance)
+    else:
+        written = generate_image_files(model, prompt, n, seed, out, device, steps=steps, guidance=guidance)
     console.print(f"wrote {n} images and {', '.join(p.name for p in written)} in {escape(str(out))}",
                   highlight=False)
 
@@ -300,6 +344,9 @@ def demo(
     from luoxia.demo import run_demo
 
     run_demo(corpus, out_dir, overrides or [], console)
+
+
+cli_safety.register(app)
 
 
 def main() -> None:

@@ -13,8 +13,10 @@ def recipe_classes() -> dict[str, type[Config]]:
     from luoxia.train.finetune import FinetuneRecipe
     from luoxia.train.image import IMAGE_RECIPES
     from luoxia.train.lm import LMRecipe
+    from luoxia.train.moderation import ModerationRecipe
 
-    return {"lm": LMRecipe, "finetune": FinetuneRecipe, "classify": FinetuneRecipe, **IMAGE_RECIPES}
+    return {"lm": LMRecipe, "finetune": FinetuneRecipe, "classify": FinetuneRecipe, **IMAGE_RECIPES,
+            "moderation": ModerationRecipe}
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: tuple[str, ...] | None = None) -> Config:

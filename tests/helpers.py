@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -34,3 +36,30 @@ def tiny_recipe(out_dir: Path, corpus: Path | str, *overrides: str):
     return load_config(LMRecipe, resolve_recipe("lm/tiny.yaml"), [
         f"out_dir={out_dir}", f"data.corpus={corpus}", "data.max_documents=null", "progress=false",
         "num_threads=1", "device=cpu", *overrides])
+
+
+def tiny_hf_model(directory: Path) -> Path:
+    """A tiny random GPT-2 with a character-level tokenizer, saved as a standard HF directory."""
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from luoxia.data.tokenizer import train_char_tokenizer
+
+    text_tokenizer = train_char_tokenizer([TEXT], special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=text_tokenizer.backend, eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def luoxia(*args: str, check: bool = True, input: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run the ``luoxia`` command as a user would, offline, on one thread; ``env`` adds variables."""
+    result = subprocess.run([sys.executable, "-m", "luoxia.cli", *args], cwd=REPO, capture_output=True, text=True,
+                            input=input, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                                              **env})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result

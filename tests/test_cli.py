@@ -1,21 +1,11 @@
 """End-to-end: the ``luoxia`` command on tiny data, as a user runs it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TEXT
-
-
-def luoxia(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "luoxia.cli", *args], cwd=REPO, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.helpers import TEXT, luoxia
 
 
 @pytest.mark.slow

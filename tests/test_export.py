@@ -16,7 +16,7 @@ from luoxia.export import export_run, gpt_to_hf, hf_family, import_hf, write_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.models.gpt import GPTConfig
 from tests.helpers import TEXT, tiny_gpt
-from tests.test_cli import luoxia as run_cli
+from tests.helpers import luoxia as run_cli
 
 VARIANTS = {
     "gpt2": dict(),

@@ -14,6 +14,7 @@ FORBIDDEN = {
     "generate": {"train", "evaluate", "cli", "demo"},
     "evaluate": {"train", "cli", "demo"},
     "train": {"evaluate", "cli", "demo"},
+    "safety": {"train", "evaluate", "cli", "demo"},
 }
 
 

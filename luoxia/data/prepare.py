@@ -45,6 +45,8 @@ class DataConfig(Config):
         "(the nanoGPT split); auto: tail for a single document, else documents")
     seed: int = Field(1337, description="seed of the document split")
     max_documents: int | None = Field(None, description="read at most this many documents")
+    redact_pii: bool = Field(False, description="mask personal data (e-mails, phones, IDs, cards, keys…) with "
+                             "type tags before anything else")
 
     @field_validator("near_dup_threshold")
     @classmethod
@@ -107,6 +109,14 @@ def _split_tokens(config: DataConfig, tokenizer: TextTokenizer, texts: list[str]
     return stream[:cut], stream[cut:]
 
 
+def redact_texts(texts: list[str]) -> tuple[list[str], int]:
+    """The texts with personal data masked by type (``[EMAIL]``), and how many spans were masked."""
+    from luoxia.safety.pii import redact
+
+    results = [redact(text) for text in texts]
+    return [r.text for r in results], sum(len(r.spans) for r in results)
+
+
 def corpus_label(config: DataConfig) -> str:
     return config.corpus if isinstance(config.corpus, str) else ", ".join(config.corpus)
 
@@ -116,6 +126,9 @@ def prepare(config: DataConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
     raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents)]
+    pii_found = 0
+    if config.redact_pii:
+        raw_texts, pii_found = redact_texts(raw_texts)
     texts, stats = clean_and_dedup(raw_texts, config.normalization, config.near_dup_threshold, config.dedup, config.seed)
     if not texts:
         raise DataError(f"{corpus_label(config)}: empty corpus after cleaning "
@@ -140,6 +153,7 @@ def prepare(config: DataConfig, out_dir: str | Path) -> dict:
             "val_tokens": int(len(val_ids)),
         },
         "dedup": asdict(stats),
+        "pii_redacted": pii_found,
         "sources": source_hashes(config),
         "config": config.model_dump(mode="json"),
     }

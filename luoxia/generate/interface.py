@@ -17,7 +17,7 @@ from luoxia.config import Config
 
 # (input_ids (B, t) — left-padded history, logits (B, V)) → new logits; the shape of HF's processors.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 class GenerationConfig(Config):
@@ -51,6 +51,7 @@ class GenerationResult:
     finish_reason: FinishReason
     prompt_tokens: int
     token_logprobs: list[float] = field(default_factory=list)
+    safety: dict = field(default_factory=dict)  # what a guard checked and did (luoxia.safety.guard)
 
     @property
     def completion_tokens(self) -> int:

@@ -97,6 +97,29 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> TextG
     return load_hf(path, device)
 
 
+def load_tokenizer(path: str | Path):
+    """Only the tokenizer of a model (``encode``/``decode``): a pre-training run's or a prepared data
+    directory's ``tokenizer.json``, a fine-tuning run's, or a Hugging Face model directory's. Cheap:
+    no weights are read."""
+    path = Path(path)
+    pretraining_run = is_run_dir(path) and run_recipe(path).get("task", "lm") == "lm"
+    data_dir = (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file()
+    if pretraining_run or data_dir:
+        return TextTokenizer.load(path)
+    if is_run_dir(path):
+        path = path / (FULL_DIR if (path / FULL_DIR).is_dir() else ADAPTER_DIR)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such directory (expected a run, a data directory or a Hugging Face model)")
+    from transformers import AutoTokenizer
+
+    from luoxia.generate.hf import HFTokenizer
+
+    try:
+        return HFTokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: no tokenizer found ({str(error).splitlines()[0]})") from None
+
+
 def base_dir_of(run_dir: Path, recipe: dict) -> Path:
     """Where a fine-tuning run's base model lives in Hugging Face format."""
     return run_dir / BASE_DIR if is_run_dir(recipe["base_model"]) else model_path(recipe["base_model"])

@@ -95,9 +95,11 @@ class NoiseScheduler:
 
     def training_loss(self, model: nn.Module, x0: torch.Tensor, labels: torch.Tensor,
                       generator: torch.Generator | None = None, cond_drop: float = 0.1,
-                      null_label: int | None = None) -> torch.Tensor:
+                      null_label: int | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
         """Mean squared error between the noise and the model's prediction of it (DDPM's L_simple),
-        at uniform timesteps. Each label becomes ``null_label`` (default ``model.config.num_classes``)
+        at uniform timesteps. With ``min_snr_gamma`` γ each sample's error is weighted by
+        min(SNR_t, γ)/SNR_t, SNR_t = ᾱ_t/(1 − ᾱ_t) (Min-SNR, Hang et al. 2023): the many nearly
+        clean steps, whose ε is easy to see and of little use, stop dominating the gradient. Each label becomes ``null_label`` (default ``model.config.num_classes``)
         with probability ``cond_drop``, which trains the unconditional model of classifier-free
         guidance too. The timesteps, the noise and the dropped labels are drawn, in that order,
         from ``generator`` (on the images' device), so one seed gives the same draw."""
@@ -107,7 +109,11 @@ class NoiseScheduler:
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         drop = torch.rand(B, generator=generator, device=device) < cond_drop
         labels = torch.where(drop, torch.full_like(labels, null_label), labels)
-        return F.mse_loss(model(self.add_noise(x0, noise, t), t, labels), noise)
+        error = F.mse_loss(model(self.add_noise(x0, noise, t), t, labels), noise, reduction="none")
+        if min_snr_gamma is None:
+            return error.mean()
+        snr = _per_sample(self.alpha_bars / (1 - self.alpha_bars), t, error)
+        return (error * snr.clamp(max=min_snr_gamma) / snr).mean()
 
     # Sampling.
 
@@ -209,6 +215,8 @@ class DDPMConfig(UNetConfig):
     schedule: Literal["cosine", "linear"] = Field("cosine", description="noise schedule")
     cond_drop: float = Field(0.1, ge=0, lt=1, description="share of labels dropped in training (for guidance)")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA of the weights, used for sampling")
+    min_snr_gamma: float | None = Field(
+        5.0, gt=0, description="Min-SNR loss weighting min(SNR, γ)/SNR (null: DDPM's unweighted loss)")
 
 
 class Diffusion(nn.Module):
@@ -225,7 +233,8 @@ class Diffusion(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
-        return self.scheduler.training_loss(self.unet, images, labels, generator, self.config.cond_drop)
+        return self.scheduler.training_loss(self.unet, images, labels, generator, self.config.cond_drop,
+                                            min_snr_gamma=self.config.min_snr_gamma)
 
     def update_ema(self) -> None:
         ema_update(self.ema, self.unet, self.config.ema_decay)

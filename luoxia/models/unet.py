@@ -35,6 +35,9 @@ class UNetConfig(Config):
     attention_resolution: int | None = Field(
         None, description="one self-attention block at this spatial size (null: none, cheapest)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the residual blocks")
+    scale_shift: bool = Field(
+        True, description="the embedding scales and shifts the normalised features (improved DDPM's AdaGN) "
+                          "instead of only being added")
 
     @model_validator(mode="after")
     def _check_shapes(self) -> UNetConfig:
@@ -78,14 +81,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    """norm → SiLU → conv, + projected embedding, norm → SiLU → dropout → conv, + skip (1x1 if the
-    channels change); optionally followed by self-attention."""
+    """norm → SiLU → conv; the projected embedding enters (norm(h)·(1 + scale) + shift, or
+    norm(h + e)); SiLU → dropout → conv, + skip (1x1 if the channels change); optionally followed by
+    self-attention."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, attention: bool = False):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, attention: bool = False,
+                 scale_shift: bool = True):
         super().__init__()
         self.norm1 = make_norm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb_proj = nn.Linear(emb_dim, out_ch)
+        self.scale_shift = scale_shift
+        self.emb_proj = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2 = make_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
@@ -94,8 +100,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]  # (B, C) → (B, C, 1, 1), broadcast over pixels
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        e = self.emb_proj(F.silu(emb))[:, :, None, None]  # (B, C or 2C, 1, 1), broadcast over pixels
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
         h = self.skip(x) + h
         return self.attn(h) if self.attn is not None else h
 
@@ -154,20 +165,22 @@ class UNet(nn.Module):
         for level, (mult, size) in enumerate(zip(config.channel_mults, config.resolutions)):
             for i in range(config.num_res_blocks):
                 attention = size == config.attention_resolution and i == config.num_res_blocks - 1
-                self.down.append(ResBlock(ch, base * mult, emb_dim, config.dropout, attention))
+                self.down.append(ResBlock(ch, base * mult, emb_dim, config.dropout, attention, config.scale_shift))
                 ch = base * mult
                 skip_channels.append(ch)
             if level != last:
                 self.down.append(Downsample(ch))
                 skip_channels.append(ch)
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, config.dropout) for _ in range(2)])
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, config.dropout, scale_shift=config.scale_shift)
+                                  for _ in range(2)])
 
         # Decoder: one more block per level than the encoder, each eating one kept activation.
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mults))):
             for _ in range(config.num_res_blocks + 1):
-                self.up.append(ResBlock(ch + skip_channels.pop(), base * mult, emb_dim, config.dropout))
+                self.up.append(ResBlock(ch + skip_channels.pop(), base * mult, emb_dim, config.dropout,
+                                        scale_shift=config.scale_shift))
                 ch = base * mult
             if level != 0:
                 self.up.append(Upsample(ch))

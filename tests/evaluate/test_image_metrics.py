@@ -20,7 +20,7 @@ from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
 from luoxia.recipes import load_recipe
 from luoxia.train.image import train_image
 from luoxia.train.logging import read_metrics
-from tests.test_cli import luoxia as run_cli
+from tests.helpers import luoxia as run_cli
 
 QUIET = ["train.warmup_steps=0", "train.eval_batches=2", "train.batch_size=32", "train.progress=false",
          "train.device=cpu", "train.num_threads=1", "data.source=digits", "data.image_size=8"]

@@ -7,30 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 import luoxia
 from luoxia.errors import CheckpointError
 from luoxia.generate.hf import HFGenerator
 from luoxia.generate.interface import GenerationConfig
-from tests.helpers import TEXT
+from tests.helpers import tiny_hf_model
 
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory) -> Path:
-    """A tiny random GPT-2 with a character-level tokenizer, saved as a standard HF directory."""
-    from luoxia.data.tokenizer import train_char_tokenizer
-
-    directory = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
-    text_tokenizer = train_char_tokenizer([TEXT], special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=text_tokenizer.backend, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>")
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=2, n_head=2,
-                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
-    GPT2LMHeadModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return tiny_hf_model(tmp_path_factory.mktemp("hf") / "tiny-gpt2")
 
 
 def test_load_accepts_a_hf_directory(hf_dir: Path):

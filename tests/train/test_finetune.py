@@ -20,7 +20,7 @@ from luoxia.generate.load import ADAPTER_DIR, load_finetuned
 from luoxia.train.finetune import FinetuneRecipe, build_model, finetune, trainable_share
 from luoxia.train.logging import read_metrics
 from tests.helpers import REPO, TEXT, tiny_gpt, tiny_recipe
-from tests.test_cli import luoxia as run_cli
+from tests.helpers import luoxia as run_cli
 
 CHARS = TEXT + "<|im_start|>user assistant system\n0123456789 good bad great awful nice terrible"
 LINES = TEXT.splitlines()

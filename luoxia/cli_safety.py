@@ -1,0 +1,212 @@
+"""The safety commands of ``luoxia``: moderate, redact, watermark, provenance and review."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from luoxia.errors import ConfigError, LuoxiaError
+
+console = Console()
+KeyOption = Annotated[Optional[str], typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
+                                                  "$LUOXIA_WATERMARK_KEY_FILE, else the public demo key)")]
+KeyFileOption = Annotated[Optional[Path], typer.Option(help="file holding the secret key in hex")]
+DataDirOption = Annotated[Optional[Path], typer.Option(help="where the audit database lives (default $LUOXIA_HOME "
+                                                       "or ~/.luoxia)")]
+
+
+def _read_input(file: Path | None) -> str:
+    if file is None or str(file) == "-":
+        return sys.stdin.read()
+    if not file.is_file():
+        raise LuoxiaError(f"{file}: no such file")
+    return file.read_text(encoding="utf-8")
+
+
+def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
+    thresholds = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            thresholds[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--threshold expects CATEGORY=NUMBER, got {item!r}") from None
+    return thresholds
+
+
+def _moderation_texts(raw: str, jsonl: bool, field: str) -> list[str]:
+    if not jsonl:
+        return raw.splitlines()
+    texts = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            record = json.loads(line) if line.strip() else {}
+        except json.JSONDecodeError as error:
+            raise LuoxiaError(f"line {number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get(field, ""), str):
+            raise LuoxiaError(f"line {number}: expected an object with a string field '{field}'")
+        texts.append(record.get(field, ""))
+    return texts
+
+
+def moderate(
+    file: Annotated[Optional[Path], typer.Argument(help="one text per line (default: standard input)")] = None,
+    jsonl: Annotated[bool, typer.Option(help="the input is JSON Lines; the text is in --field")] = False,
+    field: Annotated[str, typer.Option(help="JSONL field holding the text")] = "text",
+    threshold: Annotated[Optional[list[str]], typer.Option(help="CATEGORY=VALUE flag threshold (repeatable)")] = None,
+    classifier: Annotated[Optional[Path], typer.Option(help="a moderation classifier directory "
+                                                       "(default: the one shipped with Luoxia)")] = None,
+    rules_only: Annotated[bool, typer.Option(help="skip the learned classifier (no model is loaded)")] = False,
+    rules: Annotated[Optional[list[Path]], typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
+) -> None:
+    """Moderate texts: one JSON object per input line with `flagged`, per-category `categories` and `scores`."""
+    from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
+
+    texts = _moderation_texts(_read_input(file), jsonl, field)
+    moderator = Moderator(RuleSet.load(rules), None if rules_only else (classifier or CLASSIFIER_DIR),
+                          _parse_thresholds(threshold))
+    for result in moderator.moderate(texts):
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+def redact(
+    file: Annotated[Optional[Path], typer.Argument(help="text to redact (default: standard input)")] = None,
+    style: Annotated[str, typer.Option(help="tag ([PHONE]), partial (138****5678) or hash (keyed pseudonym)")] = "tag",
+    key: KeyOption = None,
+    key_file: KeyFileOption = None,
+    region: Annotated[str, typer.Option(help="country whose national phone formats are recognised")] = "US",
+    as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
+) -> None:
+    """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""
+    from luoxia.safety.pii import redact as run_redact
+    from luoxia.safety.watermark import resolve_key
+
+    secret = resolve_key(key, key_file).secret if style == "hash" else None
+    result = run_redact(_read_input(file), style=style, key=secret, default_region=region)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        sys.stdout.write(result.text)
+
+
+watermark_app = typer.Typer(no_args_is_help=True, help="Detect the text watermark of `luoxia generate --watermark`.")
+
+
+@watermark_app.command("detect")
+def watermark_detect(
+    model: Annotated[Path, typer.Option("--model", "-m", help="a run, prepared data or Hugging Face directory: "
+                                        "only its tokenizer is read")],
+    file: Annotated[Optional[Path], typer.Argument(help="text to check (default: standard input)")] = None,
+    key: KeyOption = None,
+    key_file: KeyFileOption = None,
+    gamma: Annotated[float, typer.Option(help="green share the text was generated with")] = 0.25,
+    z_threshold: Annotated[float, typer.Option(help="z-score from which text counts as watermarked")] = 4.0,
+) -> None:
+    """One JSON object: z, p_value, green_fraction, tokens_scored, watermarked."""
+    from luoxia.config import build_config
+    from luoxia.generate.load import load_tokenizer
+    from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
+
+    config = build_config(WatermarkConfig, {"gamma": gamma, "z_threshold": z_threshold}, source="the command line")
+    detector = WatermarkDetector(load_tokenizer(model), resolve_key(key, key_file), config)
+    print(json.dumps(detector.detect(_read_input(file)).to_json()))
+
+
+provenance_app = typer.Typer(no_args_is_help=True, help="Check the signed provenance record of a generated image.")
+
+
+@provenance_app.command("verify")
+def provenance_verify(
+    image: Annotated[Path, typer.Argument(help="a PNG written by `luoxia generate-image --watermark`")],
+    key: KeyOption = None,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Prints valid, tampered or absent (and why) and the record; exit status 0 only when valid."""
+    from luoxia.safety.image_mark import detect_image_watermark
+    from luoxia.safety.provenance import verify_provenance
+    from luoxia.safety.watermark import resolve_key
+
+    from PIL import Image
+
+    secret = resolve_key(key, key_file).secret
+    check = verify_provenance(image, secret)
+    with Image.open(image) as opened:
+        mark = detect_image_watermark(opened, secret).to_json() if min(opened.size) >= 256 else None
+    print(json.dumps({**check.to_json(), "watermark": mark}, ensure_ascii=False))
+    raise typer.Exit(0 if check.status == "valid" else 1)
+
+
+review_app = typer.Typer(no_args_is_help=True, help="The human review queue of flagged and blocked content.")
+
+
+def _store(data_dir: Path | None):
+    from luoxia.safety.audit import AuditStore
+
+    return AuditStore(data_dir)
+
+
+@review_app.command("list")
+def review_list(
+    status: Annotated[str, typer.Option(help="pending, approved, rejected or all")] = "pending",
+    limit: Annotated[int, typer.Option(help="newest N")] = 50,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The newest audit events with a given review status."""
+    events = _store(data_dir).list(None if status == "all" else status, limit)
+    table = Table(title=f"audit events ({status})")
+    for column in ("id", "created", "stage", "action", "categories", "status", "excerpt"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(str(e.id), e.created, e.stage, e.action, ", ".join(e.categories), e.status,
+                      escape(e.excerpt[:60].replace("\n", " ")))
+    console.print(table)
+
+
+@review_app.command("show")
+def review_show(event_id: Annotated[int, typer.Argument(help="event id")], data_dir: DataDirOption = None) -> None:
+    """One event as JSON."""
+    print(json.dumps(_store(data_dir).get(event_id).to_json(), ensure_ascii=False, indent=2))
+
+
+def _review(event_id: int, status: str, reviewer: str | None, note: str | None, data_dir: Path | None) -> None:
+    import getpass
+
+    event = _store(data_dir).review(event_id, status, reviewer or getpass.getuser(), note)
+    console.print(f"event {event.id}: {event.status} by {escape(event.reviewer or '')}", highlight=False)
+
+
+@review_app.command("approve")
+def review_approve(
+    event_id: Annotated[int, typer.Argument(help="event id")],
+    note: Annotated[Optional[str], typer.Option(help="why")] = None,
+    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The content was acceptable: a false positive."""
+    _review(event_id, "approved", reviewer, note, data_dir)
+
+
+@review_app.command("reject")
+def review_reject(
+    event_id: Annotated[int, typer.Argument(help="event id")],
+    note: Annotated[Optional[str], typer.Option(help="why")] = None,
+    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The content violated the policy: the decision stands."""
+    _review(event_id, "rejected", reviewer, note, data_dir)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(moderate)
+    app.command()(redact)
+    app.add_typer(watermark_app, name="watermark")
+    app.add_typer(provenance_app, name="provenance")
+    app.add_typer(review_app, name="review")

@@ -1,0 +1,1 @@
+"""Trust: moderation, PII redaction, watermarking, provenance and the audit trail."""

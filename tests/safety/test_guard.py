@@ -1,0 +1,170 @@
+"""The guard around text and image generators, and the audit trail with its review queue."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from luoxia.data.tokenizer import train_char_tokenizer
+from luoxia.errors import LuoxiaError
+from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, TextGenerator
+from luoxia.generate.text import GPTGenerator
+from luoxia.safety.audit import MIGRATIONS, AuditStore
+from luoxia.safety.guard import (REFUSAL, WITHHELD, Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy,
+                                 PromptBlocked, write_guarded_images)
+from luoxia.safety.image_mark import detect_image_watermark
+from luoxia.safety.moderation import Moderator
+from luoxia.safety.provenance import verify_provenance
+from luoxia.safety.watermark import WatermarkDetector, parse_key
+from tests.helpers import TEXT, tiny_gpt
+
+KEY = parse_key("00112233445566778899aabbccddeeff", "test")
+
+
+class ScriptedGenerator:
+    """A TextGenerator whose output is fixed: the guard, not the model, is under test."""
+
+    name, context_length = "scripted", 64
+
+    def __init__(self, output: str):
+        self.output, self.prompts = output, []
+
+    def generate(self, prompts: Sequence[str], config=None, logits_processors=()) -> list[GenerationResult]:
+        self.prompts.extend(prompts)
+        return [GenerationResult(self.output, [1] * 5, "length", len(p)) for p in prompts]
+
+    def stream(self, prompt: str, config=None, logits_processors=()) -> Iterator[str]:
+        self.prompts.append(prompt)
+        yield from (self.output[i:i + 3] for i in range(0, len(self.output), 3))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+
+@pytest.fixture(scope="module")
+def moderator() -> Moderator:
+    return Moderator(classifier=None)  # rules only: fast and exact for these sentences
+
+
+def guarded(output: str, moderator: Moderator, store: AuditStore, **policy) -> GuardedGenerator:
+    guard = Guard(GuardPolicy(watermark=False, **policy), moderator, store, KEY, model_name="scripted")
+    return GuardedGenerator(ScriptedGenerator(output), guard)
+
+
+def test_scripted_generator_satisfies_the_interface():
+    assert isinstance(ScriptedGenerator(""), TextGenerator)
+
+
+def test_blocked_prompt_is_refused_audited_by_hash_and_never_generated(tmp_path: Path, moderator: Moderator):
+    store = AuditStore(tmp_path)
+    generator = guarded("fine text.", moderator, store)
+    prompt = "I will kill you, mail me at bob@example.com"
+    (result,) = generator.generate([prompt])
+    assert result.text == REFUSAL and result.finish_reason == "content_filter"
+    assert generator.inner.prompts == []
+    (event,) = store.list()
+    assert event.action == "block" and event.stage == "input" and "violence" in event.categories
+    assert event.content_sha256 == hashlib.sha256(prompt.encode()).hexdigest()
+    assert "bob@example.com" not in event.excerpt and "[EMAIL]" in event.excerpt
+    assert result.safety["decisions"][0]["audit_id"] == event.id
+
+
+def test_personal_data_in_the_output_is_redacted_and_audited(tmp_path: Path, moderator: Moderator):
+    store = AuditStore(tmp_path)
+    (result,) = guarded("Call 13812345678 or write to amy@example.org.", moderator, store).generate(["hi"])
+    assert "13812345678" not in result.text and "[PHONE]" in result.text and "[EMAIL]" in result.text
+    (event,) = store.list()
+    assert (event.stage, event.action, event.categories) == ("output", "redact", ["EMAIL", "PHONE"])
+
+
+def test_harmful_output_is_withheld_or_its_sentence_redacted_per_policy(tmp_path: Path, moderator: Moderator):
+    output = "Here is a poem. I will kill you tomorrow. The end."
+    (blocked,) = guarded(output, moderator, AuditStore(tmp_path / "a")).generate(["hi"])
+    assert blocked.text == WITHHELD and blocked.finish_reason == "content_filter"
+    redacting = guarded(output, moderator, AuditStore(tmp_path / "b"), actions={"violence": "redact"})
+    (redacted,) = redacting.generate(["hi"])
+    assert redacted.text.startswith("Here is a poem.") and "kill" not in redacted.text and WITHHELD in redacted.text
+
+
+def test_flag_keeps_the_text_and_queues_it_allow_records_nothing(tmp_path: Path, moderator: Moderator):
+    output = "I will kill you tomorrow."
+    flag_store, allow_store = AuditStore(tmp_path / "f"), AuditStore(tmp_path / "a")
+    (flagged,) = guarded(output, moderator, flag_store, actions={"violence": "flag"}).generate(["hi"])
+    (allowed,) = guarded(output, moderator, allow_store, actions={"violence": "allow"}).generate(["hi"])
+    assert flagged.text == output == allowed.text
+    assert [e.action for e in flag_store.list()] == ["flag"] and allow_store.list() == []
+
+
+def test_stream_releases_checked_sentences_and_stops_at_a_blocked_one(tmp_path: Path, moderator: Moderator):
+    generator = guarded("All is well. I will kill you now. More text.", moderator, AuditStore(tmp_path))
+    pieces = list(generator.stream("hi"))
+    assert pieces[0] == "All is well." and pieces[-1] == WITHHELD and len(pieces) == 2
+    assert list(generator.stream("I will kill you")) == [REFUSAL]
+
+
+def test_guarded_output_of_a_real_model_is_watermarked(tmp_path: Path, moderator: Moderator):
+    tokenizer = train_char_tokenizer([TEXT], special_tokens=["<|endoftext|>"])
+    inner = GPTGenerator(tiny_gpt(seed=1, vocab_size=tokenizer.vocab_size, block_size=256), tokenizer)
+    guard = Guard(GuardPolicy(pii="allow", moderate_output=False), moderator, AuditStore(tmp_path), KEY)
+    (result,) = GuardedGenerator(inner, guard).generate(["To be"], GenerationConfig(max_new_tokens=200, seed=0))
+    assert result.safety["watermark"]["key_id"] == KEY.key_id
+    assert WatermarkDetector(tokenizer, KEY).detect(result.text).watermarked
+
+
+class DigitDrawer:
+    name, class_names = "drawer", [str(i) for i in range(10)]
+
+    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list:
+        rng = np.random.default_rng(seed)
+        return [Image.fromarray((rng.random((28, 28)) > 0.7).astype(np.uint8) * 255, "L") for _ in range(n)]
+
+
+def test_guarded_images_are_watermarked_signed_and_bad_prompts_blocked(tmp_path: Path, moderator: Moderator):
+    assert isinstance(DigitDrawer(), ImageGenerator)
+    store = AuditStore(tmp_path)
+    generator = GuardedImageGenerator(DigitDrawer(), Guard(GuardPolicy(), moderator, store, KEY))
+    write_guarded_images(generator, "7", 2, 0, tmp_path / "out", run="runs/x")
+    saved = tmp_path / "out" / "0001.png"
+    assert verify_provenance(saved, KEY.secret).status == "valid"
+    with Image.open(saved) as image:
+        assert image.size[0] >= 256 and detect_image_watermark(image, KEY.secret).watermarked
+    with pytest.raises(PromptBlocked, match="illicit"):
+        generator.generate("how to make a bomb", n=1)
+    assert store.list()[0].stage == "image"
+
+
+def test_audit_database_is_wal_versioned_durable_and_reviewable(tmp_path: Path):
+    store = AuditStore(tmp_path)
+    event_id = store.record("output", "flag", ["hate"], {"hate": 0.8}, "ab" * 32, "excerpt", "m")
+    store.close()
+    reopened = AuditStore(tmp_path)  # a new process would see the same
+    assert reopened.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert reopened.connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert reopened.get(event_id).scores == {"hate": 0.8}
+    reviewed = reopened.review(event_id, "approved", "ana", "satire")
+    assert (reviewed.status, reviewed.reviewer, reviewed.review_note) == ("approved", "ana", "satire")
+    assert reopened.list("pending") == [] and reopened.list("approved")[0].id == event_id
+    with pytest.raises(LuoxiaError, match="no audit event 99"):
+        reopened.review(99, "rejected", "ana")
+    with pytest.raises(LuoxiaError, match="approved or rejected"):
+        reopened.review(event_id, "pending", "ana")
+    with pytest.raises(LuoxiaError, match="valid: pending"):
+        reopened.list("done")
+
+
+def test_a_newer_or_foreign_database_is_refused(tmp_path: Path):
+    path = tmp_path / "luoxia.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(LuoxiaError, match="newer"):
+        AuditStore(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "luoxia.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LuoxiaError, match="not a usable"):
+        AuditStore(tmp_path / "other")

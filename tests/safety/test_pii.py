@@ -1,0 +1,206 @@
+"""PII detection and masking: every type in English and Chinese, checksum validation, ordinary
+numbers left alone, the three masking styles and the privacy of the JSON record."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+
+import pytest
+from stdnum import luhn
+from stdnum.cn import ric
+
+from luoxia.errors import ConfigError
+from luoxia.safety.pii import PII_TYPES, PIIRedactor, PIISpan, find_pii, redact
+
+CN_ID = "11010519491231002X"  # a well-known valid sample
+CN_ID_BAD = CN_ID[:-1] + "1"  # same number, wrong check digit
+CARD = "4111 1111 1111 1111"
+CARD_BAD = CARD[:-1] + "2"
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def test_fixture_numbers_are_what_the_tests_assume():
+    assert ric.is_valid(CN_ID) and not ric.is_valid(CN_ID_BAD)
+    assert luhn.is_valid(CARD.replace(" ", "")) and not luhn.is_valid(CARD_BAD.replace(" ", ""))
+
+
+CASES = [
+    ("EMAIL", "Write to jane.doe@example.com for details.", "jane.doe@example.com"),
+    ("EMAIL", "请发邮件至zhang.san@example.cn联系我。", "zhang.san@example.cn"),
+    ("PHONE", "Call me on +44 20 7946 0958 tomorrow.", "+44 20 7946 0958"),
+    ("PHONE", "Our office: (415) 555-2671.", "(415) 555-2671"),
+    ("PHONE", "电话13812345678，随时联系。", "13812345678"),
+    ("PHONE", "手机：+86 138-1234-5678。", "+86 138-1234-5678"),
+    ("CN_ID", f"身份证号{CN_ID}。", CN_ID),
+    ("CN_ID", f"His ID number is {CN_ID}.", CN_ID),
+    ("BANK_CARD", f"Card {CARD} expires soon.", CARD),
+    ("BANK_CARD", "银行卡号4111111111111111，请核对。", "4111111111111111"),
+    ("IP", "Login from 203.0.113.42 failed.", "203.0.113.42"),
+    ("IP", "服务器地址2001:db8::8a2e:370:7334。", "2001:db8::8a2e:370:7334"),
+    ("URL_CREDENTIALS", "Connect to postgres://admin:s3cret@db.example.com:5432/app now.",
+     "postgres://admin:s3cret@db.example.com:5432/app"),
+    ("URL_CREDENTIALS", "数据库连接mysql://root:pa55w0rd@db.internal/shop。", "mysql://root:pa55w0rd@db.internal/shop"),
+    ("SECRET", "export OPENAI_KEY=sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12", "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12"),
+    ("SECRET", "AWS key AKIAIOSFODNN7EXAMPLE leaked.", "AKIAIOSFODNN7EXAMPLE"),
+    ("SECRET", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 in the log",
+     "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+    ("SECRET", "slack xoxb-123456789012-abcdefABCDEF here", "xoxb-123456789012-abcdefABCDEF"),
+    ("SECRET", "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlX2hlcmU ok",
+     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlX2hlcmU"),
+    ("SECRET", "config: password=Tr0ub4dor&3 then", "Tr0ub4dor&3"),
+    ("SECRET", "密码：Abc12345xyz。", "Abc12345xyz"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "value"), CASES)
+def test_each_type_found_and_tagged(kind: str, text: str, value: str):
+    spans = find_pii(text)
+    assert [(s.type, s.text) for s in spans] == [(kind, value)]
+    assert text[spans[0].start:spans[0].end] == value
+    assert redact(text).text == text.replace(value, f"[{kind}]")
+
+
+def test_checksum_invalid_resident_id_is_not_an_id():
+    for text in (f"身份证号{CN_ID_BAD}。", f"ID {CN_ID_BAD}."):
+        assert find_pii(text) == []
+        assert redact(text).text == text
+
+
+def test_luhn_invalid_card_is_left_alone():
+    text = f"Card {CARD_BAD} and 卡号{CARD_BAD.replace(' ', '')}。"
+    assert find_pii(text) == []
+
+
+def test_resident_id_is_not_also_a_phone_or_card():
+    text = f"身份证号{CN_ID}，谢谢"
+    assert find_pii(text) == [PIISpan("CN_ID", 4, 22, CN_ID)]
+    assert find_pii(text, types=["PHONE", "BANK_CARD"]) == []
+
+
+def _id_that_is_also_a_card() -> str:
+    """A valid Shenzhen resident ID whose 18 digits also pass Luhn with a card-network first digit."""
+    for order in range(100, 1000):
+        body = f"44030119900101{order:03d}"
+        number = body + ric.calc_check_digit(body + "0")
+        if ric.is_valid(number) and luhn.is_valid(number):
+            return number
+    raise AssertionError("no such number")
+
+
+def test_id_that_also_passes_luhn_is_reported_once_as_an_id():
+    number = _id_that_is_also_a_card()
+    assert find_pii(f"证件{number}") == [PIISpan("CN_ID", 2, 20, number)]
+    assert redact(f"证件{number}").text == "证件[CN_ID]"
+
+
+def test_ordinary_numbers_untouched_next_to_a_real_phone():
+    english = ("On 2024-03-15 at 14:30 (15/03/2024) we shipped 1,299 orders worth $19.99 each; "
+               "founded 1999, roadmap 2026, version 3.11.7, build v2.3.1. Questions: (415) 555-2671.")
+    chinese = "2024年3月15日下午3点，价格¥1,299，共3,000元，订单数12345，版本1.2.3，电话13812345678。"
+    for text, phone in ((english, "(415) 555-2671"), (chinese, "13812345678")):
+        assert [s.text for s in find_pii(text)] == [phone]
+        assert redact(text).text == text.replace(phone, "[PHONE]")
+
+
+def test_invalid_ip_and_code_are_not_addresses():
+    text = "bad 999.1.1.1 and 256.0.0.1, std::vector, Foo::Bar, 12:30:45, pi 3.14159"
+    assert find_pii(text) == []
+
+
+def test_low_entropy_assignment_is_not_a_secret():
+    assert find_pii("sort by key=timestamp, token=aaaaaaaa") == []
+
+
+def test_spans_sorted_non_overlapping_with_original_offsets():
+    text = (f"张三，电话138 1234 5678，邮箱zs@example.com，身份证{CN_ID}，"
+            f"卡号{CARD}，IP 10.1.2.3，"
+            "key sk-abcdefghijklmnopqrstuvwxyz123456。")
+    result = redact(text, "partial")
+    assert [s.type for s in result.spans] == ["PHONE", "EMAIL", "CN_ID", "BANK_CARD", "IP", "SECRET"]
+    for before, after in zip(result.spans, result.spans[1:]):
+        assert before.end <= after.start
+    for span in result.spans:
+        assert text[span.start:span.end] == span.text
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("电话13812345678。", "电话138****5678。"),
+    ("Mail jane@example.com.", "Mail j***@example.com."),
+    (f"身份证{CN_ID}", "身份证110105********002X"),
+    (f"card {CARD}", "card **** **** **** 1111"),
+    ("host 192.168.1.23 up", "host 192.168.1.*** up"),
+    ("key sk-abcdefghijklmnopqrstuvwxyz123456 set", "key sk-a**** set"),
+    ("db postgres://admin:s3cret@db.example.com/app", "db postgres://***:***@db.example.com/app"),
+])
+def test_partial_style_keeps_a_little_context(text: str, masked: str):
+    assert redact(text, "partial").text == masked
+
+
+def _expected_pseudonym(kind: str, normalised: str, key: bytes) -> str:
+    return f"[{kind}_{hmac.new(key, f'{kind}:{normalised}'.encode(), hashlib.sha256).hexdigest()[:8]}]"
+
+
+def test_hash_style_is_stable_across_formatting_and_keyed():
+    text = "A: 13812345678; B: +86 138-1234-5678; C: 0086 138 1234 5678; D: 13987654321."
+    result = redact(text, "hash", key=KEY)
+    names = re.findall(r"\[PHONE_[0-9a-f]{8}\]", result.text)
+    assert len(names) == 4
+    assert names[0] == names[1] == names[2] == _expected_pseudonym("PHONE", "+8613812345678", KEY)
+    assert names[3] != names[0]
+    assert "1234" not in result.text
+    other = redact(text, "hash", key=b"another key, also secret!").text
+    assert re.findall(r"\[PHONE_[0-9a-f]{8}\]", other)[0] != names[0]
+
+
+def test_hash_style_normalises_email_and_card():
+    text = f"Jane@Example.com jane@example.com {CARD} {CARD.replace(' ', '-')}"
+    names = redact(text, "hash", key=KEY).text.split()
+    assert names[0] == names[1] == _expected_pseudonym("EMAIL", "jane@example.com", KEY)
+    assert names[2] == names[3] == _expected_pseudonym("BANK_CARD", CARD.replace(" ", ""), KEY)
+
+
+def test_hash_without_key_says_how_to_pass_one():
+    with pytest.raises(ConfigError, match="key="):
+        redact("13812345678", "hash")
+    with pytest.raises(ConfigError, match="key="):
+        PIIRedactor(style="hash")
+
+
+def test_unknown_type_and_style_list_valid_values():
+    with pytest.raises(ConfigError) as error:
+        find_pii("x", types=["PHONE", "SSN"])
+    assert "SSN" in str(error.value) and all(t in str(error.value) for t in PII_TYPES)
+    with pytest.raises(ConfigError) as error:
+        redact("x", style="blur")  # type: ignore[arg-type]
+    assert all(s in str(error.value) for s in ("tag", "partial", "hash"))
+
+
+def test_types_filter_keeps_other_pii():
+    text = "mail a.b@example.com or call 13812345678"
+    assert redact(text, types=["EMAIL"]).text == "mail [EMAIL] or call 13812345678"
+    assert redact(text, types="PHONE").text == "mail a.b@example.com or call [PHONE]"
+
+
+def test_to_json_carries_no_raw_values():
+    text = f"电话13812345678，邮箱zs@example.com，身份证{CN_ID}，password=Tr0ub4dor&3"
+    result = redact(text)
+    record = result.to_json()
+    assert record["text"] == result.text
+    assert [set(s) for s in record["spans"]] == [{"type", "start", "end"}] * 4
+    dumped = json.dumps(record, ensure_ascii=False)
+    for span in result.spans:
+        assert span.text not in dumped
+
+
+def test_redactor_is_a_callable_step():
+    redactor = PIIRedactor(style="partial", types=("PHONE",))
+    assert redactor("电话13812345678，邮箱zs@example.com") == "电话138****5678，邮箱zs@example.com"
+    assert [s.type for s in redactor.redact("电话13812345678").spans] == ["PHONE"]
+    keyed = PIIRedactor(style="hash", key=KEY)
+    assert KEY.decode() not in repr(keyed)
+    assert keyed("13812345678") == _expected_pseudonym("PHONE", "+8613812345678", KEY)
+    with pytest.raises(ConfigError):
+        PIIRedactor(types=("NAME",))
