@@ -194,6 +194,8 @@ def generate(
     key_file: Annotated[Optional[Path], typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
                                                      "else the public demo key)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="--guard: audit database directory")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
+                                                   "settings)")] = None,
 ) -> None:
     """Generate text from a trained model."""
     from luoxia.config import build_config
@@ -208,7 +210,7 @@ def generate(
 
     generator = load(model, device, compile=compile)
     prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
-    generator, processors = _safety_wrap(generator, watermark, guard, key_file, data_dir)
+    generator, processors = _safety_wrap(generator, watermark, guard, key_file, data_dir, policy)
     if stream is None:
         stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
     if stream:
@@ -229,7 +231,8 @@ def generate(
             console.rule(style="dim")
 
 
-def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None, data_dir: Path | None):
+def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None, data_dir: Path | None,
+                 policy_file: Path | None):
     """The generator behind the guard (``--guard``), or with the watermark's logits processor."""
     if not (watermark or guard):
         return generator, []
@@ -238,10 +241,13 @@ def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None,
     key = resolve_key(key_file=key_file)
     if not guard:
         return generator, [WatermarkLogitsProcessor(key)]
+    from luoxia.config import load_config
     from luoxia.safety.audit import AuditStore
-    from luoxia.safety.guard import Guard, GuardedGenerator
+    from luoxia.safety.guard import Guard, GuardedGenerator, GuardPolicy
 
-    return GuardedGenerator(generator, Guard(key=key, audit=AuditStore(data_dir), model_name=generator.name)), []
+    policy = load_config(GuardPolicy, policy_file) if policy_file else GuardPolicy()
+    checks = Guard(policy, key=key, audit=AuditStore(data_dir), model_name=generator.name)
+    return GuardedGenerator(generator, checks), []
 
 
 def _report_table(report: dict) -> Table:

@@ -97,3 +97,12 @@ def test_meta_is_valid_json_with_config(corpus_dir: Path, tmp_path: Path):
     prepare(DataConfig(corpus=str(corpus_dir), tokenizer="char"), tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["config"]["tokenizer"] == "char" and meta["vocab_size"] > 10
+
+
+def test_redact_pii_masks_personal_data_before_training(tmp_path: Path):
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("Write to amy@example.org or call 13812345678 about order 2024.\n" * 20, encoding="utf-8")
+    meta = prepare(DataConfig(corpus=str(corpus), tokenizer="char", redact_pii=True, split="tail"), tmp_path / "out")
+    text = TextTokenizer.load(tmp_path / "out").decode(np.asarray(open_tokens(tmp_path / "out", "train")).tolist())
+    assert "amy@" not in text and "138" not in text and "[EMAIL]" in text and "[PHONE]" in text
+    assert "order 2024" in text and meta["pii_redacted"] == 40

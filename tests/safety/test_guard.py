@@ -168,3 +168,17 @@ def test_a_newer_or_foreign_database_is_refused(tmp_path: Path):
     (tmp_path / "other" / "luoxia.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LuoxiaError, match="not a usable"):
         AuditStore(tmp_path / "other")
+
+
+def test_shipped_policy_file_equals_the_defaults_and_bad_keys_are_listed(tmp_path: Path):
+    from luoxia.config import load_config
+    from luoxia.errors import ConfigError
+
+    assert load_config(GuardPolicy, "configs/safety/guard.yaml") == GuardPolicy()
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("actions: {violence: shout}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="violence"):
+        load_config(GuardPolicy, bad)
+    bad.write_text("moderate_inputs: true\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="moderate_input"):
+        load_config(GuardPolicy, bad)
