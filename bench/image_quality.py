@@ -11,7 +11,8 @@ penultimate layer gives the features for FID and KID, its predictions the condit
 collapses). Then each family trains from its recipe (configs/image/<family>.yaml, MNIST at 28×28)
 for as many steps as fit in ``--minutes`` on this machine: the steps come from a short timing run
 of the same recipe, so the budget is met up to that estimate and the real training time is printed.
-Sampling: ``--n-per-class`` images per class, seed 0, diffusion with 25 DDIM steps and guidance 3.
+Sampling: ``--n-per-class`` images per class, seed 0, with each recipe's sampling settings (diffusion: 25
+DDIM steps, guidance 1.5).
 
 Prints one JSON line per model (and one for the classifier).
 """

@@ -269,8 +269,9 @@ def generate_image(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='what to draw: "7", "seven", "digit 7"')],
     n: Annotated[int, typer.Option(help="how many images")] = 16,
     seed: Annotated[Optional[int], typer.Option(help="same seed, same images")] = None,
-    steps: Annotated[int, typer.Option(help="diffusion: DDIM steps")] = 25,
-    guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance weight")] = 3.0,
+    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+                                                      "(default: the recipe's)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     watermark: Annotated[bool, typer.Option(help="moderate the prompt, watermark the images (256x256 RGB) and sign "
@@ -281,6 +282,7 @@ def generate_image(
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
     from luoxia.generate.image import generate_image_files
 
+    options = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     if watermark:
         from luoxia.generate.load import load
         from luoxia.safety.guard import Guard, GuardedImageGenerator, write_guarded_images
@@ -288,9 +290,9 @@ def generate_image(
 
         inner = load(model, device)
         generator = GuardedImageGenerator(inner, Guard(key=resolve_key(key_file=key_file), model_name=inner.name))
-        written = write_guarded_images(generator, prompt, n, seed, out, str(model), steps=steps, guidance=guidance)
+        written = write_guarded_images(generator, prompt, n, seed, out, str(model), **options)
     else:
-        written = generate_image_files(model, prompt, n, seed, out, device, steps=steps, guidance=guidance)
+        written = generate_image_files(model, prompt, n, seed, out, device, **options)
     console.print(f"wrote {n} images and {', '.join(p.name for p in written)} in {escape(str(out))}",
                   highlight=False)
 
@@ -301,8 +303,9 @@ def eval_image(
     classifier: Annotated[Path, typer.Option(help="a classifier run (configs/image/classifier.yaml) on the same data")],
     n_per_class: Annotated[int, typer.Option(help="samples drawn of each class")] = 100,
     seed: Annotated[int, typer.Option(help="class c is drawn with seed + c")] = 0,
-    steps: Annotated[int, typer.Option(help="diffusion: DDIM steps")] = 25,
-    guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance weight")] = 3.0,
+    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+                                                      "(default: the recipe's)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="directory for report.json and report.png "
                                                 "(default: RUN/eval-image)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",

@@ -105,19 +105,22 @@ def feature_distances(real: torch.Tensor, fake: torch.Tensor, classifier: DigitC
 
 
 def image_quality(generator, classifier: DigitClassifier, real: ImageDataset, n_per_class: int = 100,
-                  seed: int = 0, steps: int = 25, guidance: float = 3.0, batch_size: int = 512) -> dict:
+                  seed: int = 0, steps: int | None = None, guidance: float | None = None,
+                  batch_size: int = 512) -> dict:
     """Sample ``n_per_class`` images of every class with ``generator`` (anything with ``class_names``
     and ``sample(prompt, n, seed, **options)``, e.g. a `ClassConditionalGenerator`; class c is drawn
-    with seed ``seed + c``) and measure them against ``real`` (the held-out images) with ``classifier``:
-    FID, KID, conditional accuracy overall and per class, per-class coverage and generation speed."""
+    with seed ``seed + c``; ``steps`` and ``guidance`` default to the generator's own) and measure them
+    against ``real`` (the held-out images) with ``classifier``: FID, KID, conditional accuracy overall
+    and per class, per-class coverage and generation speed."""
     if n_per_class < 1:
         raise ConfigError(f"n_per_class must be at least 1, got {n_per_class}")
     names = [str(name) for name in generator.class_names]
     classifier.eval()
+    options = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     samples, seconds = [], 0.0
     for label, name in enumerate(names):
         started = time.perf_counter()
-        samples.append(generator.sample(name, n_per_class, seed=seed + label, steps=steps, guidance=guidance))
+        samples.append(generator.sample(name, n_per_class, seed=seed + label, **options))
         seconds += time.perf_counter() - started
     fake = torch.cat(samples).cpu()
     asked = torch.arange(len(names)).repeat_interleave(torch.tensor([len(images) for images in samples]))
@@ -132,8 +135,8 @@ def image_quality(generator, classifier: DigitClassifier, real: ImageDataset, n_
         "min_coverage": float(coverage.min()),
         "real_accuracy": float(real_accuracy),  # the classifier on real images: what ``accuracy`` can hope for
         "samples_per_s": len(fake) / max(seconds, 1e-9),
-        "n": len(fake), "n_per_class": n_per_class, "n_real": len(real), "seed": seed, "steps": steps,
-        "guidance": guidance,
+        "n": len(fake), "n_per_class": n_per_class, "n_real": len(real), "seed": seed,
+        **{"steps": None, "guidance": None, **getattr(generator, "defaults", {}), **options},
         "per_class_accuracy": dict(zip(names, per_class_accuracy)),
         "coverage": dict(zip(names, coverage.tolist())),
     }
@@ -151,7 +154,7 @@ def load_classifier(run_dir: str | Path, device: str = "auto") -> tuple[DigitCla
 
 
 def evaluate_image_run(run_dir: str | Path, classifier_dir: str | Path, n_per_class: int = 100, seed: int = 0,
-                       steps: int = 25, guidance: float = 3.0, device: str = "auto") -> dict:
+                       steps: int | None = None, guidance: float | None = None, device: str = "auto") -> dict:
     """`image_quality` of an image run's model, against the evaluation split of the run's own data."""
     run_dir, classifier_dir = Path(run_dir), Path(classifier_dir)
     recipe = run_recipe(run_dir)

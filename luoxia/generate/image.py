@@ -19,6 +19,7 @@ from luoxia.models.vae import VAE, VAEConfig
 from luoxia.runtime import resolve_device
 
 CLASSES_FILE = "classes.txt"
+SAMPLING_OPTIONS = ("steps", "guidance")
 # recipe task → (module, its config): every family samples with ``sample(labels, generator, **options)``
 IMAGE_FAMILIES: dict[str, tuple[type[nn.Module], type[Config]]] = {"vae": (VAE, VAEConfig),
                                                                    "ddpm": (Diffusion, DDPMConfig),
@@ -28,10 +29,11 @@ IMAGE_FAMILIES: dict[str, tuple[type[nn.Module], type[Config]]] = {"vae": (VAE, 
 class ClassConditionalGenerator:
     """`luoxia.generate.interface.ImageGenerator` over a class-conditional model: the prompt names the class ("7", "seven")."""
 
-    def __init__(self, model: nn.Module, class_names: list[str], name: str):
+    def __init__(self, model: nn.Module, class_names: list[str], name: str, defaults: dict | None = None):
         self.model = model.eval()
         self.class_names = class_names
         self.name = name
+        self.defaults = dict(defaults or {})  # sampling options (steps, guidance) the run's recipe chose
 
     @property
     def device(self) -> torch.device:
@@ -40,13 +42,14 @@ class ClassConditionalGenerator:
     @torch.no_grad()
     def sample(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> torch.Tensor:
         """(n, C, H, W) images in [-1, 1] of the class the prompt names; ``options`` such as
-        ``steps`` and ``guidance`` go to the model (a family ignores those it has no use for)."""
+        ``steps`` and ``guidance`` (default: the recipe's) go to the model (a family ignores those it
+        has no use for)."""
         from luoxia.data.images import parse_class_prompt
 
         label = parse_class_prompt(prompt, self.class_names)
         generator = torch.Generator(self.device).manual_seed(seed) if seed is not None else None
         labels = torch.full((n,), label, dtype=torch.long, device=self.device)
-        return self.model.sample(labels, generator=generator, **options).cpu()
+        return self.model.sample(labels, generator=generator, **{**self.defaults, **options}).cpu()
 
     def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list:
         from luoxia.data.images import to_pil
@@ -68,7 +71,8 @@ def load_run_module(run_dir: str | Path, recipe: dict, module: type[nn.Module], 
 def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto") -> ClassConditionalGenerator:
     """The trained model of an image run (best weights) as an `ImageGenerator`."""
     model = load_run_module(run_dir, recipe, *IMAGE_FAMILIES[recipe["task"]], device)
-    return ClassConditionalGenerator(model, read_class_names(Path(run_dir)), Path(run_dir).name)
+    defaults = {k: v for k, v in recipe.get("sample", {}).items() if k in SAMPLING_OPTIONS}
+    return ClassConditionalGenerator(model, read_class_names(Path(run_dir)), Path(run_dir).name, defaults)
 
 
 def read_class_names(run_dir: Path) -> list[str]:
