@@ -8,7 +8,7 @@ tokenizer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -103,13 +103,41 @@ class GPTDecoder:
 
 
 @dataclass
-class _Sequence:
-    """Book-keeping for one prompt's completion while the batch decodes."""
+class Completion:
+    """One prompt's completion while it decodes: its tokens, their log-probabilities, and why it
+    ended. Shared by batch generation, streaming and continuous batching (`luoxia.generate.batching`)."""
 
     prompt_tokens: int
-    ids: list[int]
-    logprobs: list[float]
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
     finished: FinishReason | None = None
+
+    def append(self, token: int, logprob: float, tokenizer: TokenizerLike, config: GenerationConfig) -> None:
+        """Add a sampled token, or end at end-of-text, a stop string or ``max_new_tokens``."""
+        if token == tokenizer.eos_id:
+            self.finished = "stop"
+            return
+        self.ids.append(token)
+        self.logprobs.append(logprob)
+        if config.stop and trim_at_stop(tokenizer.decode(self.ids), config.stop)[1]:
+            self.finished = "stop"
+        elif len(self.ids) >= config.max_new_tokens:
+            self.finished = "length"
+
+    def settled_text(self, tokenizer: TokenizerLike, config: GenerationConfig) -> str:
+        """The text that can no longer change: cut at a stop string, and while decoding goes on
+        without an incomplete UTF-8 character or the start of a possible stop string at its end."""
+        text, _ = trim_at_stop(tokenizer.decode(self.ids), config.stop)
+        if self.finished is None:
+            text = text.rstrip("\ufffd")
+            text = text[: len(text) - stop_prefix_length(text, config.stop)]
+        return text
+
+    def result(self, tokenizer: TokenizerLike, config: GenerationConfig) -> GenerationResult:
+        text, _ = trim_at_stop(tokenizer.decode(self.ids), config.stop)
+        if config.collapse_repeats:
+            text = collapse_repeats(text, config.collapse_repeats)
+        return GenerationResult(text, self.ids, self.finished or "length", self.prompt_tokens, self.logprobs)
 
 
 class CausalLMGenerator:
@@ -130,7 +158,7 @@ class CausalLMGenerator:
         """Next-token logits (B, T, V) at every position of ``ids`` (B, T ≤ context): for scoring text."""
         raise NotImplementedError
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt; an empty prompt starts after an end-of-text (or a blank line)."""
         ids = self.tokenizer.encode(prompt) if prompt else []
         if not ids:
@@ -154,11 +182,11 @@ class CausalLMGenerator:
         return logits
 
     def _decode_steps(self, prompts: Sequence[str], config: GenerationConfig,
-                      processors: Sequence[LogitsProcessor]) -> Iterator[list[_Sequence]]:
+                      processors: Sequence[LogitsProcessor]) -> Iterator[list[Completion]]:
         """Sample token by token for all prompts at once; yield the sequences after every step."""
-        prompt_ids = [self._prompt_ids(p) for p in prompts]
+        prompt_ids = [self.prompt_ids(p) for p in prompts]
         decoder = self.start_decoder(prompt_ids, config.use_cache)
-        sequences = [_Sequence(len(ids), [], []) for ids in prompt_ids]
+        sequences = [Completion(len(ids)) for ids in prompt_ids]
         generator = self._generator(config.seed)
         logits = decoder.logits
         for _ in range(config.max_new_tokens):
@@ -167,7 +195,7 @@ class CausalLMGenerator:
             logprobs = F.log_softmax(logits, dim=-1).gather(1, next_ids[:, None]).squeeze(1).tolist()
             for seq, token, logprob in zip(sequences, next_ids.tolist(), logprobs):
                 if seq.finished is None:
-                    self._append(seq, token, logprob, config)
+                    seq.append(token, logprob, self.tokenizer, config)
             yield sequences
             if all(s.finished for s in sequences):
                 return
@@ -176,23 +204,6 @@ class CausalLMGenerator:
             seq.finished = seq.finished or "length"
         yield sequences
 
-    def _append(self, seq: _Sequence, token: int, logprob: float, config: GenerationConfig) -> None:
-        if token == self.tokenizer.eos_id:
-            seq.finished = "stop"
-            return
-        seq.ids.append(token)
-        seq.logprobs.append(logprob)
-        if config.stop and trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)[1]:
-            seq.finished = "stop"
-        elif len(seq.ids) >= config.max_new_tokens:
-            seq.finished = "length"
-
-    def _result(self, seq: _Sequence, config: GenerationConfig) -> GenerationResult:
-        text, _ = trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)
-        if config.collapse_repeats:
-            text = collapse_repeats(text, config.collapse_repeats)
-        return GenerationResult(text, seq.ids, seq.finished or "length", seq.prompt_tokens, seq.logprobs)
-
     def generate(self, prompts: str | Sequence[str], config: GenerationConfig | None = None,
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
         """Complete every prompt (batched); beam search when ``config.num_beams > 1``."""
@@ -200,10 +211,10 @@ class CausalLMGenerator:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if config.num_beams > 1:
             return [self._beam_search(p, config, logits_processors) for p in prompts]
-        sequences: list[_Sequence] = []
+        sequences: list[Completion] = []
         for sequences in self._decode_steps(prompts, config, logits_processors):
             pass
-        return [self._result(seq, config) for seq in sequences]
+        return [seq.result(self.tokenizer, config) for seq in sequences]
 
     def stream(self, prompt: str, config: GenerationConfig | None = None,
                logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]:
@@ -212,10 +223,7 @@ class CausalLMGenerator:
         config = config or GenerationConfig()
         emitted = 0
         for (seq,) in self._decode_steps([prompt], config.model_copy(update={"num_beams": 1}), logits_processors):
-            text, _ = trim_at_stop(self.tokenizer.decode(seq.ids), config.stop)
-            if seq.finished is None:
-                text = text.rstrip("\ufffd")
-                text = text[: len(text) - stop_prefix_length(text, config.stop)]
+            text = seq.settled_text(self.tokenizer, config)
             if len(text) > emitted:
                 yield text[emitted:]
                 emitted = len(text)
@@ -228,7 +236,7 @@ class CausalLMGenerator:
         """Keep the ``num_beams`` best partial sequences by total log-probability; a beam that ends
         (end-of-text or a stop string) is scored with ``log p / length**length_penalty``."""
         width = config.num_beams
-        prompt_ids = self._prompt_ids(prompt)
+        prompt_ids = self.prompt_ids(prompt)
         decoder = self.start_decoder([prompt_ids] * width, config.use_cache)
         scores = torch.full((width,), float("-inf"), device=self.device)
         scores[0] = 0.0  # all beams start identical: expand only the first
@@ -263,8 +271,7 @@ class CausalLMGenerator:
         for score, ids in zip(scores.tolist(), beams):
             finished.append((score / max(1, len(ids)) ** config.length_penalty, ids, "length"))
         _, ids, reason = max(finished, key=lambda f: f[0])
-        seq = _Sequence(len(prompt_ids), list(ids), [], reason)
-        return self._result(seq, config)
+        return Completion(len(prompt_ids), list(ids), [], reason).result(self.tokenizer, config)
 
 
 def compile_step(model: GPT) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:

@@ -99,9 +99,41 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep the sequences at ``index`` (in that order): beam search's re-ranking."""
+        """Keep the sequences at ``index`` (in that order): beam search's re-ranking, and
+        continuous batching's finished sequences leaving."""
         self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
         self.key_valid, self.seen = self.key_valid[index], self.seen[index]
+
+    def _roll(self, shift: int) -> None:
+        """Move every slot ``shift`` places right (left if negative). Only empty slots wrap around,
+        because callers keep the filled span inside the buffer."""
+        self.k = [k.roll(shift, dims=2) for k in self.k]
+        self.v = [v.roll(shift, dims=2) for v in self.v]
+        self.key_valid = self.key_valid.roll(shift, dims=1)
+        self.length += shift
+
+    def compact(self) -> None:
+        """Drop the leading slots that no sequence uses any more (sequences that started early
+        have left), so the batch can keep growing."""
+        used = self.key_valid[:, : self.length].any(0).nonzero()
+        first = int(used[0]) if len(used) else self.length
+        if first:
+            self._roll(-first)
+
+    def join(self, other: KVCache) -> None:
+        """Append the sequences of ``other`` (same shape, e.g. a freshly read prompt) as new rows,
+        right-aligned so that every row's next token goes into the same slot."""
+        if other.max_len != self.max_len:
+            raise ValueError(f"caches of {other.max_len} and {self.max_len} slots cannot be joined")
+        if other.length > self.length:  # make room on the left; each row's span fits the buffer
+            self.compact()
+            self._roll(other.length - self.length)
+        offset = self.length - other.length
+        self.k = [torch.cat([k, o.roll(offset, dims=2)]) for k, o in zip(self.k, other.k)]
+        self.v = [torch.cat([v, o.roll(offset, dims=2)]) for v, o in zip(self.v, other.v)]
+        self.key_valid = torch.cat([self.key_valid, other.key_valid.roll(offset, dims=1)])
+        self.seen = torch.cat([self.seen, other.seen])
+        self.padded = True
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

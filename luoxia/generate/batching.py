@@ -1,0 +1,262 @@
+"""Continuous batching: one model step at a time for every active request, requests joining and
+leaving between steps (the scheduling idea of Orca, Yu et al. 2022, and vLLM).
+
+A worker thread owns the model. Each turn of its loop it admits waiting requests (reading each
+prompt into its own KV cache, then joining it to the batch's), runs one decoding step for all
+active sequences, samples each sequence's token with that request's own settings and seed, sends
+each request its new text, and lets finished or cancelled requests leave. Luoxia's GPT joins and
+leaves through `KVCache.join`/`reorder`; any other `CausalLMGenerator` (a Hugging Face model) is
+served one request at a time through the same loop. A bounded queue refuses work beyond its size
+(`QueueFull`), which a server turns into 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from luoxia.errors import LuoxiaError
+from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
+from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, select_next
+from luoxia.generate.text import CausalLMGenerator, Completion, GPTGenerator
+from luoxia.models.gpt import GPT, KVCache
+
+# (kind, payload): ("text", new text) … then ("done", GenerationResult) or ("error", message)
+EventSink = Callable[[str, Any], None]
+
+
+class QueueFull(LuoxiaError):
+    """More requests are waiting than the batcher accepts."""
+
+
+class GPTBatchDecoder:
+    """Luoxia GPT sequences over one shared KV cache that rows join and leave between steps."""
+
+    def __init__(self, model: GPT):
+        self.model = model
+        self.device = model.lm_head.weight.device
+        self.cache: KVCache | None = None
+        self.histories: list[list[int]] = []
+        self.logits = torch.empty(0, model.config.vocab_size)
+
+    @torch.no_grad()
+    def add(self, ids: list[int]) -> None:
+        """Read a prompt into a cache of its own, then join the batch as its last row."""
+        own = self.model.new_cache(1)
+        logits, _ = self.model(torch.tensor([ids], device=self.device), cache=own, last_only=True)
+        if self.cache is None:
+            self.cache = own
+        else:
+            self.cache.join(own)
+        self.histories.append(list(ids))
+        self.logits = torch.cat([self.logits.to(logits.device), logits[:, -1].float()])
+
+    def remove(self, rows: Sequence[int]) -> None:
+        keep = [i for i in range(len(self.histories)) if i not in set(rows)]
+        self.histories = [self.histories[i] for i in keep]
+        self.logits = self.logits[keep]
+        if not keep:
+            self.cache = None
+        elif len(keep) < self.cache.seen.numel():
+            self.cache.reorder(torch.tensor(keep, device=self.device))
+
+    @torch.no_grad()
+    def push(self, next_ids: torch.Tensor) -> torch.Tensor:
+        for history, token in zip(self.histories, next_ids.tolist()):
+            history.append(token)
+        if self.cache.length >= self.cache.max_len:
+            self.cache.compact()
+        logits, _ = self.model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
+        self.logits = logits[:, -1].float()
+        return self.logits
+
+
+class SingleDecoder:
+    """Any `CausalLMGenerator`'s own decoder, for one sequence at a time (no joining)."""
+
+    def __init__(self, generator: CausalLMGenerator):
+        self.generator = generator
+        self.decoder = None
+        self.histories: list[list[int]] = []
+        self.logits = torch.empty(0)
+
+    def add(self, ids: list[int]) -> None:
+        if self.decoder is not None:
+            raise RuntimeError("this model decodes one sequence at a time")
+        self.decoder = self.generator.start_decoder([ids], True)
+        self.histories, self.logits = self.decoder.histories, self.decoder.logits
+
+    def remove(self, rows: Sequence[int]) -> None:
+        if rows:
+            self.decoder, self.histories, self.logits = None, [], torch.empty(0)
+
+    def push(self, next_ids: torch.Tensor) -> torch.Tensor:
+        self.logits = self.decoder.push(next_ids)
+        return self.logits
+
+
+@dataclass
+class BatchRequest:
+    """One submitted request and its progress."""
+
+    prompt_ids: list[int]
+    config: GenerationConfig
+    processors: list[LogitsProcessor]
+    sink: EventSink
+    completion: Completion = None  # type: ignore[assignment]
+    generator: torch.Generator | None = None
+    emitted: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
+
+    def cancel(self) -> None:
+        """Stop generating for this request (the client went away); it leaves at the next step."""
+        self.cancelled.set()
+
+
+class ContinuousBatcher:
+    """Serves `submit`ted requests of one generator from a worker thread.
+
+    ``max_batch`` sequences decode together (1 turns batching off: requests run one after the other
+    through the same code); ``max_queue`` requests may wait beyond those.
+    """
+
+    def __init__(self, generator: CausalLMGenerator, max_batch: int = 16, max_queue: int = 64):
+        if not isinstance(generator, CausalLMGenerator):
+            raise LuoxiaError(f"{type(generator).__name__} cannot be batched: it is not a CausalLMGenerator")
+        self.generator = generator
+        joinable = isinstance(generator, GPTGenerator)
+        self.max_batch = max_batch if joinable else 1
+        self.decoder = GPTBatchDecoder(generator.model) if joinable else SingleDecoder(generator)
+        self.waiting: queue.Queue[BatchRequest] = queue.Queue(maxsize=max_queue)
+        self.active: list[BatchRequest] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"batcher-{generator.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.waiting.qsize()
+
+    @property
+    def active_count(self) -> int:
+        return len(self.active)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.generator.prompt_ids(prompt)
+
+    def submit(self, prompt: str | list[int], config: GenerationConfig, sink: EventSink,
+               processors: Sequence[LogitsProcessor] = ()) -> BatchRequest:
+        """Queue a request; its text arrives through ``sink``. Raises `QueueFull` when the queue is
+        full and `LuoxiaError` when prompt plus ``max_new_tokens`` exceed the model's context."""
+        ids = self.prompt_ids(prompt) if isinstance(prompt, str) else list(prompt)
+        context = self.generator.context_length
+        if len(ids) + config.max_new_tokens > context:
+            raise LuoxiaError(f"this model's context is {context} tokens; the prompt has {len(ids)} and "
+                              f"max_tokens asks for {config.max_new_tokens} more")
+        request = BatchRequest(ids, config, list(processors), sink)
+        try:
+            self.waiting.put_nowait(request)
+        except queue.Full:
+            raise QueueFull(f"{self.waiting.maxsize} requests are already waiting") from None
+        return request
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # The worker thread.
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._admit()
+                if self.active:
+                    self._step()
+            except Exception as error:  # a bug or an out-of-memory: fail the requests, keep serving
+                self._fail_all(f"generation failed: {type(error).__name__}")
+
+    def _admit(self) -> None:
+        block = not self.active
+        while len(self.active) < self.max_batch:
+            try:
+                request = self.waiting.get(timeout=0.05) if block else self.waiting.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            if request.cancelled.is_set():
+                continue
+            request.completion = Completion(len(request.prompt_ids))
+            seed = request.config.seed
+            request.generator = torch.Generator(self.generator.device).manual_seed(seed) if seed is not None else None
+            self.decoder.add(request.prompt_ids)
+            self.active.append(request)
+
+    def _step(self) -> None:
+        next_ids = []
+        for row, request in enumerate(self.active):
+            token, logprob = self._sample(row, request)
+            request.completion.append(token, logprob, self.generator.tokenizer, request.config)
+            self._emit_text(request)
+            next_ids.append(token)
+        leaving = {row for row, r in enumerate(self.active) if r.completion.finished or r.cancelled.is_set()}
+        if leaving:
+            finished = [self.active[row] for row in sorted(leaving)]
+            self.decoder.remove(sorted(leaving))
+            self.active = [r for row, r in enumerate(self.active) if row not in leaving]
+            next_ids = [t for row, t in enumerate(next_ids) if row not in leaving]
+            for request in finished:  # after leaving, so a client that sees "done" sees it gone
+                if not request.cancelled.is_set():
+                    request.sink("done", request.completion.result(self.generator.tokenizer, request.config))
+        if self.active:
+            self.decoder.push(torch.tensor(next_ids, device=self.generator.device))
+
+    def _sample(self, row: int, request: BatchRequest) -> tuple[int, float]:
+        config = request.config
+        logits = self.decoder.logits[row : row + 1]
+        if config.repetition_penalty != 1.0 or request.processors:
+            ids = torch.tensor([self.decoder.histories[row]], device=logits.device)
+            if config.repetition_penalty != 1.0:
+                present = presence_mask(ids, torch.ones_like(ids, dtype=torch.bool), logits.size(-1))
+                logits = apply_repetition_penalty(logits, present, config.repetition_penalty)
+            for processor in request.processors:
+                logits = processor(ids, logits)
+        token = select_next(logits, config.temperature, config.top_k, config.top_p, request.generator)
+        logprob = F.log_softmax(logits, dim=-1)[0, token].item()
+        return int(token), logprob
+
+    def _emit_text(self, request: BatchRequest) -> None:
+        text = request.completion.settled_text(self.generator.tokenizer, request.config)
+        if len(text) > request.emitted:
+            request.sink("text", text[request.emitted:])
+            request.emitted = len(text)
+
+    def _fail_all(self, message: str) -> None:
+        for request in self.active:
+            request.sink("error", message)
+        self.decoder.remove(list(range(len(self.active))))
+        self.active = []
+
+
+def generate_batched(batcher: ContinuousBatcher, prompt: str, config: GenerationConfig,
+                     processors: Sequence[LogitsProcessor] = (), timeout: float | None = None) -> GenerationResult:
+    """Submit one request and wait for its result (for scripts and tests; servers use the events)."""
+    events: queue.Queue = queue.Queue()
+    request = batcher.submit(prompt, config, lambda kind, payload: events.put((kind, payload)), processors)
+    while True:
+        try:
+            kind, payload = events.get(timeout=timeout)
+        except queue.Empty:
+            request.cancel()
+            raise LuoxiaError(f"no result within {timeout} s") from None
+        if kind == "done":
+            return payload
+        if kind == "error":
+            raise LuoxiaError(payload)

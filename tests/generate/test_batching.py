@@ -1,0 +1,119 @@
+"""Continuous batching: KV caches that sequences join and leave, and the batcher's results
+against plain generation."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+import torch
+
+from luoxia.data.tokenizer import train_char_tokenizer
+from luoxia.errors import LuoxiaError
+from luoxia.generate.batching import ContinuousBatcher, QueueFull, generate_batched
+from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.text import GPTGenerator
+from tests.helpers import TEXT, tiny_gpt
+
+PROMPTS = ["To be", "Whether 'tis nobler in the mind", "The", "And by opposing end them. To die"]
+
+
+@pytest.fixture(scope="module")
+def generator() -> GPTGenerator:
+    tokenizer = train_char_tokenizer([TEXT], special_tokens=["<|endoftext|>"])
+    return GPTGenerator(tiny_gpt(seed=2, vocab_size=tokenizer.vocab_size, block_size=64), tokenizer)
+
+
+def test_joined_cache_gives_the_same_logits_as_reading_each_sequence_alone(generator: GPTGenerator):
+    model = generator.model
+    first, second = [[3, 4, 5, 6, 7], [8, 9]]
+    batch = model.new_cache(1)
+    model(torch.tensor([first]), cache=batch)
+    own = model.new_cache(1)
+    model(torch.tensor([second]), cache=own)
+    batch.join(own)
+    logits, _ = model(torch.tensor([[10], [11]]), cache=batch, last_only=True)
+    for row, ids in enumerate((first + [10], second + [11])):
+        alone, _ = model(torch.tensor([ids]), last_only=True)
+        assert torch.allclose(logits[row, -1], alone[0, -1], atol=1e-5)
+
+
+def test_a_longer_newcomer_shifts_the_batch_and_compaction_frees_slots(generator: GPTGenerator):
+    model = generator.model
+    batch = model.new_cache(1)
+    model(torch.tensor([[1, 2]]), cache=batch)
+    own = model.new_cache(1)
+    model(torch.tensor([[3, 4, 5, 6, 7, 8]]), cache=own)
+    batch.join(own)
+    assert batch.length == 6 and batch.key_valid.sum(1).tolist() == [2, 6]
+    batch.reorder(torch.tensor([0]))  # the long one leaves
+    batch.compact()
+    assert batch.length == 2
+    logits, _ = model(torch.tensor([[9]]), cache=batch, last_only=True)
+    alone, _ = model(torch.tensor([[1, 2, 9]]), last_only=True)
+    assert torch.allclose(logits[0, -1], alone[0, -1], atol=1e-5)
+
+
+def test_batched_greedy_results_equal_plain_generation(generator: GPTGenerator):
+    config = GenerationConfig(max_new_tokens=20, temperature=0)
+    batcher = ContinuousBatcher(generator, max_batch=4)
+    try:
+        results = {}
+        threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, generate_batched(batcher, p, config)))
+                   for p in PROMPTS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        batcher.close()
+    for prompt in PROMPTS:
+        expected = generator.generate(prompt, config)[0]
+        assert results[prompt].token_ids == expected.token_ids and results[prompt].text == expected.text
+
+
+def test_seeded_sampling_does_not_depend_on_the_company(generator: GPTGenerator):
+    config = GenerationConfig(max_new_tokens=15, temperature=1.0, seed=7)
+    alone = ContinuousBatcher(generator, max_batch=1)
+    crowd = ContinuousBatcher(generator, max_batch=8)
+    try:
+        expected = generate_batched(alone, "To be", config)
+        others = [crowd.submit(p, GenerationConfig(max_new_tokens=30, seed=i), lambda *a: None)
+                  for i, p in enumerate(PROMPTS)]
+        assert generate_batched(crowd, "To be", config).token_ids == expected.token_ids
+        assert all(not r.cancelled.is_set() for r in others)
+    finally:
+        alone.close(), crowd.close()
+
+
+def test_stream_events_concatenate_to_the_result_and_cancel_stops(generator: GPTGenerator):
+    batcher = ContinuousBatcher(generator, max_batch=2)
+    events: queue.Queue = queue.Queue()
+    try:
+        batcher.submit("To be", GenerationConfig(max_new_tokens=25, temperature=0), lambda k, p: events.put((k, p)))
+        pieces, result = [], None
+        while result is None:
+            kind, payload = events.get(timeout=30)
+            pieces.append(payload) if kind == "text" else None
+            result = payload if kind == "done" else None
+        assert "".join(pieces) == result.text
+        cancelled = batcher.submit("The", GenerationConfig(max_new_tokens=40), lambda k, p: events.put((k, p)))
+        cancelled.cancel()
+        generate_batched(batcher, "To", GenerationConfig(max_new_tokens=3), timeout=30)
+        assert batcher.active_count == 0
+    finally:
+        batcher.close()
+
+
+def test_full_queue_and_oversized_requests_are_refused(generator: GPTGenerator):
+    batcher = ContinuousBatcher(generator, max_batch=1, max_queue=1)
+    try:
+        with pytest.raises(LuoxiaError, match="context is 64 tokens"):
+            batcher.submit("To be", GenerationConfig(max_new_tokens=100), lambda *a: None)
+        batcher.submit("To", GenerationConfig(max_new_tokens=60, temperature=0), lambda *a: None)
+        with pytest.raises(QueueFull):
+            for _ in range(3):  # the first may already have moved from the queue to the batch
+                batcher.submit("To", GenerationConfig(max_new_tokens=60), lambda *a: None)
+    finally:
+        batcher.close()
