@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,18 +245,61 @@ class ContinuousBatcher:
         self.active = []
 
 
-def generate_batched(batcher: ContinuousBatcher, prompt: str, config: GenerationConfig,
-                     processors: Sequence[LogitsProcessor] = (), timeout: float | None = None) -> GenerationResult:
-    """Submit one request and wait for its result (for scripts and tests; servers use the events)."""
-    events: queue.Queue = queue.Queue()
-    request = batcher.submit(prompt, config, lambda kind, payload: events.put((kind, payload)), processors)
+class BatchedGenerator:
+    """A `TextGenerator` whose every request goes through a `ContinuousBatcher`: concurrent callers
+    (a server's requests) share decoding steps. ``timeout`` bounds each request in seconds."""
+
+    def __init__(self, batcher: ContinuousBatcher, timeout: float | None = None):
+        self.batcher, self.timeout = batcher, timeout
+        self.name, self.context_length = batcher.generator.name, batcher.generator.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return self.batcher.generator.count_tokens(text)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        return self.batcher.generator.render_chat(messages)
+
+    def generate(self, prompts: str | Sequence[str], config: GenerationConfig | None = None,
+                 logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        config = config or GenerationConfig()
+        streams = [self.stream(p, config, logits_processors) for p in prompts]
+        for stream in streams:  # submit all first, so that they decode together
+            next(stream)
+        return [_drain(stream) for stream in streams]
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None,
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
+        """Text pieces as the batcher sends them; closing the generator cancels the request."""
+        events: queue.Queue = queue.Queue()
+        request = self.batcher.submit(prompt, config or GenerationConfig(),
+                                      lambda kind, payload: events.put((kind, payload)), logits_processors)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        try:
+            yield ""  # submitted: lets `generate` start every request before waiting on any
+            while True:
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+                try:
+                    kind, payload = events.get(timeout=remaining)
+                except queue.Empty:
+                    raise RequestTimeout(f"no result within {self.timeout} s") from None
+                if kind == "text":
+                    yield payload
+                elif kind == "done":
+                    return payload
+                else:
+                    raise LuoxiaError(payload)
+        finally:
+            request.cancel()  # a no-op once it is done; otherwise the client has gone or timed out
+
+
+class RequestTimeout(LuoxiaError):
+    """A request ran past its time limit."""
+
+
+def _drain(stream: Generator[str, None, GenerationResult]) -> GenerationResult:
     while True:
         try:
-            kind, payload = events.get(timeout=timeout)
-        except queue.Empty:
-            request.cancel()
-            raise LuoxiaError(f"no result within {timeout} s") from None
-        if kind == "done":
-            return payload
-        if kind == "error":
-            raise LuoxiaError(payload)
+            next(stream)
+        except StopIteration as stop:
+            return stop.value

@@ -6,7 +6,7 @@ is Luoxia's own GPT or a Hugging Face model. Requests are plain `GenerationConfi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -69,9 +69,16 @@ class TextGenerator(Protocol):
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]: ...
 
     def stream(self, prompt: str, config: GenerationConfig | None = None,
-               logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]: ...
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
+        """Text pieces as they are decided; the generator's return value is the `GenerationResult`."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        """A conversation ([{"role", "content"}]) as a prompt ending where the reply starts, and the
+        stop strings that end the reply."""
+        ...
 
 
 @runtime_checkable

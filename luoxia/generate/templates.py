@@ -52,14 +52,18 @@ CHATML_END = "<|im_end|>"
 
 
 def chat_prompt(tokenizer, text: str) -> tuple[str, list[str]]:
-    """One user turn rendered through the model's chat template — ChatML where it has none, as in
+    """One user turn as a prompt: see `render_chat`."""
+    return render_chat(tokenizer, [{"role": "user", "content": text}])
+
+
+def render_chat(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+    """A conversation rendered through the model's chat template — ChatML where it has none, as in
     fine-tuning — ending where the assistant's reply starts; and the stop strings that end the reply
     (ChatML's end marker, which a small tokenizer may spell as plain text rather than one token)."""
     from luoxia.data.instruct import DEFAULT_CHAT_TEMPLATE
 
     hf_tokenizer = getattr(tokenizer, "hf", None)
     template = getattr(hf_tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
-    messages = [{"role": "user", "content": text}]
     if hf_tokenizer is not None:
         prompt = hf_tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                                   add_generation_prompt=True)

@@ -7,7 +7,7 @@ tokenizer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -217,9 +217,10 @@ class CausalLMGenerator:
         return [seq.result(self.tokenizer, config) for seq in sequences]
 
     def stream(self, prompt: str, config: GenerationConfig | None = None,
-               logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]:
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
         """Yield the completion of one prompt piece by piece, as soon as each piece is certain:
-        an incomplete UTF-8 character or the start of a stop string is held back."""
+        an incomplete UTF-8 character or the start of a stop string is held back. Returns (as the
+        generator's value) the `GenerationResult`."""
         config = config or GenerationConfig()
         emitted = 0
         for (seq,) in self._decode_steps([prompt], config.model_copy(update={"num_beams": 1}), logits_processors):
@@ -228,7 +229,13 @@ class CausalLMGenerator:
                 yield text[emitted:]
                 emitted = len(text)
             if seq.finished:
-                return
+                break
+        return seq.result(self.tokenizer, config)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        from luoxia.generate.templates import render_chat
+
+        return render_chat(self.tokenizer, messages)
 
     @torch.no_grad()
     def _beam_search(self, prompt: str, config: GenerationConfig,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -196,27 +196,55 @@ class GuardedGenerator:
             result.finish_reason, result.safety["blocked"] = "content_filter", "output"
         return result
 
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        return self.inner.render_chat(messages)
+
     def stream(self, prompt: str, config: GenerationConfig | None = None,
-               logits_processors: Sequence[LogitsProcessor] = ()) -> Iterator[str]:
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
         """Streams sentence by sentence: each is redacted and moderated before it is released, and a
-        blocked sentence ends the stream with a notice."""
+        blocked sentence ends the stream with a notice. Returns the `GenerationResult` of what was
+        released, with the safety record."""
         (check,) = self._check_prompts([prompt])
+        inputs = [check.to_json()] if check else []
         if check is not None and check.action == "block":
             yield REFUSAL
-            return
-        pending = ""
-        for piece in self.inner.stream(prompt, config, self._processors(logits_processors)):
-            pending += piece
-            sentences = _SENTENCE.findall(pending)
-            complete = sentences[:-1] if sentences and not re.search(r"[.!?。！？\n]\s*$", pending) else sentences
-            for sentence in complete:
-                text, _, withheld = self.guard.clean_output(sentence)
+            return GenerationResult(REFUSAL, [], "content_filter", self._prompt_tokens(prompt),
+                                    safety={"decisions": inputs, "blocked": "input"})
+        pieces = self.inner.stream(prompt, config, self._processors(logits_processors))
+        released, decisions, pending, inner = [], [], "", None
+        withheld = False
+        while not withheld:
+            try:
+                pending += next(pieces)
+            except StopIteration as stop:
+                inner = stop.value
+                break
+            for sentence in _complete_sentences(pending):
+                pending = pending[len(sentence):]
+                text, found, withheld = self.guard.clean_output(sentence)
+                decisions += found
+                released.append(text)
                 yield text
                 if withheld:
-                    return
-            pending = pending[sum(map(len, complete)):]
-        if pending:
-            yield self.guard.clean_output(pending)[0]
+                    pieces.close()
+                    break
+        if pending and not withheld:
+            text, found, withheld = self.guard.clean_output(pending)
+            decisions += found
+            released.append(text)
+            yield text
+        result = inner or GenerationResult("", [], "stop", self._prompt_tokens(prompt))
+        result.text = "".join(released)
+        result.safety = {"decisions": inputs + [d.to_json() for d in decisions], **self._watermark_record()}
+        if withheld:
+            result.finish_reason, result.safety["blocked"] = "content_filter", "output"
+        return result
+
+
+def _complete_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that have ended (the last one may still be growing)."""
+    sentences = _SENTENCE.findall(text)
+    return sentences if re.search(r"[.!?。！？\n]\s*$", text) else sentences[:-1]
 
 
 class GuardedImageGenerator:

@@ -4,14 +4,13 @@ against plain generation."""
 from __future__ import annotations
 
 import queue
-import threading
 
 import pytest
 import torch
 
 from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import LuoxiaError
-from luoxia.generate.batching import ContinuousBatcher, QueueFull, generate_batched
+from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher, QueueFull, RequestTimeout
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.text import GPTGenerator
 from tests.helpers import TEXT, tiny_gpt
@@ -59,18 +58,12 @@ def test_batched_greedy_results_equal_plain_generation(generator: GPTGenerator):
     config = GenerationConfig(max_new_tokens=20, temperature=0)
     batcher = ContinuousBatcher(generator, max_batch=4)
     try:
-        results = {}
-        threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, generate_batched(batcher, p, config)))
-                   for p in PROMPTS]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = BatchedGenerator(batcher).generate(PROMPTS, config)
     finally:
         batcher.close()
-    for prompt in PROMPTS:
+    for prompt, result in zip(PROMPTS, results):
         expected = generator.generate(prompt, config)[0]
-        assert results[prompt].token_ids == expected.token_ids and results[prompt].text == expected.text
+        assert result.token_ids == expected.token_ids and result.text == expected.text
 
 
 def test_seeded_sampling_does_not_depend_on_the_company(generator: GPTGenerator):
@@ -78,10 +71,10 @@ def test_seeded_sampling_does_not_depend_on_the_company(generator: GPTGenerator)
     alone = ContinuousBatcher(generator, max_batch=1)
     crowd = ContinuousBatcher(generator, max_batch=8)
     try:
-        expected = generate_batched(alone, "To be", config)
+        expected = BatchedGenerator(alone).generate("To be", config)[0]
         others = [crowd.submit(p, GenerationConfig(max_new_tokens=30, seed=i), lambda *a: None)
                   for i, p in enumerate(PROMPTS)]
-        assert generate_batched(crowd, "To be", config).token_ids == expected.token_ids
+        assert BatchedGenerator(crowd).generate("To be", config)[0].token_ids == expected.token_ids
         assert all(not r.cancelled.is_set() for r in others)
     finally:
         alone.close(), crowd.close()
@@ -100,7 +93,7 @@ def test_stream_events_concatenate_to_the_result_and_cancel_stops(generator: GPT
         assert "".join(pieces) == result.text
         cancelled = batcher.submit("The", GenerationConfig(max_new_tokens=40), lambda k, p: events.put((k, p)))
         cancelled.cancel()
-        generate_batched(batcher, "To", GenerationConfig(max_new_tokens=3), timeout=30)
+        BatchedGenerator(batcher, timeout=30).generate("To", GenerationConfig(max_new_tokens=3))
         assert batcher.active_count == 0
     finally:
         batcher.close()
@@ -115,5 +108,19 @@ def test_full_queue_and_oversized_requests_are_refused(generator: GPTGenerator):
         with pytest.raises(QueueFull):
             for _ in range(3):  # the first may already have moved from the queue to the batch
                 batcher.submit("To", GenerationConfig(max_new_tokens=60), lambda *a: None)
+    finally:
+        batcher.close()
+
+
+def test_closing_a_stream_cancels_and_a_timeout_is_an_error(generator: GPTGenerator):
+    batcher = ContinuousBatcher(generator, max_batch=2)
+    try:
+        stream = BatchedGenerator(batcher).stream("To be", GenerationConfig(max_new_tokens=40))
+        next(stream), next(stream)
+        stream.close()  # the client disconnected
+        BatchedGenerator(batcher).generate("To", GenerationConfig(max_new_tokens=2))
+        assert batcher.active_count == 0
+        with pytest.raises(RequestTimeout):
+            BatchedGenerator(batcher, timeout=0).generate("To", GenerationConfig(max_new_tokens=40))
     finally:
         batcher.close()

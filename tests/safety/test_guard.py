@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, TextGenerator
 from luoxia.generate.text import GPTGenerator
-from luoxia.safety.audit import MIGRATIONS, AuditStore
+from luoxia.database import MIGRATIONS
+from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import (REFUSAL, WITHHELD, Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy,
                                  PromptBlocked, write_guarded_images)
 from luoxia.safety.image_mark import detect_image_watermark
@@ -39,12 +40,16 @@ class ScriptedGenerator:
         self.prompts.extend(prompts)
         return [GenerationResult(self.output, [1] * 5, "length", len(p)) for p in prompts]
 
-    def stream(self, prompt: str, config=None, logits_processors=()) -> Iterator[str]:
+    def stream(self, prompt: str, config=None, logits_processors=()) -> Generator[str, None, GenerationResult]:
         self.prompts.append(prompt)
         yield from (self.output[i:i + 3] for i in range(0, len(self.output), 3))
+        return GenerationResult(self.output, [1] * 5, "length", len(prompt))
 
     def count_tokens(self, text: str) -> int:
         return len(text)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        return "".join(m["content"] for m in messages), []
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +108,15 @@ def test_flag_keeps_the_text_and_queues_it_allow_records_nothing(tmp_path: Path,
 
 def test_stream_releases_checked_sentences_and_stops_at_a_blocked_one(tmp_path: Path, moderator: Moderator):
     generator = guarded("All is well. I will kill you now. More text.", moderator, AuditStore(tmp_path))
-    pieces = list(generator.stream("hi"))
+    stream = generator.stream("hi")
+    pieces = []
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            pieces.append(next(stream))
     assert pieces[0] == "All is well." and pieces[-1] == WITHHELD and len(pieces) == 2
+    result = stop.value.value
+    assert result.text == "".join(pieces) and result.finish_reason == "content_filter"
+    assert result.safety["blocked"] == "output"
     assert list(generator.stream("I will kill you")) == [REFUSAL]
 
 
