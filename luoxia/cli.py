@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from luoxia import cli_safety
+from luoxia import cli_safety, cli_serve
 from luoxia.errors import ConfigError, LuoxiaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -356,6 +356,7 @@ def demo(
 
 
 cli_safety.register(app)
+cli_serve.register(app)
 
 
 def main() -> None:

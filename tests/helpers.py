@@ -63,3 +63,10 @@ def luoxia(*args: str, check: bool = True, input: str | None = None, **env: str)
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+# An image recipe small enough to train in a second or two (scikit-learn digits at 8×8).
+TINY_IMAGE = ["data.image_size=8", "model.latent_dim=4", "model.width=8", "model.hidden=32", "train.max_steps=30",
+              "train.batch_size=32", "train.warmup_steps=0", "train.eval_interval=15", "train.eval_batches=2",
+              "train.log_interval=5", "train.checkpoint_interval=15", "train.sample_interval=30",
+              "train.progress=false", "train.device=cpu", "train.num_threads=1"]

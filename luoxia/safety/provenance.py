@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import io
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -148,10 +149,36 @@ def save_with_provenance(
 ) -> ProvenanceRecord:
     """Write ``image`` to ``path`` as a PNG carrying a signed provenance record, atomically (a temp
     file in the same directory, then ``os.replace``), and return the record."""
-    key = _check_key(key)
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise LuoxiaError(f"provenance is stored in PNG metadata; {path} must end in .png")
+    record, info = sign_image(image, model=model, run=run, seed=seed, parameters=parameters, key=key,
+                              created=created)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        image.save(tmp, format="PNG", pnginfo=info)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return record
+
+
+def png_with_provenance(image: Image.Image, **fields: Any) -> bytes:
+    """The PNG bytes of ``image`` carrying a signed provenance record (``fields`` as for
+    `save_with_provenance`): what the server returns as ``b64_json``."""
+    _, info = sign_image(image, **fields)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def sign_image(image: Image.Image, *, model: str, run: str, seed: int | None, parameters: dict[str, Any],
+               key: bytes, created: datetime | None = None) -> tuple[ProvenanceRecord, PngImagePlugin.PngInfo]:
+    """The provenance record of ``image`` and the PNG metadata chunk that carries it, signed."""
+    key = _check_key(key)
     if image.mode not in SIGNABLE_MODES:
         raise LuoxiaError(
             f"cannot sign a mode {image.mode!r} image; convert it to one of {', '.join(SIGNABLE_MODES)} first"
@@ -176,17 +203,7 @@ def save_with_provenance(
     }
     info = PngImagePlugin.PngInfo()
     info.add_itxt(CHUNK_KEY, canonical_json(payload).decode("ascii"))
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, format="PNG", pnginfo=info)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return record
+    return record, info
 
 
 def _open(path: str | os.PathLike) -> Image.Image:

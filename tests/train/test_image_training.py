@@ -13,12 +13,8 @@ from luoxia.generate.interface import ImageGenerator
 from luoxia.recipes import load_recipe
 from luoxia.train.image import train_image
 from luoxia.train.logging import read_metrics
+from tests.helpers import TINY_IMAGE as TINY
 from tests.helpers import luoxia as run_cli
-
-TINY = ["data.image_size=8", "model.latent_dim=4", "model.width=8", "model.hidden=32", "train.max_steps=30",
-        "train.batch_size=32", "train.warmup_steps=0", "train.eval_interval=15", "train.eval_batches=2",
-        "train.log_interval=5", "train.checkpoint_interval=15", "train.sample_interval=30", "train.progress=false",
-        "train.device=cpu", "train.num_threads=1"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,131 @@
+"""What the server serves: text and image generators behind the generation interface, each with
+continuous batching and the guard, plus the shared moderator, encoder and audit store.
+
+The server never touches a model's internals: `luoxia.load` gives a `TextGenerator` or an
+`ImageGenerator`; batching (`BatchedGenerator`) and safety (`GuardedGenerator`) are wrappers that
+are themselves `TextGenerator`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from luoxia.errors import ConfigError
+from luoxia.generate.interface import ImageGenerator, TextGenerator
+from luoxia.serve.settings import ServeSettings
+
+DEMO_RUN = Path("runs/demo-pydoc")  # what `make demo` trains
+
+
+@dataclass
+class ServedText:
+    name: str
+    generator: TextGenerator
+    tokenizer: object  # for watermark detection: encode() only
+    batcher: object | None = None  # the ContinuousBatcher, for queue metrics
+
+
+@dataclass
+class Models:
+    settings: ServeSettings
+    text: dict[str, ServedText] = field(default_factory=dict)
+    images: dict[str, ImageGenerator] = field(default_factory=dict)
+
+    def text_model(self, name: str | None) -> ServedText:
+        return _pick(self.text, name, "text")
+
+    def image_model(self, name: str | None) -> ImageGenerator:
+        return _pick(self.images, name, "image")
+
+    @cached_property
+    def guard(self):
+        from luoxia.config import load_config
+        from luoxia.safety.audit import AuditStore
+        from luoxia.safety.guard import Guard, GuardPolicy
+        from luoxia.safety.moderation import Moderator
+
+        settings = self.settings
+        policy = load_config(GuardPolicy, settings.policy_file) if settings.policy_file else GuardPolicy()
+        return Guard(policy, Moderator(thresholds=policy.thresholds), AuditStore(settings.data_dir))
+
+    @cached_property
+    def encoder(self):
+        from luoxia.generate.embeddings import SentenceEncoder
+
+        return SentenceEncoder(self.settings.embedding_model, device="cpu")
+
+    def queue_depth(self) -> int:
+        return sum(m.batcher.queue_depth for m in self.text.values() if m.batcher is not None)
+
+    def active_sequences(self) -> int:
+        return sum(m.batcher.active_count for m in self.text.values() if m.batcher is not None)
+
+    def close(self) -> None:
+        for served in self.text.values():
+            if served.batcher is not None:
+                served.batcher.close()
+
+
+def _pick(served: dict, name: str | None, kind: str):
+    if not served:
+        raise ConfigError(f"this server has no {kind} model")
+    if name is None or name == "":
+        return next(iter(served.values()))
+    if name not in served:
+        raise ConfigError(f"unknown model '{name}'; this server has: {', '.join(served)}")
+    return served[name]
+
+
+def serve_text(models: Models, name: str, generator: TextGenerator, tokenizer) -> None:
+    """Add a text generator: behind a continuous batcher when it is a causal LM, then the guard."""
+    from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
+    from luoxia.generate.text import CausalLMGenerator
+    from luoxia.safety.guard import Guard, GuardedGenerator
+
+    settings, batcher = models.settings, None
+    if isinstance(generator, CausalLMGenerator):
+        batcher = ContinuousBatcher(generator, settings.max_batch if settings.batching else 1, settings.max_queue)
+        generator = BatchedGenerator(batcher, timeout=settings.request_timeout_s)
+    if settings.safety:
+        shared = models.guard
+        guard = Guard(shared.policy, shared.moderator, shared.audit, shared.key, model_name=name)
+        generator = GuardedGenerator(generator, guard)
+    if name in models.text:
+        raise ConfigError(f"two text models are named '{name}'; give them different directory names")
+    models.text[name] = ServedText(name, generator, tokenizer, batcher)
+
+
+def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
+    from luoxia.safety.guard import Guard, GuardedImageGenerator
+
+    if models.settings.safety:
+        shared = models.guard
+        generator = GuardedImageGenerator(generator, Guard(shared.policy, shared.moderator, shared.audit, shared.key,
+                                                           model_name=name))
+    if name in models.images:
+        raise ConfigError(f"two image models are named '{name}'; give them different directory names")
+    models.images[name] = generator
+
+
+def load_models(settings: ServeSettings) -> Models:
+    """Load every model the settings name; with no text model, the one `make demo` trains."""
+    from luoxia.generate.load import load, load_tokenizer
+
+    models = Models(settings)
+    paths = settings.models or ([str(DEMO_RUN)] if not settings.image_models else [])
+    if paths == [str(DEMO_RUN)] and not DEMO_RUN.is_dir():
+        raise ConfigError(f"no --model given and no {DEMO_RUN} (what `make demo` trains); run `make demo` first "
+                          "or pass --model RUN_OR_HF_DIR")
+    for path in paths:
+        generator = load(path, settings.device)
+        if not isinstance(generator, TextGenerator):
+            raise ConfigError(f"{path} is an image model; pass it with --image-model")
+        serve_text(models, Path(path).name, generator, load_tokenizer(path))
+    for path in settings.image_models:
+        generator = load(path, settings.device)
+        if not isinstance(generator, ImageGenerator) or isinstance(generator, TextGenerator):
+            raise ConfigError(f"{path} is not an image model (vae, gan, ddpm run)")
+        serve_image(models, Path(path).name, generator)
+    return models

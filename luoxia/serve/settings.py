@@ -1,0 +1,52 @@
+"""The server's settings: command-line flags, else ``LUOXIA_SERVE_*`` environment variables, else
+these defaults (pydantic-settings)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from luoxia.database import default_data_dir
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LUOXIA_SERVE_", extra="forbid")
+
+    models: list[str] = Field(default_factory=list, description="text models: run or Hugging Face directories")
+    image_models: list[str] = Field(default_factory=list, description="image runs (vae, gan, ddpm)")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir, description="database: keys, history, audit")
+    open_access: bool = Field(False, description="no API key needed; only on a loopback address")
+    device: str = "auto"
+    batching: bool = Field(True, description="continuous batching (off: one request at a time)")
+    max_batch: int = Field(16, ge=1, description="sequences decoded together")
+    max_queue: int = Field(64, ge=1, description="requests waiting beyond the batch; more get 503")
+    request_timeout_s: float = Field(120.0, gt=0, description="a generation's time limit")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="largest request body")
+    max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")
+    max_n: int = Field(8, ge=1, description="largest n (choices per request)")
+    max_images: int = Field(16, ge=1, description="largest n for image generation")
+    rate_limit_per_minute: int = Field(120, ge=1, description="requests per key per minute")
+    safety: bool = Field(True, description="guard every request: moderation, PII redaction, watermark")
+    policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")
+    embedding_model: str = Field("minilm", description="encoder behind /v1/embeddings")
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> ServeSettings:
+        if self.open_access and not is_loopback(self.host):
+            raise ValueError(f"open access (no API keys) is only allowed on a loopback address, not {self.host}; "
+                             "create a key with `luoxia keys create`")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
