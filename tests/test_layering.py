@@ -15,6 +15,8 @@ FORBIDDEN = {
     "evaluate": {"train", "cli", "demo"},
     "train": {"evaluate", "cli", "demo"},
     "safety": {"train", "evaluate", "cli", "demo"},
+    # the server sees models only through the generation interface
+    "serve": {"models", "cli", "demo"},
 }
 
 

@@ -304,3 +304,34 @@ async def history(request: Request, limit: int = 50, who: Caller = Authenticated
         raise APIError(400, "limit must be between 1 and 500", param="limit")
     records = await run_in_threadpool(request.app.state.store.history, who.key_id, limit)
     return {"object": "list", "data": records}
+
+
+@router.post("/v1/redact")
+async def redact(body: schemas.RedactRequest, who: Caller = Authenticated):
+    from luoxia.safety.pii import redact as find_and_mask
+
+    return (await run_in_threadpool(find_and_mask, body.text, body.style)).to_json()
+
+
+@router.get("/v1/review")
+async def review_queue(request: Request, status: str = "pending", limit: int = 100, who: Caller = Authenticated):
+    audit = _models(request).guard.audit
+    if not 1 <= limit <= 500:
+        raise APIError(400, "limit must be between 1 and 500", param="limit")
+    events = await run_in_threadpool(audit.list, None if status == "all" else status, limit)
+    return {"object": "list", "data": [e.to_json() for e in events]}
+
+
+@router.post("/v1/review/{event_id}")
+async def review_decide(event_id: int, body: schemas.ReviewDecision, request: Request, who: Caller = Authenticated):
+    audit = _models(request).guard.audit
+    reviewer = f"key {who.key_id}" if who.key_id is not None else "studio (open mode)"
+    event = await run_in_threadpool(audit.review, event_id, body.status, reviewer, body.note)
+    return event.to_json()
+
+
+@router.get("/v1/runs")
+async def runs(request: Request, who: Caller = Authenticated):
+    from luoxia.serve.runs import list_runs
+
+    return {"object": "list", "data": await run_in_threadpool(list_runs, request.app.state.settings.runs_dir)}

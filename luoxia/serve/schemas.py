@@ -62,6 +62,16 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
 
 
+class RedactRequest(BaseModel):
+    text: str
+    style: Literal["tag", "partial"] = "tag"
+
+
+class ReviewDecision(BaseModel):
+    status: Literal["approved", "rejected"]
+    note: str | None = Field(None, max_length=2000)
+
+
 class WatermarkDetectRequest(BaseModel):
     text: str = Field(..., min_length=1)
     model: str | None = None

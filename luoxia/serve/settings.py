@@ -34,6 +34,7 @@ class ServeSettings(BaseSettings):
     safety: bool = Field(True, description="guard every request: moderation, PII redaction, watermark")
     policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")
     embedding_model: str = Field("minilm", description="encoder behind /v1/embeddings")
+    runs_dir: Path = Field(Path("runs"), description="run directories whose loss curves the studio shows")
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ServeSettings:
