@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -11,6 +13,7 @@ from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.evaluate.lm import evaluate_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.load import load
+from luoxia.serve.models import DEMO_RUN
 from luoxia.train.lm import LMRecipe, train_lm
 
 # corpus → (recipe, prompts for the samples)
@@ -46,4 +49,7 @@ def run_demo(corpus: str, out_dir: str | None, overrides: list[str], console: Co
                   f"on {report['tokens']:,} held-out tokens)")
     console.print(f"next: luoxia generate --model {out_dir} --prompt \"{prompts[0]}\"  ·  "
                   f"luoxia eval --model {out_dir} --samples 20  ·  tensorboard --logdir {out_dir}/tensorboard")
+    serve = "luoxia serve" if Path(out_dir) == DEMO_RUN else f"luoxia serve --model {out_dir}"
+    console.print(f"serve it (OpenAI-compatible API and web studio): {serve} --open-access, then open "
+                  "http://127.0.0.1:8000")
     return report

@@ -41,7 +41,8 @@ async def studio() -> RedirectResponse:
 async def health(request: Request) -> dict:
     models = _models(request)
     return {"status": "ok", "models": list(models.text), "image_models": list(models.images),
-            "queue_depth": models.queue_depth(), "active_sequences": models.active_sequences()}
+            "queue_depth": models.queue_depth(), "active_sequences": models.active_sequences(),
+            "max_tokens_limit": request.app.state.settings.max_tokens_limit}
 
 
 @router.get("/metrics", include_in_schema=False)

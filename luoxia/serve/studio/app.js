@@ -48,6 +48,9 @@ async function loadModels() {
     const health = await getJSON("/health");
     fill($("#chat-model"), health.models);
     fill($("#image-model"), health.image_models);
+    const maxTokens = $("#max-tokens");
+    maxTokens.max = health.max_tokens_limit;
+    maxTokens.value = Math.min(Number(maxTokens.value), health.max_tokens_limit);
     setStatus(`models: ${health.models.join(", ") || "none"}; image models: ${health.image_models.join(", ") || "none"}`);
   } catch (error) { setStatus(error.message, true); }
 }
