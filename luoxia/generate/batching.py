@@ -270,7 +270,8 @@ class BatchedGenerator:
 
     def stream(self, prompt: str, config: GenerationConfig | None = None,
                logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
-        """Text pieces as the batcher sends them; closing the generator cancels the request."""
+        """Text pieces as the batcher sends them (pieces that queued up while the caller was busy come
+        as one); closing the generator cancels the request."""
         events: queue.Queue = queue.Queue()
         request = self.batcher.submit(prompt, config or GenerationConfig(),
                                       lambda kind, payload: events.put((kind, payload)), logits_processors)
@@ -283,6 +284,13 @@ class BatchedGenerator:
                     kind, payload = events.get(timeout=remaining)
                 except queue.Empty:
                     raise RequestTimeout(f"no result within {self.timeout} s") from None
+                while kind == "text" and not events.empty():  # catch up in one piece
+                    next_kind, next_payload = events.get_nowait()
+                    if next_kind != "text":
+                        yield payload
+                        kind, payload = next_kind, next_payload
+                        break
+                    payload += next_payload
                 if kind == "text":
                     yield payload
                 elif kind == "done":

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,11 @@ def create_app(settings: ServeSettings, models: Models | None = None) -> FastAPI
     async def lifespan(app: FastAPI):
         app.state.models = models or await run_in_threadpool(load_models, settings)
         app.state.store = Store(settings.data_dir)
+        # One waiting thread per stream that can be in flight: anyio's default pool (a few threads
+        # per core) would cap how many requests reach the batcher at once.
+        app.state.executor = ThreadPoolExecutor(settings.max_batch + settings.max_queue, "luoxia-stream")
         yield
+        app.state.executor.shutdown(wait=False, cancel_futures=True)
         app.state.models.close()
         app.state.store.close()
 
@@ -173,10 +178,12 @@ Authenticated = Depends(caller)
 
 # Running generations in worker threads and collecting their events.
 
-async def run_streams(start: Callable[[int], Any], count: int) -> AsyncIterator[tuple[int, str, Any]]:
+async def run_streams(start: Callable[[int], Any], count: int, executor: Executor
+                      ) -> AsyncIterator[list[tuple[int, str, Any]]]:
     """Run ``count`` generator streams (``start(i)`` makes the i-th) in worker threads; yield their
-    (index, "text" | "done" | "error", payload) events as they come. Leaving early (the client
-    disconnected) closes every stream, which cancels its request."""
+    (index, "text" | "done" | "error", payload) events as they come, in lists of all that are
+    waiting (under load, one write carries many). Leaving early (the client disconnected) closes
+    every stream, which cancels its request."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()
@@ -200,24 +207,27 @@ async def run_streams(start: Callable[[int], Any], count: int) -> AsyncIterator[
             put("error", error)
 
     for index in range(count):
-        loop.run_in_executor(None, produce, index)
+        loop.run_in_executor(executor, produce, index)
     remaining = count
     try:
         while remaining:
-            event = await events.get()
-            remaining -= event[1] in ("done", "error")
-            yield event
+            batch = [await events.get()]
+            while not events.empty():
+                batch.append(events.get_nowait())
+            remaining -= sum(kind in ("done", "error") for _, kind, _ in batch)
+            yield batch
     finally:
         stop.set()
 
 
-async def collect(start: Callable[[int], Any], count: int) -> list[GenerationResult]:
+async def collect(start: Callable[[int], Any], count: int, executor: Executor) -> list[GenerationResult]:
     results: list[GenerationResult | None] = [None] * count
-    async for index, kind, payload in run_streams(start, count):
-        if kind == "error":
-            raise error_for(payload)
-        if kind == "done":
-            results[index] = payload
+    async for batch in run_streams(start, count, executor):
+        for index, kind, payload in batch:
+            if kind == "error":
+                raise error_for(payload)
+            if kind == "done":
+                results[index] = payload
     return results  # type: ignore[return-value]
 
 

@@ -143,7 +143,7 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
 async def _collect_recorded(request: Request, generation_id: str, start, count: int, started: float,
                             model: str) -> list[GenerationResult]:
     try:
-        results = await collect(start, count)
+        results = await collect(start, count, request.app.state.executor)
     except BaseException:
         await _finish(request, generation_id, "error", [], started, model)
         raise
@@ -157,24 +157,38 @@ async def _stream_events(request: Request, served, start, count: int, generation
     results: list[GenerationResult | None] = [None] * count
     status, first = "cancelled", True
     try:
-        async for index, kind, payload in run_streams(start, count):
-            if kind == "error":
-                error = error_for(payload)
-                yield sse({"error": {"message": error.message, "type": error.type}})
-                status = "error"
-                return
-            if kind == "text":
-                if first:
-                    request.app.state.metrics.first_token.observe(time.perf_counter() - started)
-                    first = False
-                yield sse(chunk(index, payload, None))
-            else:
-                results[index] = payload
-                yield sse(chunk(index, "", payload.finish_reason))
+        async for batch in run_streams(start, count, request.app.state.executor):
+            events = []
+            for index, kind, payload in _merge_text(batch):
+                if kind == "error":
+                    error = error_for(payload)
+                    yield "".join(events) + sse({"error": {"message": error.message, "type": error.type}})
+                    status = "error"
+                    return
+                if kind == "text":
+                    if first:
+                        request.app.state.metrics.first_token.observe(time.perf_counter() - started)
+                        first = False
+                    events.append(sse(chunk(index, payload, None)))
+                else:
+                    results[index] = payload
+                    events.append(sse(chunk(index, "", payload.finish_reason)))
+            yield "".join(events)
         yield sse("[DONE]")
         status = "complete"
     finally:
         await asyncio.shield(_finish(request, generation_id, status, results, started, served.name))
+
+
+def _merge_text(batch: list[tuple[int, str, object]]) -> list[tuple[int, str, object]]:
+    """Consecutive text events of the same choice as one."""
+    merged: list[tuple[int, str, object]] = []
+    for index, kind, payload in batch:
+        if merged and kind == "text" and merged[-1][:2] == (index, "text"):
+            merged[-1] = (index, "text", merged[-1][2] + payload)
+        else:
+            merged.append((index, kind, payload))
+    return merged
 
 
 def _stream_completion(request, served, start, count, response_id, created, generation_id, started):
