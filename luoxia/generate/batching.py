@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
-from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, select_next
+from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, sample_rows
 from luoxia.generate.text import CausalLMGenerator, Completion, GPTGenerator
 from luoxia.models.gpt import GPT, KVCache
 
@@ -200,12 +200,13 @@ class ContinuousBatcher:
             self.active.append(request)
 
     def _step(self) -> None:
-        next_ids = []
-        for row, request in enumerate(self.active):
-            token, logprob = self._sample(row, request)
+        logits = self._adjusted_logits()
+        tokens = sample_rows(logits, *self._sampling_settings(logits))
+        logprobs = F.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
+        next_ids = tokens.tolist()
+        for request, token, logprob in zip(self.active, next_ids, logprobs):
             request.completion.append(token, logprob, self.generator.tokenizer, request.config)
             self._emit_text(request)
-            next_ids.append(token)
         leaving = {row for row, r in enumerate(self.active) if r.completion.finished or r.cancelled.is_set()}
         if leaving:
             finished = [self.active[row] for row in sorted(leaving)]
@@ -218,19 +219,35 @@ class ContinuousBatcher:
         if self.active:
             self.decoder.push(torch.tensor(next_ids, device=self.generator.device))
 
-    def _sample(self, row: int, request: BatchRequest) -> tuple[int, float]:
-        config = request.config
-        logits = self.decoder.logits[row : row + 1]
-        if config.repetition_penalty != 1.0 or request.processors:
+    def _adjusted_logits(self) -> torch.Tensor:
+        """The batch's logits after each request's repetition penalty and logits processors (the
+        rows without any are left as they are)."""
+        logits = self.decoder.logits
+        rows = [row for row, r in enumerate(self.active) if r.config.repetition_penalty != 1.0 or r.processors]
+        if not rows:
+            return logits
+        logits = logits.clone()
+        for row in rows:
+            request = self.active[row]
             ids = torch.tensor([self.decoder.histories[row]], device=logits.device)
-            if config.repetition_penalty != 1.0:
+            adjusted = logits[row : row + 1]
+            if request.config.repetition_penalty != 1.0:
                 present = presence_mask(ids, torch.ones_like(ids, dtype=torch.bool), logits.size(-1))
-                logits = apply_repetition_penalty(logits, present, config.repetition_penalty)
+                adjusted = apply_repetition_penalty(adjusted, present, request.config.repetition_penalty)
             for processor in request.processors:
-                logits = processor(ids, logits)
-        token = select_next(logits, config.temperature, config.top_k, config.top_p, request.generator)
-        logprob = F.log_softmax(logits, dim=-1)[0, token].item()
-        return int(token), logprob
+                adjusted = processor(ids, adjusted)
+            logits[row] = adjusted[0]
+        return logits
+
+    def _sampling_settings(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-row temperature, top-k, top-p and one uniform draw from each request's generator."""
+        configs = [r.config for r in self.active]
+        vocab, device = logits.size(-1), logits.device
+        temperature = torch.tensor([c.temperature for c in configs], device=device)
+        top_k = torch.tensor([c.top_k or vocab for c in configs], device=device)
+        top_p = torch.tensor([c.top_p or 1.0 for c in configs], device=device)
+        uniform = torch.cat([torch.rand(1, generator=r.generator, device=device) for r in self.active])
+        return temperature, top_k, top_p, uniform
 
     def _emit_text(self, request: BatchRequest) -> None:
         text = request.completion.settled_text(self.generator.tokenizer, request.config)

@@ -60,3 +60,26 @@ def select_next(logits: torch.Tensor, temperature: float, top_k: int | None = No
         logits = top_p_filter(logits, top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def sample_rows(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
+                uniform: torch.Tensor) -> torch.Tensor:
+    """Next token ids (B,) where every row has its own settings, in one pass (continuous batching).
+
+    ``temperature`` (B,): 0 means greedy; ``top_k`` (B,) long, the vocabulary size for none;
+    ``top_p`` (B,), 1 for none; ``uniform`` (B,) draws in [0, 1), one per row (each row's own seeded
+    generator makes its draw, so a row's tokens do not depend on its neighbours). Sampling inverts
+    each row's filtered cumulative distribution at its draw.
+    """
+    vocab = logits.size(-1)
+    scaled = logits / temperature.clamp(min=1e-6)[:, None]
+    sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    keep = torch.arange(vocab, device=logits.device)[None, :] < top_k[:, None]
+    keep &= (probs.cumsum(dim=-1) - probs) < top_p[:, None]  # nucleus: the mass before a token is < p
+    keep[:, 0] = True
+    kept = probs * keep
+    cdf = kept.cumsum(dim=-1)
+    index = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None]).clamp(max=vocab - 1)
+    sampled = order.gather(1, index).squeeze(1)
+    return torch.where(temperature == 0, logits.argmax(dim=-1), sampled)

@@ -78,3 +78,30 @@ def test_presence_mask_ignores_padding():
     valid = torch.tensor([[False, False, True], [True, True, True]])
     mask = presence_mask(ids, valid, 5)
     assert mask.tolist() == [[False, False, False, True, False], [False, True, True, False, False]]
+
+
+def test_sample_rows_gives_each_row_its_own_settings():
+    from luoxia.generate.sampling import sample_rows
+
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]] * 4))
+    temperature = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    top_k = torch.tensor([4, 1, 4, 4])
+    top_p = torch.tensor([1.0, 1.0, 1.0, 0.35])
+    uniform = torch.tensor([0.99, 0.99, 0.05, 0.99])
+    tokens = sample_rows(logits, temperature, top_k, top_p, uniform)
+    # greedy; top-1; the draw 0.05 falls in the most likely token's 0.4 (sorted first); the nucleus
+    # of mass 0.35 is the most likely token alone
+    assert tokens.tolist() == [3, 3, 3, 3]
+    uniform = torch.tensor([0.0, 0.0, 0.95, 0.0])
+    assert sample_rows(logits, temperature, top_k, top_p, uniform)[2].item() == 0  # the tail of the CDF
+
+
+def test_sample_rows_follows_the_distribution():
+    from luoxia.generate.sampling import sample_rows
+
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]])).expand(20_000, 4)
+    ones = torch.ones(20_000)
+    draws = torch.rand(20_000, generator=torch.Generator().manual_seed(0))
+    tokens = sample_rows(logits, ones, torch.full((20_000,), 4), ones, draws)
+    shares = torch.bincount(tokens, minlength=4).float() / 20_000
+    assert torch.allclose(shares, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.015)
