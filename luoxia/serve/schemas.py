@@ -8,18 +8,23 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
-class CompletionRequest(BaseModel):
+class SamplingRequest(BaseModel):
+    """What completions and chat completions share."""
+
     model: str | None = None
-    prompt: str | list[str] = Field(..., description="one prompt or several")
-    max_tokens: int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1)
     stream: bool = False
     stop: str | list[str] | None = None
     seed: int | None = None
-    logprobs: int | None = Field(None, ge=0, le=5)
     user: str | None = None
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str] = Field(..., description="one prompt or several")
+    max_tokens: int = Field(16, ge=1)
+    logprobs: int | None = Field(None, ge=0, le=5)
 
 
 class ChatMessage(BaseModel):
@@ -27,19 +32,11 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatCompletionRequest(BaseModel):
-    model: str | None = None
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1)
-    stream: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = None
     logprobs: bool = False
-    user: str | None = None
 
 
 class ImageRequest(BaseModel):

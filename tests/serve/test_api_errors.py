@@ -127,3 +127,14 @@ def test_keys_cli_prints_the_key_last_and_lists_it_hashed(tmp_path):
     assert "ci" in listed and secret not in listed
     luoxia("keys", "revoke", "1", "--data-dir", str(tmp_path))
     assert Store(tmp_path).authenticate(secret) is None
+
+
+def test_busy_and_slow_generations_map_to_503_and_504():
+    from luoxia.generate.batching import QueueFull, RequestTimeout
+    from luoxia.serve.app import error_for
+
+    busy = error_for(QueueFull("64 requests are already waiting")).response()
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert error_for(RequestTimeout("no result within 120 s")).status == 504
+    assert error_for(RuntimeError("boom")).response().status_code == 500
+    assert "boom" not in error_for(RuntimeError("boom")).message
