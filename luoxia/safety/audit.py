@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,11 +57,12 @@ class AuditStore:
     def __init__(self, data_dir: str | Path | None = None):
         self.path = Path(data_dir or default_data_dir()) / DB_FILE
         self.connection = connect(self.path)
+        self.lock = threading.RLock()  # one connection, shared by a server's threads
 
     def record(self, stage: str, action: str, categories: list[str], scores: dict[str, float], content_sha256: str,
                excerpt: str, model: str | None = None) -> int:
         """Store one decision; its id. Committed (and on disk) when this returns."""
-        with transaction(self.connection) as db:
+        with self.lock, transaction(self.connection) as db:
             cursor = db.execute(
                 "INSERT INTO audit_events (created, stage, action, categories, scores, model, content_sha256, excerpt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -74,11 +76,13 @@ class AuditStore:
         query, args = "SELECT * FROM audit_events", ()
         if status is not None:
             query, args = query + " WHERE status = ?", (status,)
-        rows = self.connection.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        with self.lock:
+            rows = self.connection.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [AuditEvent.from_row(row) for row in rows]
 
     def get(self, event_id: int) -> AuditEvent:
-        row = self.connection.execute("SELECT * FROM audit_events WHERE id = ?", (event_id,)).fetchone()
+        with self.lock:
+            row = self.connection.execute("SELECT * FROM audit_events WHERE id = ?", (event_id,)).fetchone()
         if row is None:
             raise LuoxiaError(f"no audit event {event_id} in {self.path}")
         return AuditEvent.from_row(row)
@@ -88,7 +92,7 @@ class AuditStore:
         if status not in ("approved", "rejected"):
             raise LuoxiaError(f"a review ends in approved or rejected, not '{status}'")
         self.get(event_id)
-        with transaction(self.connection) as db:
+        with self.lock, transaction(self.connection) as db:
             db.execute("UPDATE audit_events SET status = ?, reviewer = ?, review_note = ?, reviewed = ? WHERE id = ?",
                        (status, reviewer, note, now(), event_id))
         return self.get(event_id)

@@ -194,3 +194,16 @@ def test_shipped_policy_file_equals_the_defaults_and_bad_keys_are_listed(tmp_pat
     bad.write_text("moderate_inputs: true\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="moderate_input"):
         load_config(GuardPolicy, bad)
+
+
+def test_audit_store_takes_concurrent_writers(tmp_path: Path):
+    import threading
+
+    store = AuditStore(tmp_path)
+    threads = [threading.Thread(target=lambda: [store.record("output", "flag", ["hate"], {}, "0" * 64, "x")
+                                                for _ in range(20)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(store.list(limit=500)) == 160
