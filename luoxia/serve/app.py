@@ -10,11 +10,9 @@ Every error a client can cause is a 4xx with OpenAI's error body ``{"error": {"m
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,14 +22,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.generate.batching import QueueFull, RequestTimeout
-from luoxia.generate.interface import GenerationConfig, GenerationResult
+from luoxia.generate.interface import GenerationResult
 from luoxia.serve.metrics import Metrics
 from luoxia.serve.models import Models, load_models
 from luoxia.serve.ratelimit import RateLimiter
@@ -229,42 +227,3 @@ async def collect(start: Callable[[int], Any], count: int, executor: Executor) -
             if kind == "done":
                 results[index] = payload
     return results  # type: ignore[return-value]
-
-
-def png_b64(image, **provenance) -> str:
-    from luoxia.safety.provenance import png_with_provenance
-
-    return base64.b64encode(png_with_provenance(image, **provenance)).decode("ascii")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def generation_config(max_tokens: int, body, settings: ServeSettings, extra_stops: list[str] = (),
-                      seed_offset: int = 0) -> GenerationConfig:
-    if max_tokens > settings.max_tokens_limit:
-        raise APIError(400, f"max_tokens is {max_tokens}; this server allows at most {settings.max_tokens_limit}",
-                       param="max_tokens")
-    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    if any(not s for s in stops) or len(stops) > 4:
-        raise APIError(400, "stop: up to 4 non-empty strings", param="stop")
-    seed = body.seed + seed_offset if body.seed is not None else None
-    return GenerationConfig(max_new_tokens=max_tokens, temperature=body.temperature,
-                            top_p=body.top_p if body.top_p < 1 else None, stop=[*extra_stops, *stops], seed=seed)
-
-
-def sse(data: dict | str) -> str:
-    import json
-
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def stream_response(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def metrics_response(metrics: Metrics) -> Response:
-    body, content_type = metrics.render()
-    return PlainTextResponse(body, media_type=content_type)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from luoxia.generate.interface import GenerationResult
+from luoxia.generate.interface import GenerationConfig, GenerationResult
 from luoxia.serve import schemas
-from luoxia.serve.app import (APIError, Authenticated, Caller, collect, error_for, generation_config, metrics_response,
-                              new_id, png_b64, run_streams, sse, stream_response)
+from luoxia.serve.metrics import Metrics
+from luoxia.serve.settings import ServeSettings
+from luoxia.serve.app import APIError, Authenticated, Caller, collect, error_for, run_streams
 
 router = APIRouter()
 MAX_INPUTS = 256  # texts per moderation or embedding request
@@ -57,6 +60,45 @@ async def list_models(request: Request, who: Caller = Authenticated) -> dict:
     return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "luoxia"} for n in names]}
 
 
+# Helpers of the endpoints below.
+
+def png_b64(image, **provenance) -> str:
+    from luoxia.safety.provenance import png_with_provenance
+
+    return base64.b64encode(png_with_provenance(image, **provenance)).decode("ascii")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def generation_config(max_tokens: int, body, settings: ServeSettings, extra_stops: list[str] = (),
+                      seed_offset: int = 0) -> GenerationConfig:
+    if max_tokens > settings.max_tokens_limit:
+        raise APIError(400, f"max_tokens is {max_tokens}; this server allows at most {settings.max_tokens_limit}",
+                       param="max_tokens")
+    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if any(not s for s in stops) or len(stops) > 4:
+        raise APIError(400, "stop: up to 4 non-empty strings", param="stop")
+    seed = body.seed + seed_offset if body.seed is not None else None
+    return GenerationConfig(max_new_tokens=max_tokens, temperature=body.temperature,
+                            top_p=body.top_p if body.top_p < 1 else None, stop=[*extra_stops, *stops], seed=seed)
+
+
+def sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def stream_response(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def metrics_response(metrics: Metrics) -> Response:
+    body, content_type = metrics.render()
+    return PlainTextResponse(body, media_type=content_type)
+
+
 # Text generation.
 
 def _check_context(served, prompts: list[str], max_tokens: int) -> None:
@@ -87,8 +129,6 @@ async def _finish(request: Request, generation_id: str, status: str, results: li
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
