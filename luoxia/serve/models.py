@@ -110,12 +110,13 @@ def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
 
 
 def load_models(settings: ServeSettings) -> Models:
-    """Load every model the settings name; with no text model, the one `make demo` trains."""
+    """Load every model the settings name; with no text model named, the one `make demo` trains
+    (when it exists)."""
     from luoxia.generate.load import load, load_tokenizer
 
     models = Models(settings)
-    paths = settings.models or ([str(DEMO_RUN)] if not settings.image_models else [])
-    if paths == [str(DEMO_RUN)] and not DEMO_RUN.is_dir():
+    paths = settings.models or ([str(DEMO_RUN)] if DEMO_RUN.is_dir() else [])
+    if not paths and not settings.image_models:
         raise ConfigError(f"no --model given and no {DEMO_RUN} (what `make demo` trains); run `make demo` first "
                           "or pass --model RUN_OR_HF_DIR")
     for path in paths:

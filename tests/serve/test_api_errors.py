@@ -138,3 +138,15 @@ def test_busy_and_slow_generations_map_to_503_and_504():
     assert error_for(RequestTimeout("no result within 120 s")).status == 504
     assert error_for(RuntimeError("boom")).response().status_code == 500
     assert "boom" not in error_for(RuntimeError("boom")).message
+
+
+def test_without_models_the_server_asks_for_make_demo(settings_for, image_run, tmp_path, monkeypatch):
+    from luoxia.errors import ConfigError
+    from luoxia.serve.models import load_models
+
+    monkeypatch.chdir(tmp_path)  # no runs/demo-pydoc here
+    with pytest.raises(ConfigError, match="make demo"):
+        load_models(settings_for(models=[], image_models=[]))
+    images_only = load_models(settings_for(models=[], image_models=[str(image_run)]))
+    assert list(images_only.text) == [] and list(images_only.images) == ["tiny-vae"]
+    images_only.close()
