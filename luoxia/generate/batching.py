@@ -110,8 +110,8 @@ class BatchRequest:
     config: GenerationConfig
     processors: list[LogitsProcessor]
     sink: EventSink
-    completion: Completion = None  # type: ignore[assignment]
-    generator: torch.Generator | None = None
+    completion: Completion
+    generator: torch.Generator | None
     emitted: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
@@ -161,7 +161,8 @@ class ContinuousBatcher:
         if len(ids) + config.max_new_tokens > context:
             raise LuoxiaError(f"this model's context is {context} tokens; the prompt has {len(ids)} and "
                               f"max_tokens asks for {config.max_new_tokens} more")
-        request = BatchRequest(ids, config, list(processors), sink)
+        seeded = torch.Generator(self.generator.device).manual_seed(config.seed) if config.seed is not None else None
+        request = BatchRequest(ids, config, list(processors), sink, Completion(len(ids)), seeded)
         try:
             self.waiting.put_nowait(request)
         except queue.Full:
@@ -193,9 +194,6 @@ class ContinuousBatcher:
             block = False
             if request.cancelled.is_set():
                 continue
-            request.completion = Completion(len(request.prompt_ids))
-            seed = request.config.seed
-            request.generator = torch.Generator(self.generator.device).manual_seed(seed) if seed is not None else None
             self.decoder.add(request.prompt_ids)
             self.active.append(request)
 

@@ -28,11 +28,8 @@ def _models(request: Request):
     return request.app.state.models
 
 
-async def _text_model(request: Request, name: str | None):
-    try:
-        return _models(request).text_model(name)
-    except Exception as error:
-        raise error_for(error) from None
+def _text_model(request: Request, name: str | None):
+    return _models(request).text_model(name)  # an unknown name is a 404 through the app's LuoxiaError handler
 
 
 @router.get("/", include_in_schema=False)
@@ -158,7 +155,7 @@ def _chat_logprobs(served, result: GenerationResult) -> dict:
 @router.post("/v1/completions")
 async def completions(body: schemas.CompletionRequest, request: Request, who: Caller = Authenticated):
     settings = request.app.state.settings
-    served = await _text_model(request, body.model)
+    served = _text_model(request, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if not prompts or len(prompts) * body.n > settings.max_n:
         raise APIError(400, f"between 1 and {settings.max_n} completions per request (prompts × n)", param="n")
@@ -242,7 +239,7 @@ def _stream_completion(request, served, start, count, response_id, created, gene
 @router.post("/v1/chat/completions")
 async def chat_completions(body: schemas.ChatCompletionRequest, request: Request, who: Caller = Authenticated):
     settings = request.app.state.settings
-    served = await _text_model(request, body.model)
+    served = _text_model(request, body.model)
     if body.n > settings.max_n:
         raise APIError(400, f"n is {body.n}; this server allows at most {settings.max_n}", param="n")
     messages = [m.model_dump() for m in body.messages]
@@ -286,18 +283,13 @@ async def images(body: schemas.ImageRequest, request: Request, who: Caller = Aut
     from luoxia.safety.guard import GuardedImageGenerator, PromptBlocked
 
     settings = request.app.state.settings
-    try:
-        generator = _models(request).image_model(body.model)
-    except Exception as error:
-        raise error_for(error) from None
+    generator = _models(request).image_model(body.model)
     if body.n > settings.max_images:
         raise APIError(400, f"n is {body.n}; this server draws at most {settings.max_images} images", param="n")
     try:
         pictures = await run_in_threadpool(generator.generate, body.prompt, body.n, body.seed)
     except PromptBlocked as blocked:
         raise APIError(400, str(blocked), code="content_policy_violation") from None
-    except Exception as error:
-        raise error_for(error) from None
     guarded = isinstance(generator, GuardedImageGenerator)
     safety = generator.last_safety if guarded else {}
     key = generator.guard.key.secret if guarded else _models(request).guard.key.secret
@@ -343,13 +335,10 @@ async def embeddings(body: schemas.EmbeddingRequest, request: Request, who: Call
 async def watermark_detect(body: schemas.WatermarkDetectRequest, request: Request, who: Caller = Authenticated):
     from luoxia.safety.watermark import WatermarkDetector
 
-    served = await _text_model(request, body.model)
+    served = _text_model(request, body.model)
     guard = _models(request).guard
     detector = WatermarkDetector(served.tokenizer, guard.key, guard.policy.watermark_config)
-    try:
-        detection = await run_in_threadpool(detector.detect, body.text)
-    except Exception as error:
-        raise error_for(error) from None
+    detection = await run_in_threadpool(detector.detect, body.text)
     return {"model": served.name, **detection.to_json()}
 
 
