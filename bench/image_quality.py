@@ -12,7 +12,7 @@ collapses). Then each family trains from its recipe (configs/image/<family>.yaml
 for as many steps as fit in ``--minutes`` on this machine: the steps come from a short timing run
 of the same recipe, so the budget is met up to that estimate and the real training time is printed.
 Sampling: ``--n-per-class`` images per class, seed 0, with each recipe's sampling settings (diffusion: 25
-DDIM steps, guidance 1.5).
+DDIM steps, guidance 1.25).
 
 Prints one JSON line per model (and one for the classifier).
 """

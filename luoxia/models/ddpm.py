@@ -10,6 +10,8 @@ The network that predicts the noise ε (`luoxia.models.unet.UNet`, or anything c
   η = 1 over every step is DDPM's ancestral sampler.
 - Classifier-free guidance (Ho & Salimans 2022): drop the label during training, and at sampling
   ε = ε_uncond + w (ε_cond − ε_uncond).
+- v-prediction (Salimans & Ho 2022, progressive distillation §4): the network may predict
+  v = √ᾱ ε − √(1 − ᾱ) x_0 instead of ε; the sampler turns it back into ε = √ᾱ v + √(1 − ᾱ) x_t.
 
 Timesteps are 0-based: index ``t`` is the paper's step t + 1, so ``alpha_bars[0]`` is ᾱ_1 and
 ``alpha_bars[-1]`` is ᾱ_T; "before step 0" is x_0, with ᾱ = 1.
@@ -27,6 +29,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from luoxia.models.unet import UNet, UNetConfig
+
+Prediction = Literal["epsilon", "v"]
 
 
 def cosine_alpha_bars(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
@@ -59,11 +63,14 @@ class NoiseScheduler:
     coefficient is cast to the images' dtype and device when it is used.
     """
 
-    def __init__(self, num_train_steps: int = 1000, schedule: Literal["cosine", "linear"] = "cosine"):
+    def __init__(self, num_train_steps: int = 1000, schedule: Literal["cosine", "linear"] = "cosine",
+                 prediction: Prediction = "epsilon"):
+        if prediction not in ("epsilon", "v"):
+            raise ValueError(f"unknown prediction {prediction!r} (epsilon or v)")
         if num_train_steps < 1:
             raise ValueError(f"num_train_steps must be positive, got {num_train_steps}")
         self.num_train_steps = num_train_steps
-        self.schedule = schedule
+        self.schedule, self.prediction = schedule, prediction
         if schedule == "cosine":
             self.alpha_bars = cosine_alpha_bars(num_train_steps)
         elif schedule == "linear":
@@ -109,11 +116,27 @@ class NoiseScheduler:
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         drop = torch.rand(B, generator=generator, device=device) < cond_drop
         labels = torch.where(drop, torch.full_like(labels, null_label), labels)
-        error = F.mse_loss(model(self.add_noise(x0, noise, t), t, labels), noise, reduction="none")
+        x_t = self.add_noise(x0, noise, t)
+        error = F.mse_loss(model(x_t, t, labels), self.target(x0, noise, t), reduction="none")
         if min_snr_gamma is None:
             return error.mean()
         snr = _per_sample(self.alpha_bars / (1 - self.alpha_bars), t, error)
-        return (error * snr.clamp(max=min_snr_gamma) / snr).mean()
+        # in x_0 terms the ε error is SNR times the x_0 error and the v error (SNR + 1) times it
+        return (error * snr.clamp(max=min_snr_gamma) / (snr if self.prediction == "epsilon" else snr + 1)).mean()
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """What the network learns to output: ε, or v = √ᾱ_t ε − √(1 − ᾱ_t) x_0."""
+        if self.prediction == "epsilon":
+            return noise
+        alpha_bar = _per_sample(self.alpha_bars, t, x0)
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+
+    def eps_from_output(self, output: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        """The noise ε implied by the network's ``output`` at x_t (the output itself for ε-prediction)."""
+        if self.prediction == "epsilon":
+            return output
+        a_t = self.alpha_bar(t)
+        return math.sqrt(a_t) * output + math.sqrt(1 - a_t) * x_t
 
     # Sampling.
 
@@ -153,12 +176,13 @@ class NoiseScheduler:
         t_batch = torch.full((B,), t, dtype=torch.long, device=x.device)
         null = torch.full_like(labels, null_label)
         if guidance == 0:
-            return model(x, t_batch, null)
-        if guidance == 1:
-            return model(x, t_batch, labels)
-        eps = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))  # (2B, C, H, W)
-        eps_cond, eps_uncond = eps.chunk(2)
-        return eps_uncond + guidance * (eps_cond - eps_uncond)
+            output = model(x, t_batch, null)
+        elif guidance == 1:
+            output = model(x, t_batch, labels)
+        else:  # both branches as one batch (2B, C, H, W); the mix is linear, so it may be taken before ε
+            cond, uncond = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null])).chunk(2)
+            output = uncond + guidance * (cond - uncond)
+        return self.eps_from_output(output, x, t)
 
     @torch.no_grad()
     def ddim_sample(self, model: nn.Module, labels: torch.Tensor, image_shape: tuple[int, ...], steps: int = 25,
@@ -213,6 +237,7 @@ class DDPMConfig(UNetConfig):
 
     num_train_steps: int = Field(1000, gt=1, description="diffusion steps T in training")
     schedule: Literal["cosine", "linear"] = Field("cosine", description="noise schedule")
+    prediction: Prediction = Field("epsilon", description="what the U-Net predicts: epsilon (the noise) or v")
     cond_drop: float = Field(0.1, ge=0, lt=1, description="share of labels dropped in training (for guidance)")
     ema_decay: float = Field(0.999, ge=0, le=1, description="EMA of the weights, used for sampling")
     min_snr_gamma: float | None = Field(
@@ -229,7 +254,7 @@ class Diffusion(nn.Module):
         self.config = config
         self.unet = UNet(config)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)
-        self.scheduler = NoiseScheduler(config.num_train_steps, config.schedule)
+        self.scheduler = NoiseScheduler(config.num_train_steps, config.schedule, config.prediction)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:

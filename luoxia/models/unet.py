@@ -1,4 +1,4 @@
-"""A small class-conditional U-Net that predicts the noise ε of a diffusion model, in one readable file.
+"""A small class-conditional U-Net that predicts the noise ε (or v) of a diffusion model, in one readable file.
 
 The layout is the DDPM one (Ho et al. 2020): a sinusoidal timestep embedding through an MLP,
 residual blocks that add the embedding, stride-2 convolutions down, nearest-neighbour + conv up,

@@ -93,6 +93,39 @@ def test_training_loss_is_reproducible_and_drops_labels(model):
     assert torch.equal(seen[0], torch.full_like(labels, 3)) and torch.equal(seen[1], labels)
 
 
+def test_v_target_gives_back_the_noise_and_the_image():
+    scheduler, t = NoiseScheduler(1000, prediction="v"), torch.tensor([10, 500, 990])
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(3, *SHAPE, generator=gen, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(3, *SHAPE, generator=gen, dtype=torch.float64)
+    x_t, v = scheduler.add_noise(x0, eps, t), scheduler.target(x0, eps, t)
+    for i, step in enumerate(t.tolist()):
+        assert torch.allclose(scheduler.eps_from_output(v[i], x_t[i], step), eps[i])
+        a = scheduler.alpha_bar(step)  # x_0 = √ᾱ x_t − √(1 − ᾱ) v
+        assert torch.allclose(math.sqrt(a) * x_t[i] - math.sqrt(1 - a) * v[i], x0[i])
+    assert torch.equal(NoiseScheduler(1000).target(x0, eps, t), eps)
+    with pytest.raises(ValueError, match="prediction"):
+        NoiseScheduler(1000, prediction="x0")
+
+
+def test_min_snr_weights_the_v_loss_as_the_epsilon_loss_in_x0_terms():
+    """A network whose x̂_0 is off by δ has ε error δ·√SNR and v error δ·√(SNR + 1) per pixel;
+    with Min-SNR weighting both losses come to the mean of min(SNR, γ) δ² over the timesteps."""
+    x0, labels, delta = torch.zeros(64, *SHAPE), torch.zeros(64, dtype=torch.long), 0.1
+    losses = {}
+    for prediction in ("epsilon", "v"):
+        scheduler = NoiseScheduler(1000, prediction=prediction)
+
+        def off_by_delta(x_t, t, _labels):
+            a = scheduler.alpha_bars[t].float().view(-1, 1, 1, 1)
+            eps = (x_t - a.sqrt() * delta) / (1 - a).sqrt()  # the noise if x_0 were δ everywhere
+            return eps if prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * delta
+
+        losses[prediction] = scheduler.training_loss(off_by_delta, x0, labels, torch.Generator().manual_seed(0),
+                                                     null_label=1, min_snr_gamma=5.0)
+    assert losses["v"].item() == pytest.approx(losses["epsilon"].item(), rel=1e-4)
+
+
 def test_sampling_timesteps_are_evenly_spaced():
     scheduler = NoiseScheduler(1000)
     assert scheduler.sampling_timesteps(1) == [999]

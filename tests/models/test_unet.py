@@ -77,12 +77,13 @@ def test_timestep_changes_the_prediction():
     assert not torch.allclose(eps[0], eps[1], atol=1e-4)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
 @pytest.mark.parametrize("zero_init", [True, False], ids=["zero-init", "perturbed"])
-def test_one_adam_step_lowers_the_loss_on_the_same_batch(zero_init):
+def test_one_adam_step_lowers_the_loss_on_the_same_batch(zero_init, prediction):
     model = tiny_unet(image_size=16, channel_mults=[1, 2, 2], attention_resolution=8)
     if not zero_init:
         perturb_output_conv(model)
-    scheduler = NoiseScheduler(100)
+    scheduler = NoiseScheduler(100, prediction=prediction)
     x0 = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
