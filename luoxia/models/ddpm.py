@@ -103,13 +103,15 @@ class NoiseScheduler:
     def training_loss(self, model: nn.Module, x0: torch.Tensor, labels: torch.Tensor,
                       generator: torch.Generator | None = None, cond_drop: float = 0.1,
                       null_label: int | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
-        """Mean squared error between the noise and the model's prediction of it (DDPM's L_simple),
-        at uniform timesteps. With ``min_snr_gamma`` γ each sample's error is weighted by
-        min(SNR_t, γ)/SNR_t, SNR_t = ᾱ_t/(1 − ᾱ_t) (Min-SNR, Hang et al. 2023): the many nearly
-        clean steps, whose ε is easy to see and of little use, stop dominating the gradient. Each label becomes ``null_label`` (default ``model.config.num_classes``)
-        with probability ``cond_drop``, which trains the unconditional model of classifier-free
-        guidance too. The timesteps, the noise and the dropped labels are drawn, in that order,
-        from ``generator`` (on the images' device), so one seed gives the same draw."""
+        """Mean squared error between the `target` (the noise, or v) and the model's prediction of it
+        (DDPM's L_simple), at uniform timesteps. With ``min_snr_gamma`` γ each sample's error is
+        weighted by min(SNR_t, γ)/SNR_t for ε and min(SNR_t, γ)/(SNR_t + 1) for v, SNR_t = ᾱ_t/(1 − ᾱ_t)
+        (Min-SNR, Hang et al. 2023): either way min(SNR_t, γ) times the error in x_0, so the many
+        nearly clean steps, whose noise is easy to see and of little use, stop dominating the
+        gradient. Each label becomes ``null_label`` (default ``model.config.num_classes``) with
+        probability ``cond_drop``, which trains the unconditional model of classifier-free guidance
+        too. The timesteps, the noise and the dropped labels are drawn, in that order, from
+        ``generator`` (on the images' device), so one seed gives the same draw."""
         B, device = x0.shape[0], x0.device
         null_label = model.config.num_classes if null_label is None else null_label
         t = torch.randint(0, self.num_train_steps, (B,), generator=generator, device=device)
@@ -121,8 +123,8 @@ class NoiseScheduler:
         if min_snr_gamma is None:
             return error.mean()
         snr = _per_sample(self.alpha_bars / (1 - self.alpha_bars), t, error)
-        # in x_0 terms the ε error is SNR times the x_0 error and the v error (SNR + 1) times it
-        return (error * snr.clamp(max=min_snr_gamma) / (snr if self.prediction == "epsilon" else snr + 1)).mean()
+        x0_error_scale = snr if self.prediction == "epsilon" else snr + 1  # squared error = scale · x_0's
+        return (error * snr.clamp(max=min_snr_gamma) / x0_error_scale).mean()
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """What the network learns to output: ε, or v = √ᾱ_t ε − √(1 − ᾱ_t) x_0."""
@@ -169,9 +171,11 @@ class NoiseScheduler:
 
     def guided_eps(self, model: nn.Module, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
                    null_label: int) -> torch.Tensor:
-        """ε_uncond + w (ε_cond − ε_uncond) with w = ``guidance``. w = 0 evaluates only the
-        unconditional branch and w = 1 only the conditional one, so those are exactly the plain
-        unconditional and conditional predictions; otherwise both go through the model as one batch."""
+        """The guided noise ε_uncond + w (ε_cond − ε_uncond) with w = ``guidance``; for v-prediction
+        the outputs are mixed, then turned into ε (the same, as the conversion is affine). w = 0
+        evaluates only the unconditional branch and w = 1 only the conditional one, so those are
+        exactly the plain unconditional and conditional predictions; otherwise both go through the
+        model as one batch."""
         B = x.shape[0]
         t_batch = torch.full((B,), t, dtype=torch.long, device=x.device)
         null = torch.full_like(labels, null_label)
@@ -179,7 +183,7 @@ class NoiseScheduler:
             output = model(x, t_batch, null)
         elif guidance == 1:
             output = model(x, t_batch, labels)
-        else:  # both branches as one batch (2B, C, H, W); the mix is linear, so it may be taken before ε
+        else:  # both branches as one batch (2B, C, H, W)
             cond, uncond = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null])).chunk(2)
             output = uncond + guidance * (cond - uncond)
         return self.eps_from_output(output, x, t)
