@@ -116,10 +116,9 @@ def test_min_snr_weights_the_v_loss_as_the_epsilon_loss_in_x0_terms():
     for prediction in ("epsilon", "v"):
         scheduler = NoiseScheduler(1000, prediction=prediction)
 
-        def off_by_delta(x_t, t, _labels):
-            a = scheduler.alpha_bars[t].float().view(-1, 1, 1, 1)
-            eps = (x_t - a.sqrt() * delta) / (1 - a).sqrt()  # the noise if x_0 were δ everywhere
-            return eps if prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * delta
+        def off_by_delta(x_t, t, _labels):  # the target as if x_0 were δ everywhere
+            x0_hat, a = torch.full_like(x_t, delta), scheduler.alpha_bars[t].float().view(-1, 1, 1, 1)
+            return scheduler.target(x0_hat, (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt(), t)
 
         losses[prediction] = scheduler.training_loss(off_by_delta, x0, labels, torch.Generator().manual_seed(0),
                                                      null_label=1, min_snr_gamma=5.0)
