@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/luoxia demo --corpus $(CORPUS)
 
 test: install
-	$(BIN)/python -m pytest -n $(WORKERS) -q
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -q
 
 bench-speedrun: install
 	$(BIN)/python bench/lm_speedrun.py

@@ -8,12 +8,34 @@ from pathlib import Path
 import pytest
 import torch
 
+from luoxia.data.corpora import shared_data_dir
 from luoxia.data.tokenizer import train_char_tokenizer
 from tests.helpers import TEXT, tiny_recipe
 
 # pytest-xdist runs two workers on two cores: one torch thread each keeps them from fighting.
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# CI sets this: a test that needs ../shared/data then fails instead of skipping, so a missing data set
+# cannot turn a green run into one that tested less.
+REQUIRE_SHARED = os.environ.get("LUOXIA_REQUIRE_SHARED_DATA") == "1"
+
+
+def missing_shared(names: tuple[str, ...]) -> list[str]:
+    """The data sets among ``names`` (folders of ../shared/data) that are not on this machine."""
+    root = shared_data_dir()
+    return [name for name in names if root is None or not (root / name).is_dir()]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared_data("mnist", …)``: skip, saying what is missing — or fail under CI."""
+    for marker in item.iter_markers("shared_data"):
+        missing = missing_shared(marker.args)
+        if missing:
+            reason = (f"needs ../shared/data/{', '.join(missing)} (absent here; set LUOXIA_DATA_DIR to a folder "
+                      "laid out like it)")
+            if REQUIRE_SHARED:
+                pytest.fail(f"LUOXIA_REQUIRE_SHARED_DATA=1 but this test {reason}", pytrace=False)
+            pytest.skip(reason)
 
 
 @pytest.fixture

@@ -7,14 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from luoxia.data.corpora import shared_data_dir
 from luoxia.data.images import (DIGIT_NAMES, ImageDataset, grid_array, load_images, parse_class_prompt,
                                 save_grid, split_dataset, to_pil)
 from luoxia.errors import ConfigError, DataError
 
 DIGITS = [str(d) for d in range(10)]
-no_mnist = pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir() / "mnist").is_dir(),
-                              reason="needs ../shared/data/mnist")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +27,7 @@ def test_digits_shapes_range_and_labels(digits: ImageDataset):
     assert digits.class_names == DIGITS and digits.skipped == 0
 
 
-@no_mnist
+@pytest.mark.shared_data("mnist")
 def test_mnist_test_set():
     mnist = load_images("mnist", 28)
     assert mnist.images.shape == (10000, 1, 28, 28)

@@ -1,0 +1,266 @@
+"""The README is tested: every bash block runs here, command by command, as a reader would paste it.
+
+What the harness changes, and nothing else:
+- recipes train at tiny sizes: ``luoxia train|finetune RECIPE …`` (and ``torchrun … train``) get
+  ``TINY`` overrides appended after the reader's own;
+- the placeholder inputs a reader would bring (``my_texts/``, ``reviews.csv``, ``path/to/hf-llama`` …)
+  are made small in the workspace first, and ``make demo`` runs as ``luoxia demo`` at tiny size (it
+  trains ``runs/demo-pydoc``, which later blocks use);
+- long-running commands (``luoxia serve``) are started, must answer ``/health``, and are stopped; a
+  ``curl`` block gets a running server (on a free port instead of 8000) and must get HTTP 2xx;
+- skipped, with the reason printed: ``make test``/``make install`` (CI's ``.ci/run`` runs them), the
+  benchmark scripts (not tests), ``tensorboard`` (a UI), and commands that need ``../shared/data`` when
+  it is absent (under ``LUOXIA_REQUIRE_SHARED_DATA=1`` those fail instead).
+The blocks share one workspace and run in README order on one worker (``xdist_group``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REQUIRE_SHARED, missing_shared
+from tests.helpers import TEXT
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+BIN = Path(sys.executable).parent
+TINY = "max_steps=2 eval_interval=2 checkpoint_interval=2 log_interval=1 eval_batches=1"
+TINY_BY_TASK = {"lm": " data.max_documents=300"}  # a recipe's task → more overrides (300 Tang poems, not 28k)
+TIMEOUT_S = 300
+
+# A command mentioning one of these needs that ../shared/data folder.
+NEEDS_SHARED = {
+    r"shakespeare": "tinyshakespeare",
+    r"tang_poems|runs/poems": "chinese_poetry_tang",
+    r"mnist|classifier\.yaml|runs/classifier": "mnist",
+    r"fin_sentiment": "fin_sentiment_en",
+    r"configs/safety/moderation\.yaml": "safety_moderation",
+}
+# Commands that are not run, and why.
+NOT_RUN = {
+    r"^make (test|install|lint)\b": "CI's .ci/run runs it",
+    r"^source ": "the harness already has the virtualenv's bin/ on PATH",
+    r"^tensorboard ": "a long-running UI; the training tests check what it reads",
+    r"^\.venv/bin/python bench/": "a benchmark, not a test (see Benchmarks)",
+}
+
+
+@dataclass
+class Block:
+    line: int
+    commands: list[str]
+
+
+def strip_comment(line: str) -> str:
+    """The command without a trailing ``# comment`` (a ``#`` outside quotes after a space)."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote and line[i - 1] != "\\":
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def bash_blocks(text: str) -> list[Block]:
+    """Each ```bash block's commands (continuation lines joined, comments dropped)."""
+    blocks, current, pending = [], None, ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if current is None:
+            if line.strip() == "```bash":
+                current = Block(number, [])
+            continue
+        if line.strip() == "```":
+            blocks.append(current)
+            current = None
+            continue
+        line = pending + line
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        command = strip_comment(line)
+        if command.strip():
+            current.commands.append(command.strip())
+    return blocks
+
+
+BLOCKS = bash_blocks(README.read_text(encoding="utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_placeholders(work: Path) -> None:
+    """The reader's own files that README commands name, small."""
+    lines = TEXT.splitlines()
+    for folder in ("my_texts", "my_corpus"):
+        (work / folder).mkdir()
+        for i in range(3):
+            (work / folder / f"part{i}.txt").write_text("\n".join(lines[i::3]) * 5 + "\nmail amy@example.org\n",
+                                                         encoding="utf-8")
+    poems = [{"paragraphs": ["床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"]},
+             {"paragraphs": ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"]}] * 3
+    with gzip.open(work / "poems.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in poems)
+    (work / "reviews.csv").write_text("text,stars\n" + "".join(f"\"{line}\",{i % 5}\n" for i, line in
+                                                              enumerate(lines)), encoding="utf-8")
+    (work / "other.txt").write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 20,
+                                    encoding="utf-8")
+    (work / "notes.txt").write_text("Call 13812345678 or write to amy@example.org.\n", encoding="utf-8")
+    (work / "posts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in
+                                              ["hello there", "how do I kill a Python process"]), encoding="utf-8")
+    make_tiny_llama(work / "path" / "to" / "hf-llama")
+
+
+def make_tiny_llama(out: Path) -> None:
+    """A random 2-layer Llama with a byte-level tokenizer, saved as a local Hugging Face directory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(out)
+    vocab = {chr(i): i for i in range(256)} | {"<s>": 256, "</s>": 257}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="</s>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tokenizer.decoder = decoders.Fuse()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>").save_pretrained(out)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("readme")
+    (work / "configs").symlink_to(ROOT / "configs")
+    make_placeholders(work)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "LUOXIA_HOME": str(work / ".luoxia"),
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return {"dir": work, "env": env, "server": None}
+
+
+def tiny(command: str) -> str:
+    """Tiny-size overrides after a training command's own (later overrides win)."""
+    match = re.match(r"^(?:luoxia (?:train|finetune)|torchrun .* train) (\S+)", command)
+    if match and "--check" not in command:
+        task = yaml.safe_load((ROOT / match[1]).read_text(encoding="utf-8")).get("task", "lm")
+        return f"{command} {TINY}{TINY_BY_TASK.get(task, '')}"
+    if command.startswith("make demo"):
+        return "luoxia demo " + " ".join(f"--set {o}" for o in TINY.split())
+    return command
+
+
+def why_not_run(command: str) -> str | None:
+    for pattern, reason in NOT_RUN.items():
+        if re.search(pattern, command):
+            return reason
+    needed = tuple(name for pattern, name in NEEDS_SHARED.items() if re.search(pattern, command))
+    missing = missing_shared(needed)
+    if missing:
+        reason = f"needs ../shared/data/{', '.join(missing)}"
+        if REQUIRE_SHARED:
+            pytest.fail(f"LUOXIA_REQUIRE_SHARED_DATA=1 but `{command}` {reason}", pytrace=False)
+        return reason
+    return None
+
+
+def wait_healthy(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the server did not answer /health within 120 s")
+
+
+def start_server(command: str, ws: dict) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(ws["dir"] / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(f"exec {command} --port {port}", shell=True, cwd=ws["dir"], env=ws["env"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    wait_healthy(port, process)
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run(command: str, ws: dict) -> str:
+    """Run one command in the workspace; its output (stdout + stderr). Fails the test on exit ≠ 0."""
+    if command.startswith("luoxia serve"):
+        process, _ = start_server(command, ws)
+        stop(process)
+        return "served /health"
+    if command.startswith("curl "):
+        if ws["server"] is None:
+            ws["server"] = start_server("luoxia serve", ws)
+        command = command.replace("http://127.0.0.1:8000", f"http://127.0.0.1:{ws['server'][1]}")
+        command = "curl -sS --fail-with-body " + command.removeprefix("curl ")
+    done = subprocess.run(command, shell=True, executable="/bin/bash", cwd=ws["dir"], env=ws["env"],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"`{command}` exited with {done.returncode}:\n{output[-3000:]}"
+    if command.startswith("luoxia keys create"):
+        ws["env"]["KEY"] = done.stdout.strip().splitlines()[-1].strip()
+    return output
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("readme")
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"line{b.line}" for b in BLOCKS])
+def test_readme_block(block: Block, workspace: dict):
+    skipped = []
+    for command in block.commands:
+        reason = why_not_run(command)
+        if reason:
+            skipped.append(f"{command}: {reason}")
+            continue
+        run(tiny(command), workspace)
+    if len(skipped) == len(block.commands):
+        pytest.skip("; ".join(skipped))
+    for line in skipped:
+        print(f"not run: {line}")
+
+
+def test_readme_parser_sees_the_blocks():
+    """The harness itself: comments dropped outside quotes, continuation lines joined."""
+    assert strip_comment('luoxia generate -p "a # b" --x 1   # note') == 'luoxia generate -p "a # b" --x 1'
+    blocks = bash_blocks("x\n```bash\nluoxia a \\\n  --b 1  # c\n\n# only a comment\n```\n")
+    assert blocks == [Block(2, ["luoxia a   --b 1"])]
+    assert sum(len(b.commands) for b in BLOCKS) > 30
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_server(workspace):
+    yield
+    if workspace["server"] is not None:
+        stop(workspace["server"][0])
+    shutil.rmtree(workspace["dir"] / ".luoxia", ignore_errors=True)
