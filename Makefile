@@ -7,7 +7,7 @@ CORPUS ?= pydoc
 # Test workers: 2 matches this project's 2-core machines; each worker runs torch on one thread.
 WORKERS ?= 2
 
-.PHONY: install demo test bench-speedrun bench-decode clean
+.PHONY: install demo test lint bench-speedrun bench-decode clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/luoxia demo --corpus $(CORPUS)
+
+lint: install
+	$(BIN)/ruff check luoxia tests bench
+	$(BIN)/mypy
 
 test: install
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -q
