@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from luoxia.cli import app
@@ -48,12 +49,23 @@ def test_parse_variables(items: list[str], problem: str | None):
 
 def test_shipped_templates_render():
     sentiment = render_template(REPO / "configs/templates/few_shot_sentiment.j2", "Oil prices slump")
-    assert sentiment.startswith("Classify the sentiment")  # the usage comment leaves no trace
-    assert sentiment.count("Sentiment: ") == 3 and {"Bullish", "Bearish", "Neutral"} <= set(sentiment.split())
-    assert sentiment.endswith("Headline: Oil prices slump\nSentiment:")
-    poem = render_template(REPO / "configs/templates/poem.j2", "秋夜", {"form": "七言绝句"})
-    assert "作一首七言绝句" in poem and poem.endswith("题：秋夜（七言绝句）\n") and poem.startswith("以下是")
-    assert "五言绝句" in render_template(REPO / "configs/templates/poem.j2", "秋夜")
+    assert sentiment.startswith("Shares climb")  # the usage comment leaves no trace
+    assert sentiment.count(" =>") == 4 and {"Bullish", "Bearish", "Neutral"} <= set(sentiment.split())
+    assert sentiment.endswith("\nOil prices slump =>")
+    seven = render_template(REPO / "configs/templates/poem.j2", "秋夜", {"form": "七言绝句"})
+    assert seven.startswith("朝辞白帝彩云间") and seven.endswith("轻舟已过万重山。\n秋夜")
+    assert render_template(REPO / "configs/templates/poem.j2", "秋夜").startswith("白日依山尽")
+
+
+@pytest.mark.parametrize(("template", "recipe", "example"), [
+    ("few_shot_sentiment.j2", "lm/pydoc.yaml", "Retailer cuts full-year guidance as demand falls"),
+    ("poem.j2", "lm/tang_poems.yaml", "秋夜"),
+])
+def test_shipped_templates_fit_the_context_of_the_models_they_are_for(template: str, recipe: str, example: str):
+    """Both recipes are character level, so a rendered prompt's length in characters is its length in
+    tokens; with room for a 16-token answer it must fit, or the model would never see the instruction."""
+    context = yaml.safe_load((REPO / "configs" / recipe).read_text(encoding="utf-8"))["model"]["block_size"]
+    assert len(render_template(REPO / "configs/templates" / template, example)) + 16 <= context
 
 
 def test_cli_generate_renders_each_prompt_through_the_template(trained_run: Path, tmp_path: Path):
