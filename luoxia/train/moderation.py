@@ -25,7 +25,7 @@ from luoxia.config import Config
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import read_jsonl_records
 from luoxia.errors import DataError
-from luoxia.safety.moderation import CATEGORIES, ModerationHead
+from luoxia.models.moderation_head import CATEGORIES, ModerationHead
 
 # The keys of OpenAI's moderation evaluation set (Markov et al. 2022) → Luoxia's category names.
 OPENAI_LABELS = {"S": "sexual", "S3": "sexual/minors", "H": "hate", "H2": "hate/threatening", "HR": "harassment",
