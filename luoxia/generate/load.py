@@ -12,7 +12,7 @@ from luoxia.generate.hf import HFGenerator, HFTokenizer, load_hf_model
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runs import (ADAPTER_DIR, FULL_DIR, TOKENIZER_FILE, base_dir, finetuned_dir, is_run_dir,
-                         load_run_module, run_recipe)
+                         load_run_module, require_path, run_recipe)
 from luoxia.runtime import resolve_device
 
 MERGEABLE_METHODS = ("lora", "adalora", "ia3")
@@ -41,7 +41,7 @@ def load_tokenizer(path: str | Path):
     """Only the tokenizer of a model (``encode``/``decode``): a pre-training run's or a prepared data
     directory's ``tokenizer.json``, a fine-tuning run's, or a Hugging Face model directory's. Cheap:
     no weights are read."""
-    path = Path(path)
+    path = require_path(path)
     if (path / TOKENIZER_FILE).is_file() and not (path / "tokenizer_config.json").is_file():
         return TextTokenizer.load(path)  # Luoxia's own: a pre-training run or prepared data
     if is_run_dir(path):

@@ -100,7 +100,7 @@ def _write_dataset(path: Path) -> None:
 
 @pytest.mark.slow
 def test_training_writes_a_classifier_that_loads_and_separates_the_classes(tmp_path: Path):
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.moderation import train_moderation
 
     data = tmp_path / "mod.jsonl.gz"
@@ -115,7 +115,7 @@ def test_training_writes_a_classifier_that_loads_and_separates_the_classes(tmp_p
 
 
 def test_training_data_errors_name_the_problem(tmp_path: Path):
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.moderation import read_moderation_data
 
     empty = tmp_path / "empty.jsonl"
