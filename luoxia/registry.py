@@ -33,7 +33,7 @@ from luoxia.train.moderation import ModerationRecipe, train_moderation
 
 Generator = TextGenerator | ImageGenerator
 # (run directory, its recipe, device, compile) → a ready generator
-Loader = Callable[[Path, dict, str, bool], Generator]
+Loader = Callable[[Path, dict[str, Any], str, bool], Generator]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Family:
 def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
     """An image generator family: the loader builds the recipe's module from the run's ``model`` section."""
     config_class = recipe.model_fields["model"].annotation
+    assert isinstance(config_class, type) and issubclass(config_class, Config), recipe
     loader = partial(load_image_model, module=recipe.module, config_class=config_class)
     return Family(task, title, "train", recipe, train_image, loader, "image")
 
@@ -90,8 +91,9 @@ def run_family(run_dir: str | Path) -> Family:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: tuple[str, ...] | None = None) -> Config:
-    """Any recipe, validated into its family's class; ``allowed`` limits the tasks a command accepts."""
-    path = resolve_recipe(str(path))
+    """Any recipe (or a run directory's), validated into its family's class; ``allowed`` limits the
+    tasks a command accepts."""
+    path = Path(path) / CONFIG_FILE if is_run_dir(path) else resolve_recipe(str(path))  # a run: its recipe
     task = read_yaml(path).get("task", "lm")
     valid = [name for name in FAMILIES if allowed is None or name in allowed]
     if task not in valid:

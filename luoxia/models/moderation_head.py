@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -30,11 +31,13 @@ class ModerationHead:
     bias: np.ndarray  # (C,)
     thresholds: np.ndarray  # (C,)
     encoder: str = "minilm"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, dim) → (N, C)."""
-        return 1.0 / (1.0 + np.exp(-(embeddings @ self.weights.T + self.bias)))
+        logits: np.ndarray = embeddings @ self.weights.T + self.bias
+        probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+        return probabilities
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
