@@ -30,7 +30,7 @@ RECIPE = "finetune/classify_fin_sentiment.yaml"
 
 def load_split(path: str, data, label_names: list[str]) -> tuple[list[str], list[str]]:
     """Texts and gold label names of one labelled CSV, read the way fine-tuning reads it."""
-    from luoxia.train.finetune_data import label_index, read_labelled
+    from luoxia.data.finetune import label_index, read_labelled
 
     pairs = read_labelled(path, data)
     return [text for text, _ in pairs], [label_names[label_index(label, label_names, path)] for _, label in pairs]
@@ -68,7 +68,7 @@ def tfidf_logreg(train: tuple[list[str], list[str]], val: tuple[list[str], list[
 
 
 def describe_base(recipe) -> str:
-    from luoxia.generate.load import BUNDLED_MODELS
+    from luoxia.runs import BUNDLED_MODELS
 
     base = recipe.base_model
     if base in BUNDLED_MODELS:
@@ -91,7 +91,7 @@ def main() -> dict:
 
     from luoxia.data.corpora import resolve_data_path
     from luoxia.evaluate.classify import classify_file
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.finetune import finetune, resolve_label_names
 
     overrides = [*([f"train.max_steps={args.max_steps}"] if args.max_steps is not None else []), *args.overrides]

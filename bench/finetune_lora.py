@@ -128,9 +128,9 @@ def prepare(workdir: Path, args) -> dict:
 
 # Luoxia ---------------------------------------------------------------------------------------
 def run_luoxia(workdir: Path, args) -> dict:
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.finetune import finetune
-    from luoxia.train.logging import read_metrics
+    from luoxia.runs import read_metrics
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -31,9 +31,9 @@ MNIST = ["data.source=mnist", "data.image_size=28", "train.progress=false"]
 
 
 def train(recipe: str, out_dir: Path, overrides: list[str]):
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.image import train_image
-    from luoxia.train.logging import read_metrics
+    from luoxia.runs import read_metrics
 
     started = time.perf_counter()
     train_image(load_recipe(recipe, [f"out_dir={out_dir}", *MNIST, *overrides]))

@@ -58,7 +58,7 @@ def held_out(moderator) -> dict:
     from sklearn.metrics import precision_recall_fscore_support
     from sklearn.model_selection import train_test_split
 
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.moderation import read_moderation_data
 
     recipe = load_recipe("configs/safety/moderation.yaml")

@@ -39,7 +39,7 @@ def ensure_model(model: str | None, workdir: Path) -> str:
         return model
     if (REPO / "runs" / "demo-pydoc" / "model.safetensors").is_file():
         return str(REPO / "runs" / "demo-pydoc")
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.lm import train_lm
 
     out = workdir / "pydoc"

@@ -30,7 +30,7 @@ import torch
 
 
 def train_model(out_dir: Path) -> Path:
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.lm import train_lm
 
     train_lm(load_recipe("configs/lm/pydoc.yaml", [f"out_dir={out_dir}", "data.tokenizer=bpe", "data.vocab_size=2048",
@@ -101,7 +101,7 @@ def rates(detections) -> dict:
 
 def main() -> None:
     from luoxia.generate.interface import GenerationConfig
-    from luoxia.generate.load import load
+    from luoxia.registry import load
     from luoxia.safety.watermark import (WatermarkConfig, WatermarkDetector, WatermarkLogitsProcessor, detect_ids,
                                          resolve_key)
 

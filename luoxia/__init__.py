@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 def load(path, device: str = "auto", compile: bool = False):
     """Load a run directory or a local Hugging Face model as a `TextGenerator` (see
-    `luoxia.generate.load.load`); imported lazily so ``import luoxia`` stays instant."""
-    from luoxia.generate.load import load as _load
+    `luoxia.registry.load`); imported lazily so ``import luoxia`` stays instant."""
+    from luoxia.registry import load as _load
 
     return _load(path, device, compile=compile)

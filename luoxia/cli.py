@@ -46,13 +46,14 @@ def prepare(
     """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
     from luoxia.config import build_config
     from luoxia.data.prepare import DataConfig, prepare as run_prepare
+    from luoxia.safety.pii import mask_pii
 
     corpus = inputs[0] if len(inputs) == 1 else inputs
     config = build_config(DataConfig, dict(
         corpus=corpus, format=format, field=field, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size,
         val_fraction=val_fraction, split=split, dedup=dedup, near_dup_threshold=near_dup_threshold,
         normalization=normalization, eos=eos, seed=seed, redact_pii=redact_pii), source="from the command line")
-    meta = run_prepare(config, out)
+    meta = run_prepare(config, out, mask=mask_pii)
     counts, dedup_stats = meta["counts"], meta["dedup"]
     masked = f", {meta['pii_redacted']} personal data spans masked" if redact_pii else ""
     console.print(f"prepared {out}: {counts['documents']} documents kept of {counts['documents_read']} "
@@ -69,20 +70,25 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
-    from luoxia.recipes import load_recipe
-    from luoxia.train.image import IMAGE_RECIPES, train_image
-    from luoxia.train.lm import train_lm
+    from luoxia.registry import load_recipe, tasks
 
-    recipe = load_recipe(config, overrides, allowed=("lm", *IMAGE_RECIPES, "moderation"))
-    if recipe.task == "moderation":
-        from luoxia.train.moderation import train_moderation
+    recipe = load_recipe(config, overrides, allowed=tasks("train"))
+    _train_and_report(recipe, resume)
 
-        train_moderation(recipe, console)
-        console.print(f"done: moderation classifier in {recipe.out_dir}")
-        return
-    state = (train_lm if recipe.task == "lm" else train_image)(recipe, resume=resume)
-    if state.last_val is not None:
-        console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
+
+def _train_and_report(recipe, resume: bool) -> None:
+    """Run the recipe's family's train function and say where the run is (the PII masker goes to
+    families whose data can ask for it)."""
+    from luoxia.registry import family
+    from luoxia.safety.pii import mask_pii
+    from luoxia.train.loop import TrainState
+
+    found = family(recipe.task)
+    result = found.train(recipe, resume=resume, **({"mask": mask_pii} if found.masks_data else {}))
+    if not isinstance(result, TrainState):
+        console.print(f"done: {found.title} in {recipe.out_dir}")
+    elif result.last_val is not None:
+        console.print(f"done: step {result.step}, best val loss {result.best_val:.4f} — run in {recipe.out_dir}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -93,16 +99,14 @@ def finetune(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
-    from luoxia.recipes import load_recipe
-    from luoxia.train.finetune import check_data, finetune as run_finetune
+    from luoxia.registry import load_recipe, tasks
+    from luoxia.train.finetune import check_data
 
-    recipe = load_recipe(config, overrides, allowed=("finetune", "classify"))
+    recipe = load_recipe(config, overrides, allowed=tasks("finetune"))
     if check:
         console.print(check_data(recipe), highlight=False, markup=False)
         return
-    state = run_finetune(recipe, resume=resume)
-    if state.last_val is not None:
-        console.print(f"done: step {state.step}, best val loss {state.best_val:.4f} — run in {recipe.out_dir}")
+    _train_and_report(recipe, resume)
 
 
 @app.command()
@@ -200,7 +204,7 @@ def generate(
     """Generate text from a trained model."""
     from luoxia.config import build_config
     from luoxia.generate.interface import GenerationConfig
-    from luoxia.generate.load import load
+    from luoxia.registry import load
 
     config = build_config(GenerationConfig, dict(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -281,18 +285,18 @@ def generate_image(
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
     from luoxia.generate.image import generate_image_files
+    from luoxia.registry import load
 
     options = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
+    inner = load(model, device)
     if watermark:
-        from luoxia.generate.load import load
         from luoxia.safety.guard import Guard, GuardedImageGenerator, write_guarded_images
         from luoxia.safety.watermark import resolve_key
 
-        inner = load(model, device)
         generator = GuardedImageGenerator(inner, Guard(key=resolve_key(key_file=key_file), model_name=inner.name))
         written = write_guarded_images(generator, prompt, n, seed, out, str(model), **options)
     else:
-        written = generate_image_files(model, prompt, n, seed, out, device, **options)
+        written = generate_image_files(inner, model, prompt, n, seed, out, **options)
     console.print(f"wrote {n} images and {', '.join(p.name for p in written)} in {escape(str(out))}",
                   highlight=False)
 
@@ -312,9 +316,10 @@ def eval_image(
 ) -> None:
     """FID and KID (in the classifier's feature space), conditional accuracy and per-class coverage of samples."""
     from luoxia.evaluate.image import evaluate_image_run, write_report
+    from luoxia.runs import EVAL_IMAGE_DIR
 
     result = evaluate_image_run(model, classifier, n_per_class, seed, steps, guidance, device)
-    out = out or model / "eval-image"
+    out = out or model / EVAL_IMAGE_DIR
     console.print(write_report(result, out))
     console.print(f"wrote report.json and report.png in {escape(str(out))}", highlight=False)
 
@@ -350,7 +355,7 @@ def demo(
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="recipe override key=value")] = None,
 ) -> None:
     """The main job: prepare a corpus, train a small GPT for a few minutes, print samples and perplexity."""
-    from luoxia.demo import run_demo
+    from luoxia.cli_demo import run_demo
 
     run_demo(corpus, out_dir, overrides or [], console)
 

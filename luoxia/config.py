@@ -149,10 +149,9 @@ def dump_config(config: Config, path: str | Path) -> None:
 
 
 def resolve_recipe(path: str) -> Path:
-    """A recipe path as given, a run directory's ``config.yaml``, or a path inside Luoxia's ``configs/``."""
+    """A recipe path as given, or a path inside Luoxia's ``configs/`` (a run directory's recipe:
+    `luoxia.registry.load_recipe`)."""
     candidate = Path(path)
-    if candidate.is_dir() and (candidate / "config.yaml").is_file():
-        return candidate / "config.yaml"
     if candidate.is_file():
         return candidate
     for bundled in (CONFIGS_DIR / path, CONFIGS_DIR / "lm" / path, CONFIGS_DIR / "lm" / f"{path}.yaml"):

@@ -41,14 +41,26 @@ def test_prepare_train_generate_eval(tmp_path: Path):
     (["prepare", "missing.txt", "--out", "x"], "missing.txt: no such file or directory"),
     (["train", "configs/lm/tiny.yaml", "train.bogus=1"], "unknown config key 'train.bogus'"),
     (["train", "nope.yaml"], "config file not found: nope.yaml"),
-    (["generate", "--model", "/nonexistent-run", "--prompt", "x"], "never downloads weights"),
+    (["generate", "--model", "/nonexistent-run", "--prompt", "x"],
+     "no run at /nonexistent-run; train one with `luoxia train"),
+    (["finetune", "configs/finetune/lora_chat.yaml", "--check", "base_model=/nonexistent-base"],
+     "base model /nonexistent-base: no such run or Hugging Face model directory"),
     (["demo", "--corpus", "klingon"], "unknown demo corpus 'klingon'"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], message: str):
     result = luoxia(*args, check=False)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "hf download" not in result.stderr  # a mistyped path is not a Hugging Face hub name
+
+
+def test_finetune_without_its_base_is_one_clear_line(tmp_path: Path):
+    result = luoxia("finetune", "configs/finetune/lora_chat.yaml", "base_model=/nonexistent-base",
+                    f"out_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: base model /nonexistent-base: no such run")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_bad_jsonl_line_names_the_line(tmp_path: Path):

@@ -4,7 +4,7 @@ import pytest
 
 from luoxia.config import apply_overrides, build_config, config_keys, load_config, parse_override, resolve_key
 from luoxia.errors import ConfigError
-from luoxia.recipes import load_recipe
+from luoxia.registry import load_recipe
 from luoxia.train.lm import LMRecipe
 from tests.helpers import REPO
 

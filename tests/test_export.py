@@ -12,9 +12,10 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Pr
 import luoxia
 from luoxia.data.tokenizer import EOS_TOKEN, TextTokenizer, train_char_tokenizer
 from luoxia.errors import ConfigError
-from luoxia.export import export_run, gpt_to_hf, hf_family, import_hf, write_run
+from luoxia.export import export_run, import_hf, write_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.models.gpt import GPTConfig
+from luoxia.models.gpt_hf import gpt_to_hf, hf_family
 from tests.helpers import TEXT, tiny_gpt
 from tests.helpers import luoxia as run_cli
 

@@ -10,6 +10,7 @@ import hashlib
 import math
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -21,7 +22,11 @@ from luoxia.data.corpora import BUILTIN_CORPORA, SHARED_CORPORA, corpus_document
 from luoxia.data.packed import read_meta, token_dtype, write_meta, write_tokens
 from luoxia.data.readers import Format, TextUnit, list_files
 from luoxia.data.tokenizer import TextTokenizer, TokenizerKind, train_tokenizer
-from luoxia.errors import DataError
+from luoxia.errors import ConfigError, DataError
+
+# text → (text with personal data masked, spans masked): `luoxia.safety.pii.mask_pii`, passed in from
+# above so that data/ never imports safety/.
+Mask = Callable[[str], tuple[str, int]]
 
 
 class DataConfig(Config):
@@ -109,26 +114,28 @@ def _split_tokens(config: DataConfig, tokenizer: TextTokenizer, texts: list[str]
     return stream[:cut], stream[cut:]
 
 
-def redact_texts(texts: list[str]) -> tuple[list[str], int]:
-    """The texts with personal data masked by type (``[EMAIL]``), and how many spans were masked."""
-    from luoxia.safety.pii import redact
-
-    results = [redact(text) for text in texts]
-    return [r.text for r in results], sum(len(r.spans) for r in results)
+def redact_texts(texts: list[str], mask: Mask) -> tuple[list[str], int]:
+    """The texts through ``mask``, and how many spans it masked in all."""
+    results = [mask(text) for text in texts]
+    return [text for text, _ in results], sum(count for _, count in results)
 
 
 def corpus_label(config: DataConfig) -> str:
     return config.corpus if isinstance(config.corpus, str) else ", ".join(config.corpus)
 
 
-def prepare(config: DataConfig, out_dir: str | Path) -> dict:
-    """Run the whole pipeline into ``out_dir`` and return its ``meta.json`` contents."""
+def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -> dict:
+    """Run the whole pipeline into ``out_dir`` and return its ``meta.json`` contents. ``mask`` masks
+    personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`)."""
     out = Path(out_dir)
     documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
     raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents)]
     pii_found = 0
     if config.redact_pii:
-        raw_texts, pii_found = redact_texts(raw_texts)
+        if mask is None:
+            raise ConfigError("redact_pii is set but no personal-data masker was given "
+                              "(pass mask=luoxia.safety.pii.mask_pii)")
+        raw_texts, pii_found = redact_texts(raw_texts, mask)
     texts, stats = clean_and_dedup(raw_texts, config.normalization, config.near_dup_threshold, config.dedup, config.seed)
     if not texts:
         raise DataError(f"{corpus_label(config)}: empty corpus after cleaning "
@@ -170,6 +177,6 @@ def is_prepared(config: DataConfig, out_dir: str | Path) -> bool:
     return meta.get("config") == config.model_dump(mode="json") and meta.get("sources") == source_hashes(config)
 
 
-def prepare_cached(config: DataConfig, out_dir: str | Path) -> dict:
+def prepare_cached(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -> dict:
     """Prepare unless an identical preparation is already there."""
-    return read_meta(out_dir) if is_prepared(config, out_dir) else prepare(config, out_dir)
+    return read_meta(out_dir) if is_prepared(config, out_dir) else prepare(config, out_dir, mask)

@@ -14,12 +14,12 @@ from typing import Literal
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from luoxia.errors import DataError
+from luoxia.runs import TOKENIZER_FILE
 
 TokenizerKind = Literal["char", "bpe"]
 
 EOS_TOKEN = "<|endoftext|>"
 UNK_TOKEN = "<unk>"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 class TextTokenizer:

@@ -12,7 +12,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_records
 from luoxia.errors import DataError
-from luoxia.generate.load import load_finetuned, run_recipe
+from luoxia.generate.load import load_finetuned
+from luoxia.runs import run_recipe
 
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:

@@ -24,9 +24,11 @@ import torch.nn as nn
 
 from luoxia.data.images import ImageDataset
 from luoxia.errors import ConfigError
-from luoxia.generate.image import IMAGE_FAMILIES, eval_split, load_image_model, load_run_module, read_class_names
-from luoxia.generate.load import run_recipe
+from luoxia.generate.image import eval_split
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
+from luoxia.registry import FAMILIES, run_family
+from luoxia.runs import load_run_module, read_class_names, run_recipe
+from luoxia.runtime import resolve_device
 
 CLASSIFIER_TASK = "classifier"
 REPORT_JSON, REPORT_PNG = "report.json", "report.png"
@@ -149,7 +151,7 @@ def load_classifier(run_dir: str | Path, device: str = "auto") -> tuple[DigitCla
     if recipe.get("task") != CLASSIFIER_TASK:
         raise ConfigError(f"{run_dir}: a '{recipe.get('task', 'lm')}' run, not a classifier; "
                           "train one with configs/image/classifier.yaml")
-    model = load_run_module(run_dir, recipe, DigitClassifier, DigitClassifierConfig, device)
+    model = load_run_module(run_dir, DigitClassifier, DigitClassifierConfig).to(resolve_device(device)).eval()
     return model, read_class_names(run_dir)
 
 
@@ -157,10 +159,10 @@ def evaluate_image_run(run_dir: str | Path, classifier_dir: str | Path, n_per_cl
                        steps: int | None = None, guidance: float | None = None, device: str = "auto") -> dict:
     """`image_quality` of an image run's model, against the evaluation split of the run's own data."""
     run_dir, classifier_dir = Path(run_dir), Path(classifier_dir)
-    recipe = run_recipe(run_dir)
-    if recipe.get("task") not in IMAGE_FAMILIES:
-        raise ConfigError(f"{run_dir}: a '{recipe.get('task', 'lm')}' run, not an image generator "
-                          f"({', '.join(IMAGE_FAMILIES)})")
+    recipe, found = run_recipe(run_dir), run_family(run_dir)
+    if found.output != "image" or found.load is None:
+        drawing = [task for task, family in FAMILIES.items() if family.output == "image"]
+        raise ConfigError(f"{run_dir}: a '{found.task}' run, not an image generator ({', '.join(drawing)})")
     data, model, judge = recipe["data"], recipe["model"], run_recipe(classifier_dir).get("model", {})
     shape, judged = (model["image_size"], model["channels"]), (judge.get("image_size"), judge.get("channels"))
     if shape != judged:
@@ -168,7 +170,7 @@ def evaluate_image_run(run_dir: str | Path, classifier_dir: str | Path, n_per_cl
                           f"classifier {classifier_dir} reads {judged[0]}×{judged[0]} with {judged[1]}; train the "
                           f"classifier on the same data (data.source={data['source']} data.image_size={shape[0]})")
     classifier, classifier_names = load_classifier(classifier_dir, device)
-    generator = load_image_model(run_dir, recipe, device)
+    generator = found.load(run_dir, recipe, device, False)
     if generator.class_names != classifier_names:
         raise ConfigError(f"{run_dir} draws the classes {generator.class_names} but the classifier {classifier_dir} "
                           f"knows {classifier_names}; train it on the same data")

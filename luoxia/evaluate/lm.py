@@ -15,8 +15,9 @@ from luoxia.errors import DataError
 from luoxia.evaluate.diversity import diversity_report
 from luoxia.evaluate.perplexity import perplexity_report
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.load import is_run_dir, load, run_recipe
 from luoxia.generate.text import CausalLMGenerator
+from luoxia.registry import load
+from luoxia.runs import data_dir as run_data_dir, is_run_dir, run_recipe
 
 
 def held_out_tokens(path: Path, generator: CausalLMGenerator, data: str | None) -> tuple[np.ndarray, str]:
@@ -26,7 +27,7 @@ def held_out_tokens(path: Path, generator: CausalLMGenerator, data: str | None) 
         recipe = run_recipe(path) if is_run_dir(path) else {}
         if recipe.get("task", "lm") != "lm" or not is_run_dir(path):
             raise DataError(f"{path}: only a pre-training run has a validation split of its own; pass --data")
-        data_dir = Path(recipe.get("prepared_data") or path / "data")
+        data_dir = run_data_dir(path, recipe.get("prepared_data"))
         return np.asarray(open_tokens(data_dir, "val")), f"{data_dir}/val.bin"
     texts = [t for t in (clean_text(d.text) for d in corpus_documents(data)) if t]
     if not texts:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from luoxia.errors import CheckpointError
+from luoxia.runs import model_path
 from luoxia.runtime import resolve_device
 
 
@@ -24,8 +25,6 @@ class SentenceEncoder:
                  batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
-
-        from luoxia.generate.load import model_path
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every start says nothing
         path = model_path(model)

@@ -7,23 +7,17 @@ call without knowing whether a VAE, a GAN or a diffusion model is behind it.
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 import torch.nn as nn
 
-from luoxia.checkpoint import load_weights
-from luoxia.config import Config, build_config
-from luoxia.errors import CheckpointError, ConfigError
-from luoxia.models.dcgan import DCGAN, DCGANConfig
-from luoxia.models.ddpm import DDPMConfig, Diffusion
-from luoxia.models.vae import VAE, VAEConfig
+from luoxia.config import Config
+from luoxia.errors import ConfigError
+from luoxia.models.vae import VAE
+from luoxia.runs import load_run_module, read_class_names, run_recipe
 from luoxia.runtime import resolve_device
 
-CLASSES_FILE = "classes.txt"
 SAMPLING_OPTIONS = ("steps", "guidance")
-# recipe task → (module, its config): every family samples with ``sample(labels, generator, **options)``
-IMAGE_FAMILIES: dict[str, tuple[type[nn.Module], type[Config]]] = {"vae": (VAE, VAEConfig),
-                                                                   "ddpm": (Diffusion, DDPMConfig),
-                                                                   "gan": (DCGAN, DCGANConfig)}
 
 
 class ClassConditionalGenerator:
@@ -57,36 +51,18 @@ class ClassConditionalGenerator:
         return [to_pil(image) for image in self.sample(prompt, n, seed, **options)]
 
 
-def load_run_module(run_dir: str | Path, recipe: dict, module: type[nn.Module], config_class: type[Config],
-                    device: str = "auto") -> nn.Module:
-    """An image run's module built from its recipe's ``model`` section, with the run's best weights, in eval mode."""
-    from luoxia.generate.load import RUN_CONFIG, run_weights
-
-    run_dir = Path(run_dir)
-    model = module(build_config(config_class, recipe.get("model", {}), source=str(run_dir / RUN_CONFIG)))
-    load_weights(model, run_weights(run_dir))
-    return model.to(resolve_device(device)).eval()
-
-
-def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto") -> ClassConditionalGenerator:
-    """The trained model of an image run (best weights) as an `ImageGenerator`."""
-    model = load_run_module(run_dir, recipe, *IMAGE_FAMILIES[recipe["task"]], device)
+def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto", compile: bool = False, *,
+                     module: type[nn.Module], config_class: type[Config]) -> ClassConditionalGenerator:
+    """The trained ``module`` of an image run (best weights, eval mode) as an `ImageGenerator`; every
+    family samples with ``sample(labels, generator, **options)``. ``compile`` is unused (no decode step)."""
+    model = load_run_module(run_dir, module, config_class).to(resolve_device(device)).eval()
     defaults = {k: v for k, v in recipe.get("sample", {}).items() if k in SAMPLING_OPTIONS}
     return ClassConditionalGenerator(model, read_class_names(Path(run_dir)), Path(run_dir).name, defaults)
-
-
-def read_class_names(run_dir: Path) -> list[str]:
-    """The class names an image run was trained on, in label order."""
-    classes = run_dir / CLASSES_FILE
-    if not classes.is_file():
-        raise CheckpointError(f"{run_dir}: no {CLASSES_FILE}; the run is incomplete")
-    return classes.read_text(encoding="utf-8").splitlines()
 
 
 def eval_split(run_dir: str | Path):
     """The held-out part of an image run's data, split exactly as training split it."""
     from luoxia.data.images import load_and_split
-    from luoxia.generate.load import run_recipe
 
     recipe = run_recipe(run_dir)
     data = recipe["data"]
@@ -129,14 +105,13 @@ def write_vae_figures(model: VAE, real, label: int, out_dir: str | Path, count: 
             save_grid(walk.cpu(), out_dir / "interpolation.png", nrow=steps)]
 
 
-def generate_image_files(run_dir: str | Path, prompt: str, n: int, seed: int | None, out_dir: str | Path,
-                         device: str = "auto", **options) -> list[Path]:
-    """Everything ``luoxia generate-image`` writes: the samples and their grid, and for a VAE its
-    reconstructions and a latent interpolation of the prompt's class."""
+def generate_image_files(generator: ClassConditionalGenerator, run_dir: str | Path, prompt: str, n: int,
+                         seed: int | None, out_dir: str | Path, **options) -> list[Path]:
+    """Everything ``luoxia generate-image`` writes for ``generator`` (loaded from ``run_dir``): the
+    samples and their grid, and for a VAE its reconstructions and a latent interpolation of the
+    prompt's class."""
     from luoxia.data.images import parse_class_prompt
-    from luoxia.generate.load import load
 
-    generator = load(run_dir, device)
     written = [write_samples(generator, prompt, n, seed, out_dir, **options)]
     if isinstance(generator.model, VAE):
         label = parse_class_prompt(prompt, generator.class_names)

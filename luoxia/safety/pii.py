@@ -373,6 +373,13 @@ def redact(text: str, style: MaskStyle = "tag", key: bytes | None = None, types:
     return RedactionResult(_apply(text, spans, style, raw_key, region), spans)
 
 
+def mask_pii(text: str) -> tuple[str, int]:
+    """`redact` with its defaults as ``luoxia prepare --redact-pii`` uses it (a `luoxia.data.prepare.Mask`):
+    the masked text and how many spans were masked."""
+    result = redact(text)
+    return result.text, len(result.spans)
+
+
 @dataclass(frozen=True)
 class PIIRedactor:
     """A configured `redact`, callable on a string: a data-preparation step or an output filter.

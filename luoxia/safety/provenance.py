@@ -30,6 +30,7 @@ from typing import Any, Literal
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from luoxia import __version__
 from luoxia.errors import LuoxiaError
 
 CHUNK_KEY = "luoxia:provenance"
@@ -98,17 +99,7 @@ def _check_key(key: bytes) -> bytes:
 
 
 def _generator() -> str:
-    import luoxia
-
-    version = getattr(luoxia, "__version__", None)
-    if version is None:
-        from importlib.metadata import PackageNotFoundError, version as package_version
-
-        try:
-            version = package_version("luoxia")
-        except PackageNotFoundError:
-            version = "unknown"
-    return f"luoxia {version}"
+    return f"luoxia {__version__}"
 
 
 def _json_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
 def load_models(settings: ServeSettings) -> Models:
     """Load every model the settings name; with no text model named, the one `make demo` trains
     (when it exists)."""
-    from luoxia.generate.load import load, load_tokenizer
+    from luoxia.generate.load import load_tokenizer
+    from luoxia.registry import load
 
     models = Models(settings)
     paths = settings.models or ([str(DEMO_RUN)] if DEMO_RUN.is_dir() else [])

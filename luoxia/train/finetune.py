@@ -20,11 +20,16 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from luoxia.config import Config, dump_config
+from luoxia.data.finetune import load_rows, read_labelled
 from luoxia.data.instruct import IGNORE
+from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
-from luoxia.generate.load import ADAPTER_DIR, BASE_DIR, FULL_DIR, base_dir_of
+from luoxia.models.gpt import GPT, GPTConfig
+from luoxia.models.gpt_hf import save_hf
+from luoxia.runs import (ADAPTER_DIR, BASE_DIR, CONFIG_FILE, FULL_DIR, HF_CONFIG_FILE, WEIGHTS_FILE, base_dir,
+                         load_run_module)
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
-from luoxia.train.lm import CONFIG_FILE, SampleConfig
+from luoxia.train.lm import SampleConfig
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
 from luoxia.train.task import Batch, ExampleSampler, GradientTask
@@ -85,11 +90,9 @@ class FinetuneRecipe(Config):
 # Model ----------------------------------------------------------------------------------------
 def base_model_dir(base_model: str, run_dir: Path) -> Path:
     """The base as a Hugging Face directory: itself, or a Luoxia run exported into the run."""
-    target = base_dir_of(run_dir, {"base_model": base_model})
-    if target == run_dir / BASE_DIR and not (target / "config.json").is_file():
-        from luoxia.export import export_hf
-
-        export_hf(base_model, target)
+    target = base_dir(run_dir, base_model)
+    if target == run_dir / BASE_DIR and not (target / HF_CONFIG_FILE).is_file():
+        save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
     return target
 
 
@@ -167,16 +170,6 @@ def trainable_share(model: nn.Module) -> tuple[int, int]:
 
 
 # Data -----------------------------------------------------------------------------------------
-def split_examples(examples: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    order = np.random.default_rng(seed).permutation(len(examples))
-    n_val = max(1, round(len(examples) * val_fraction))
-    if len(examples) < 2:
-        raise ConfigError("need at least two examples to hold one out for validation (or give data.val)")
-    val_index = set(order[:n_val].tolist())
-    return ([e for i, e in enumerate(examples) if i not in val_index],
-            [e for i, e in enumerate(examples) if i in val_index])
-
-
 def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
     """Right-padded (input_ids, attention_mask, labels); labels are ``IGNORE`` on padding."""
     width = max(len(ids) for ids, _ in rows)
@@ -284,8 +277,6 @@ def predict_batches(model: nn.Module, batches: list[Batch]) -> torch.Tensor:
 
 def finetune(recipe: FinetuneRecipe, resume: bool = False) -> TrainState:
     """Run a fine-tuning recipe end to end and save its adapter (or full model)."""
-    from luoxia.train.finetune_data import load_rows
-
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)
     ctx = init_distributed(device)
@@ -310,15 +301,12 @@ def resolve_label_names(recipe: FinetuneRecipe) -> list[str] | None:
         return None
     if recipe.data.label_names:
         return list(recipe.data.label_names)
-    from luoxia.train.finetune_data import read_labelled
-
     return sorted({label for _, label in read_labelled(recipe.data.train, recipe.data)})
 
 
 def save_outputs(task: FinetuneTask, run_dir: Path) -> Path:
     """The best weights as an adapter directory (peft) or a full Hugging Face directory."""
     from luoxia.checkpoint import atomic_directory, load_weights
-    from luoxia.train.loop import WEIGHTS_FILE
 
     load_weights(task.model, run_dir / WEIGHTS_FILE)
     target = run_dir / (FULL_DIR if task.recipe.method.name == "full" else ADAPTER_DIR)
@@ -335,9 +323,8 @@ def check_data(recipe: FinetuneRecipe) -> str:
 
     from transformers import AutoTokenizer
 
-    from luoxia.train.finetune_data import read_labelled
-
     data = recipe.data
+    base_dir(Path(recipe.out_dir), recipe.base_model)  # a missing base fails here, in one line
     lines = [f"base model: {recipe.base_model}; method: {recipe.method.name}; task: {recipe.task}"]
     if recipe.task == "classify":
         for path in filter(None, [data.train, data.val]):

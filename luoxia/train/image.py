@@ -10,7 +10,7 @@ digit sets are a few megabytes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -18,14 +18,13 @@ from pydantic import Field
 
 from luoxia.config import Config, dump_config
 from luoxia.errors import ConfigError
-from luoxia.generate.image import CLASSES_FILE, IMAGE_FAMILIES
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
-from luoxia.models.dcgan import DCGANConfig
-from luoxia.models.ddpm import DDPMConfig
-from luoxia.models.vae import VAEConfig
+from luoxia.models.dcgan import DCGAN, DCGANConfig
+from luoxia.models.ddpm import DDPMConfig, Diffusion
+from luoxia.models.vae import VAE, VAEConfig
+from luoxia.runs import CONFIG_FILE, write_class_names
 from luoxia.runtime import (DistributedContext, autocast, init_distributed, resolve_device, seed_everything,
                             set_threads)
-from luoxia.train.lm import CONFIG_FILE
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
 from luoxia.train.task import Batch, ExampleSampler, GradientTask
@@ -49,7 +48,10 @@ class ImageSampleConfig(Config):
 
 
 class ImageRecipe(Config):
-    """What every image recipe shares; a family adds its ``task`` and ``model`` section."""
+    """What every image recipe shares; a family adds its ``task``, its ``model`` section and the
+    module that section configures."""
+
+    module: ClassVar[type[nn.Module]]
 
     out_dir: str = Field("runs/image", description="run directory")
     seed: int = Field(1337, description="seed for the split, initialisation, batches and noise")
@@ -59,16 +61,19 @@ class ImageRecipe(Config):
 
 
 class VAERecipe(ImageRecipe):
+    module: ClassVar[type[nn.Module]] = VAE
     task: Literal["vae"] = Field("vae", description="recipe kind")
     model: VAEConfig = Field(default_factory=VAEConfig)
 
 
 class DDPMRecipe(ImageRecipe):
+    module: ClassVar[type[nn.Module]] = Diffusion
     task: Literal["ddpm"] = Field("ddpm", description="recipe kind")
     model: DDPMConfig = Field(default_factory=DDPMConfig)
 
 
 class GANRecipe(ImageRecipe):
+    module: ClassVar[type[nn.Module]] = DCGAN
     task: Literal["gan"] = Field("gan", description="recipe kind")
     model: DCGANConfig = Field(default_factory=DCGANConfig)
 
@@ -76,19 +81,13 @@ class GANRecipe(ImageRecipe):
 class ClassifierRecipe(ImageRecipe):
     """The digit classifier whose features `luoxia eval-image` measures generators with (FID, KID)."""
 
+    module: ClassVar[type[nn.Module]] = DigitClassifier
     task: Literal["classifier"] = Field("classifier", description="recipe kind")
     model: DigitClassifierConfig = Field(default_factory=DigitClassifierConfig)
 
 
-IMAGE_RECIPES: dict[str, type[ImageRecipe]] = {"vae": VAERecipe, "ddpm": DDPMRecipe, "gan": GANRecipe,
-                                               "classifier": ClassifierRecipe}
-# recipe task → module, for image models that train here but generate nothing (no ``sample``)
-NON_GENERATIVE: dict[str, type[nn.Module]] = {"classifier": DigitClassifier}
-
-
-def build_model(task: str, config: Config) -> nn.Module:
-    module = NON_GENERATIVE[task] if task in NON_GENERATIVE else IMAGE_FAMILIES[task][0]
-    return module(config)
+def build_model(recipe: ImageRecipe) -> nn.Module:
+    return type(recipe).module(recipe.model)
 
 
 def with_data_shape(recipe: ImageRecipe, num_classes: int) -> ImageRecipe:
@@ -106,7 +105,7 @@ class ImageTask(GradientTask):
         super().__init__(cfg, ctx, device)
         self.recipe, self.train_set, self.eval_set = recipe, train_set, eval_set
         seed_everything(recipe.seed)  # identical initial weights on every rank
-        self.model = build_model(recipe.task, recipe.model).to(device)
+        self.model = build_model(recipe).to(device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizers = {"adamw": torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                                       weight_decay=cfg.weight_decay)}
@@ -239,7 +238,7 @@ def train_image(recipe: ImageRecipe, resume: bool = False) -> TrainState:
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(recipe, run_dir / CONFIG_FILE)
-        (run_dir / CLASSES_FILE).write_text("\n".join(train_set.class_names) + "\n", encoding="utf-8")
+        write_class_names(run_dir, train_set.class_names)
     task = TASKS.get(recipe.task, ImageTask)(recipe, train_set, eval_set, ctx, device)
     return fit(task, recipe.train, run_dir, ctx, resume=resume)
 

@@ -19,17 +19,15 @@ from pydantic import Field
 
 from luoxia.config import Config, dump_config
 from luoxia.data.packed import WindowSampler, open_tokens, read_meta
-from luoxia.data.prepare import DataConfig, prepare_cached
-from luoxia.data.tokenizer import TOKENIZER_FILE, TextTokenizer
+from luoxia.data.prepare import DataConfig, Mask, prepare_cached
+from luoxia.data.tokenizer import TextTokenizer
 from luoxia.models.gpt import GPT, GPTConfig
+from luoxia.runs import CONFIG_FILE, TOKENIZER_FILE, data_dir as run_data_dir
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import TrainConfig, TrainState, fit
 from luoxia.train.optim import build_optimizers
 from luoxia.train.task import Batch, GradientTask
-
-CONFIG_FILE = "config.yaml"
-DATA_DIR = "data"
 
 
 class SampleConfig(Config):
@@ -103,14 +101,15 @@ class LMTask(GradientTask):
         self.model.train()
 
 
-def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext) -> tuple[Path, Path]:
-    """Write the recipe and tokenizer into the run directory and prepare the data (rank 0 only)."""
+def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext, mask: Mask | None = None) -> tuple[Path, Path]:
+    """Write the recipe and tokenizer into the run directory and prepare the data (rank 0 only);
+    ``mask`` masks personal data when the recipe's data asks for it (``data.redact_pii``)."""
     run_dir = Path(recipe.out_dir)
-    data_dir = Path(recipe.prepared_data) if recipe.prepared_data else run_dir / DATA_DIR
+    data_dir = run_data_dir(run_dir, recipe.prepared_data)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if recipe.prepared_data is None:
-            prepare_cached(recipe.data, data_dir)
+            prepare_cached(recipe.data, data_dir, mask)
         else:
             read_meta(data_dir)  # fails clearly if the directory is not prepared data
         shutil.copyfile(data_dir / TOKENIZER_FILE, run_dir / TOKENIZER_FILE)
@@ -124,11 +123,11 @@ def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext) -> tuple[Path, Pa
     return run_dir, data_dir
 
 
-def train_lm(recipe: LMRecipe, resume: bool = False) -> TrainState:
-    """Run an LM recipe end to end (also as one rank of a ``torchrun`` job)."""
+def train_lm(recipe: LMRecipe, resume: bool = False, mask: Mask | None = None) -> TrainState:
+    """Run an LM recipe end to end (also as one rank of a ``torchrun`` job); ``mask``: see `prepare_run_dir`."""
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)
     ctx = init_distributed(device)
-    run_dir, data_dir = prepare_run_dir(recipe, ctx)
+    run_dir, data_dir = prepare_run_dir(recipe, ctx, mask)
     task = LMTask(recipe, data_dir, ctx, device)
     return fit(task, recipe.train, run_dir, ctx, resume=resume)

@@ -24,18 +24,16 @@ import torch.nn as nn
 from pydantic import Field
 from torch.optim import Optimizer
 
-from luoxia.checkpoint import (atomic_write_text, capture_rng, latest_checkpoint, load_checkpoint,
+from luoxia.checkpoint import (LATEST_FILE, atomic_write_text, capture_rng, latest_checkpoint, load_checkpoint,
                                restore_rng, save_checkpoint, save_weights)
 from luoxia.config import Config
 from luoxia.errors import LuoxiaError
+from luoxia.runs import CHECKPOINT_DIR, SUMMARY_FILE, WEIGHTS_FILE
 from luoxia.runtime import DistributedContext, Precision
 from luoxia.train.logging import RunLogger, truncate_metrics
 from luoxia.train.optim import OptimizerName
 from luoxia.train.schedule import Schedule, lr_multiplier
 
-CHECKPOINT_DIR = "checkpoints"
-WEIGHTS_FILE = "model.safetensors"
-SUMMARY_FILE = "summary.json"
 
 
 class TrainConfig(Config):
@@ -206,7 +204,7 @@ def _evaluate(task: Task, state: TrainState, cfg: TrainConfig, logger: RunLogger
 
 
 def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContext) -> TrainState:
-    has_checkpoint = (run_dir / CHECKPOINT_DIR / "latest.json").exists()
+    has_checkpoint = (run_dir / CHECKPOINT_DIR / LATEST_FILE).exists()
     if has_checkpoint and not resume:
         raise LuoxiaError(f"{run_dir} already holds a run with checkpoints; pass --resume to continue it "
                           "or choose another out_dir")

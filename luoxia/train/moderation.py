@@ -25,7 +25,8 @@ from luoxia.config import Config
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import read_jsonl_records
 from luoxia.errors import DataError
-from luoxia.safety.moderation import CATEGORIES, ModerationHead
+from luoxia.models.moderation_head import CATEGORIES, ModerationHead
+from luoxia.runs import CONFIG_FILE
 
 # The keys of OpenAI's moderation evaluation set (Markov et al. 2022) → Luoxia's category names.
 OPENAI_LABELS = {"S": "sexual", "S3": "sexual/minors", "H": "hate", "H2": "hate/threatening", "HR": "harassment",
@@ -115,8 +116,9 @@ def evaluate_head(head: ModerationHead, x: np.ndarray, labels: np.ndarray) -> di
     return report
 
 
-def train_moderation(recipe: ModerationRecipe, console: Console | None = None) -> dict[str, dict]:
-    """Fit, evaluate on the held-out part, and write the classifier and its report to ``out_dir``."""
+def train_moderation(recipe: ModerationRecipe, resume: bool = False, console: Console | None = None) -> dict[str, dict]:
+    """Fit, evaluate on the held-out part, and write the classifier and its report to ``out_dir``.
+    ``resume`` is accepted like every family's and ignored: fitting takes seconds, there is nothing to resume."""
     from sklearn.model_selection import train_test_split
 
     from luoxia.generate.embeddings import SentenceEncoder
@@ -139,7 +141,7 @@ def train_moderation(recipe: ModerationRecipe, console: Console | None = None) -
     head.info["eval"] = report
     with atomic_directory(Path(recipe.out_dir)) as tmp:
         head.save(tmp)
-        (tmp / "config.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False), encoding="utf-8")
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False), encoding="utf-8")
     (console or Console()).print(report_table(report))
     return report
 

@@ -7,7 +7,8 @@ import pytest
 from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, is_prepared, prepare, prepare_cached, split_documents
 from luoxia.data.tokenizer import TextTokenizer
-from luoxia.errors import DataError
+from luoxia.errors import ConfigError, DataError
+from luoxia.safety.pii import mask_pii
 
 
 def test_prepare_writes_tokens_tokenizer_and_meta(corpus_dir: Path, tmp_path: Path):
@@ -102,7 +103,10 @@ def test_meta_is_valid_json_with_config(corpus_dir: Path, tmp_path: Path):
 def test_redact_pii_masks_personal_data_before_training(tmp_path: Path):
     corpus = tmp_path / "notes.txt"
     corpus.write_text("Write to amy@example.org or call 13812345678 about order 2024.\n" * 20, encoding="utf-8")
-    meta = prepare(DataConfig(corpus=str(corpus), tokenizer="char", redact_pii=True, split="tail"), tmp_path / "out")
+    config = DataConfig(corpus=str(corpus), tokenizer="char", redact_pii=True, split="tail")
+    with pytest.raises(ConfigError, match="masker"):  # data/ cannot find the masker itself: it is passed in
+        prepare(config, tmp_path / "out")
+    meta = prepare(config, tmp_path / "out", mask=mask_pii)
     text = TextTokenizer.load(tmp_path / "out").decode(np.asarray(open_tokens(tmp_path / "out", "train")).tolist())
     assert "amy@" not in text and "138" not in text and "[EMAIL]" in text and "[PHONE]" in text
     assert "order 2024" in text and meta["pii_redacted"] == 40

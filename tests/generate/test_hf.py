@@ -10,7 +10,7 @@ import torch
 
 import luoxia
 from luoxia.errors import CheckpointError
-from luoxia.generate.hf import HFGenerator
+from luoxia.generate.hf import HFGenerator, load_hf_model
 from luoxia.generate.interface import GenerationConfig
 from tests.helpers import tiny_hf_model
 
@@ -77,4 +77,8 @@ def test_beam_search_and_stream(hf_dir: Path):
 def test_unknown_hub_name_says_it_is_not_local(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="never downloads"):
+        load_hf_model("some-org/not-a-local-model")
+    # `luoxia.load` takes paths: one that does not exist is a mistyped run, not a hub name to fetch
+    with pytest.raises(CheckpointError, match="^no run at some-org/not-a-local-model; train one with") as error:
         luoxia.load("some-org/not-a-local-model")
+    assert "hf download" not in str(error.value)

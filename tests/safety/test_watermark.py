@@ -12,7 +12,8 @@ import torch
 from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.load import load, load_tokenizer
+from luoxia.generate.load import load_tokenizer
+from luoxia.registry import load
 from luoxia.generate.text import GPTGenerator
 from luoxia.safety.watermark import (DEMO_KEY, KEY_ENV, KEY_FILE_ENV, WatermarkConfig, WatermarkDetector,
                                      WatermarkLogitsProcessor, detect_ids, green_mask, parse_key, resolve_key)

@@ -30,7 +30,7 @@ def chat_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def image_run(tmp_path_factory) -> Path:
-    from luoxia.recipes import load_recipe
+    from luoxia.registry import load_recipe
     from luoxia.train.image import train_image
 
     run = tmp_path_factory.mktemp("serve-vae") / "tiny-vae"

@@ -16,9 +16,9 @@ from luoxia.data.tokenizer import EOS_TOKEN, train_char_tokenizer
 from luoxia.evaluate.classify import classify_file
 from luoxia.export import export_run, write_run
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.load import ADAPTER_DIR, load_finetuned
+from luoxia.generate.load import load_finetuned
 from luoxia.train.finetune import FinetuneRecipe, build_model, finetune, trainable_share
-from luoxia.train.logging import read_metrics
+from luoxia.runs import ADAPTER_DIR, read_metrics
 from tests.helpers import REPO, TEXT, tiny_gpt, tiny_recipe
 from tests.helpers import luoxia as run_cli
 
@@ -174,7 +174,7 @@ def test_conversations_with_no_assistant_token_in_range_are_dropped(chat_file: P
 
     from luoxia.errors import DataError
     from luoxia.train.finetune import FinetuneData
-    from luoxia.train.finetune_data import conversation_rows
+    from luoxia.data.finetune import conversation_rows
 
     char = train_char_tokenizer([CHARS], special_tokens=[EOS_TOKEN])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=char.backend, eos_token=EOS_TOKEN)

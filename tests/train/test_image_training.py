@@ -10,9 +10,9 @@ from PIL import Image
 import luoxia
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import ImageGenerator
-from luoxia.recipes import load_recipe
+from luoxia.registry import load_recipe
 from luoxia.train.image import train_image
-from luoxia.train.logging import read_metrics
+from luoxia.runs import read_metrics
 from tests.helpers import TINY_IMAGE as TINY
 from tests.helpers import luoxia as run_cli
 

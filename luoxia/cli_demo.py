@@ -1,4 +1,6 @@
-"""``make demo``: the main job on an embedded default corpus, end to end in a few minutes."""
+"""``luoxia demo`` / ``make demo``: the main job on an embedded default corpus, end to end in a few minutes.
+
+Part of the command layer (it ends by pointing at ``luoxia serve``): only `luoxia.cli` imports it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from luoxia.config import load_config, resolve_recipe
 from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.evaluate.lm import evaluate_run
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.load import load
+from luoxia.registry import load
+from luoxia.runs import TENSORBOARD_DIR
 from luoxia.serve.models import DEMO_RUN
 from luoxia.train.lm import LMRecipe, train_lm
 
@@ -48,7 +51,7 @@ def run_demo(corpus: str, out_dir: str | None, overrides: list[str], console: Co
                   f"(loss {report['loss']:.4f} nats/token, {report['bits_per_char']:.3f} bits/char "
                   f"on {report['tokens']:,} held-out tokens)")
     console.print(f"next: luoxia generate --model {out_dir} --prompt \"{prompts[0]}\"  ·  "
-                  f"luoxia eval --model {out_dir} --samples 20  ·  tensorboard --logdir {out_dir}/tensorboard")
+                  f"luoxia eval --model {out_dir} --samples 20  ·  tensorboard --logdir {out_dir}/{TENSORBOARD_DIR}")
     serve = "luoxia serve" if Path(out_dir) == DEMO_RUN else f"luoxia serve --model {out_dir}"
     console.print(f"serve it (OpenAI-compatible API and web studio): {serve} --open-access, then open "
                   "http://127.0.0.1:8000")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.instruct import IGNORE
 from luoxia.data.readers import list_files, read_documents, read_records
-from luoxia.errors import DataError
+from luoxia.errors import ConfigError, DataError
 
 Row = tuple[list[int], object]  # (input_ids, labels: per-token list or a class index)
 
@@ -102,9 +104,18 @@ def packed(rows: list[Row], data, tokenizer) -> list[Row]:
     return [(ids, labels) for ids, labels, *_ in pack(rows, data.max_length, pad)]
 
 
-def train_and_val(train: list, val: list | None, recipe) -> tuple[list, list]:
-    from luoxia.train.finetune import split_examples
+def split_examples(examples: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded share of the examples held out for validation (at least one)."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    n_val = max(1, round(len(examples) * val_fraction))
+    if len(examples) < 2:
+        raise ConfigError("need at least two examples to hold one out for validation (or give data.val)")
+    val_index = set(order[:n_val].tolist())
+    return ([e for i, e in enumerate(examples) if i not in val_index],
+            [e for i, e in enumerate(examples) if i in val_index])
 
+
+def train_and_val(train: list, val: list | None, recipe) -> tuple[list, list]:
     return (train, val) if val is not None else split_examples(train, recipe.data.val_fraction, recipe.seed)
 
 

@@ -1,0 +1,121 @@
+"""Every model family, by the ``task`` its recipes and runs carry: the one place that decides which
+code handles a task.
+
+A `Family` names its recipe class (how ``configs/*.yaml`` validate), its train function (what
+``luoxia train`` / ``luoxia finetune`` run) and its load function (what ``luoxia.load(run)`` returns).
+The CLI, `luoxia.load`, the server and the evaluation commands look families up here, never by
+comparing task names themselves. Adding a family is one module under ``train/`` (recipe and train
+function; its loader under ``generate/`` if it generates) plus one line in `FAMILIES`.
+
+Layering: this module points at ``train/`` and ``generate/`` and sits below evaluate, safety, serve
+and the CLI. ``transformers`` and ``peft`` stay unimported until a loader or trainer needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from luoxia.config import Config, load_config, read_yaml, resolve_recipe
+from luoxia.errors import CheckpointError, ConfigError
+from luoxia.generate.hf import load_hf
+from luoxia.generate.image import load_image_model
+from luoxia.generate.interface import ImageGenerator, TextGenerator
+from luoxia.generate.load import load_finetuned_run, load_lm_run
+from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
+from luoxia.train.finetune import FinetuneRecipe, finetune
+from luoxia.train.image import ClassifierRecipe, DDPMRecipe, GANRecipe, ImageRecipe, VAERecipe, train_image
+from luoxia.train.lm import LMRecipe, train_lm
+from luoxia.train.moderation import ModerationRecipe, train_moderation
+
+Generator = TextGenerator | ImageGenerator
+# (run directory, its recipe, device, compile) → a ready generator
+Loader = Callable[[Path, dict[str, Any], str, bool], Generator]
+
+
+@dataclass(frozen=True)
+class Family:
+    """What Luoxia knows about one ``task``."""
+
+    task: str
+    title: str  # what its runs are, in a sentence: "a digit classifier"
+    command: Literal["train", "finetune"]  # the CLI command that trains it
+    recipe: type[Config]
+    train: Callable[..., Any]  # (recipe, resume=False, ...) → TrainState or a report
+    load: Loader | None = None  # None: its runs generate nothing
+    output: Literal["text", "image"] | None = None  # what its loader generates
+    uses: str = ""  # for a family that generates nothing: what its runs are for
+    masks_data: bool = False  # its train function takes ``mask`` for ``data.redact_pii``
+
+
+def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
+    """An image generator family: the loader builds the recipe's module from the run's ``model`` section."""
+    config_class = recipe.model_fields["model"].annotation
+    assert isinstance(config_class, type) and issubclass(config_class, Config), recipe
+    loader = partial(load_image_model, module=recipe.module, config_class=config_class)
+    return Family(task, title, "train", recipe, train_image, loader, "image")
+
+
+FAMILIES: dict[str, Family] = {family.task: family for family in [
+    Family("lm", "a language model pre-training", "train", LMRecipe, train_lm, load_lm_run, "text", masks_data=True),
+    Family("finetune", "a fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run, "text"),
+    Family("classify", "a text classifier fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run,
+           "text"),
+    _image("vae", "a variational autoencoder", VAERecipe),
+    _image("ddpm", "a diffusion model", DDPMRecipe),
+    _image("gan", "a GAN", GANRecipe),
+    Family("classifier", "a digit classifier", "train", ClassifierRecipe, train_image,
+           uses="it measures image models: luoxia eval-image --model RUN --classifier {path}"),
+    Family("moderation", "a moderation classifier", "train", ModerationRecipe, train_moderation,
+           uses="it is the learned layer of `luoxia moderate`"),
+]}
+
+
+def family(task: str) -> Family:
+    if task not in FAMILIES:
+        raise ConfigError(f"unknown task '{task}'; valid: {', '.join(FAMILIES)}")
+    return FAMILIES[task]
+
+
+def tasks(command: str) -> tuple[str, ...]:
+    """The tasks a CLI command trains (``train`` or ``finetune``)."""
+    return tuple(task for task, found in FAMILIES.items() if found.command == command)
+
+
+def run_family(run_dir: str | Path) -> Family:
+    """The family of a run directory, by its recipe's ``task`` (``lm`` when it has none)."""
+    return family(str(run_recipe(run_dir).get("task", "lm")))
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: tuple[str, ...] | None = None) -> Config:
+    """Any recipe (or a run directory's), validated into its family's class; ``allowed`` limits the
+    tasks a command accepts."""
+    path = Path(path) / CONFIG_FILE if is_run_dir(path) else resolve_recipe(str(path))  # a run: its recipe
+    task = read_yaml(path).get("task", "lm")
+    valid = [name for name in FAMILIES if allowed is None or name in allowed]
+    if task not in valid:
+        raise ConfigError(f"{path}: task '{task}' is not one this command runs; valid: {', '.join(valid)}")
+    return load_config(FAMILIES[task].recipe, path, overrides or [])
+
+
+def load(path: str | Path, device: str = "auto", compile: bool = False) -> Generator:
+    """A Luoxia run directory or a local Hugging Face model directory as a text generator —
+    ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
+    ``luoxia.load("runs/vae").generate("7", n=16)``. ``compile`` compiles a Luoxia GPT's decode step
+    (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
+    A path that does not exist is an error, never a Hugging Face hub name."""
+    path = require_path(path)
+    if is_run_dir(path):
+        recipe = run_recipe(path)
+        found = family(str(recipe.get("task", "lm")))
+        if found.load is None:
+            uses = f"; {found.uses.format(path=path)}" if found.uses else ""
+            raise ConfigError(f"{path}: {found.title} run, which generates nothing{uses}")
+        return found.load(path, recipe, device, compile)
+    if not is_hf_dir(path):
+        raise CheckpointError(f"{path}: not a Luoxia run directory (no {CONFIG_FILE}) nor a Hugging Face model "
+                              f"directory (no {HF_CONFIG_FILE}); {TRAIN_HINT}")
+    return load_hf(path, device)
