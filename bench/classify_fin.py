@@ -68,7 +68,7 @@ def tfidf_logreg(train: tuple[list[str], list[str]], val: tuple[list[str], list[
 
 
 def describe_base(recipe) -> str:
-    from luoxia.generate.load import BUNDLED_MODELS
+    from luoxia.encoders import BUNDLED_MODELS
 
     base = recipe.base_model
     if base in BUNDLED_MODELS:

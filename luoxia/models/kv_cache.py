@@ -73,8 +73,8 @@ class KVCache:
             self.compact()
             self._roll(other.length - self.length)
         offset = self.length - other.length
-        self.k = [torch.cat([k, o.roll(offset, dims=2)]) for k, o in zip(self.k, other.k)]
-        self.v = [torch.cat([v, o.roll(offset, dims=2)]) for v, o in zip(self.v, other.v)]
+        self.k = [torch.cat([k, o.roll(offset, dims=2)]) for k, o in zip(self.k, other.k, strict=True)]
+        self.v = [torch.cat([v, o.roll(offset, dims=2)]) for v, o in zip(self.v, other.v, strict=True)]
         self.key_valid = torch.cat([self.key_valid, other.key_valid.roll(offset, dims=1)])
         self.seen = torch.cat([self.seen, other.seen])
         self.padded = True

@@ -102,7 +102,8 @@ class SelfAttention(nn.Module):
             is_causal=self.causal and mask is None and T > 1,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        out: torch.Tensor = self.resid_dropout(self.c_proj(y))  # (B, T, C)
+        return out
 
 
 class MLP(nn.Module):
@@ -123,7 +124,8 @@ class MLP(nn.Module):
             h = F.relu(self.c_fc(x)).square()
         else:
             h = F.gelu(self.c_fc(x), approximate="tanh")
-        return self.dropout(self.c_proj(h))  # (B, T, C)
+        out: torch.Tensor = self.dropout(self.c_proj(h))  # (B, T, C)
+        return out
 
 
 class Block(nn.Module):
@@ -140,4 +142,5 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, rope: Rope | None = None, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope, mask, cache)  # (B, T, C)
-        return x + self.mlp(self.ln_2(x))
+        out: torch.Tensor = x + self.mlp(self.ln_2(x))
+        return out

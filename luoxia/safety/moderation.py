@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from safetensors.numpy import load_file, save_file
 
+from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import CheckpointError, ConfigError
 
 CATEGORIES = ("sexual", "sexual/minors", "hate", "hate/threatening", "harassment", "self-harm", "violence",
@@ -165,10 +166,10 @@ class Moderator:
         return {c: float(overrides.get(c, tuned.get(c, DEFAULT_THRESHOLD))) for c in CATEGORIES}
 
     @cached_property
-    def encoder(self):
-        from luoxia.generate.embeddings import SentenceEncoder
-
-        return SentenceEncoder(self.head.encoder, device=self.device)
+    def encoder(self) -> Encoder:
+        if self.head is None:
+            raise ConfigError("this moderator has no classifier, so it reads no sentence embeddings")
+        return load_encoder(self.head.encoder, device=self.device)
 
     def moderate(self, texts: Sequence[str]) -> list[ModerationResult]:
         """Both layers read the text with the benign look-alikes blanked out, so "how do I kill a
