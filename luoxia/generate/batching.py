@@ -26,7 +26,8 @@ from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
 from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, sample_rows
 from luoxia.generate.text import CausalLMGenerator, Completion, GPTGenerator
-from luoxia.models.gpt import GPT, KVCache
+from luoxia.models.gpt import GPT
+from luoxia.models.kv_cache import KVCache
 
 # (kind, payload): ("text", new text) … then ("done", GenerationResult) or ("error", message)
 EventSink = Callable[[str, Any], None]

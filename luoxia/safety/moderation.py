@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
 from luoxia.models.moderation_head import CATEGORIES, ModerationHead
 
@@ -122,10 +123,10 @@ class Moderator:
         return {c: float(overrides.get(c, tuned.get(c, DEFAULT_THRESHOLD))) for c in CATEGORIES}
 
     @cached_property
-    def encoder(self):
-        from luoxia.generate.embeddings import SentenceEncoder
-
-        return SentenceEncoder(self.head.encoder, device=self.device)
+    def encoder(self) -> Encoder:
+        if self.head is None:
+            raise ConfigError("this moderator has no classifier, so it reads no sentence embeddings")
+        return load_encoder(self.head.encoder, device=self.device)
 
     def moderate(self, texts: Sequence[str]) -> list[ModerationResult]:
         """Both layers read the text with the benign look-alikes blanked out, so "how do I kill a

@@ -52,9 +52,9 @@ class Models:
 
     @cached_property
     def encoder(self):
-        from luoxia.generate.embeddings import SentenceEncoder
+        from luoxia.encoders import load_encoder
 
-        return SentenceEncoder(self.settings.embedding_model, device="cpu")
+        return load_encoder(self.settings.embedding_model, device="cpu")
 
     def queue_depth(self) -> int:
         return sum(m.batcher.queue_depth for m in self.text.values() if m.batcher is not None)

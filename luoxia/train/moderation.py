@@ -24,6 +24,7 @@ from luoxia.checkpoint import atomic_directory
 from luoxia.config import Config
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import read_jsonl_records
+from luoxia.encoders import load_encoder
 from luoxia.errors import DataError
 from luoxia.models.moderation_head import CATEGORIES, ModerationHead
 from luoxia.runs import CONFIG_FILE
@@ -121,10 +122,8 @@ def train_moderation(recipe: ModerationRecipe, resume: bool = False, console: Co
     ``resume`` is accepted like every family's and ignored: fitting takes seconds, there is nothing to resume."""
     from sklearn.model_selection import train_test_split
 
-    from luoxia.generate.embeddings import SentenceEncoder
-
     texts, labels, categories, digest = read_moderation_data(recipe.data)
-    x = SentenceEncoder(recipe.encoder, device="cpu").encode(texts)
+    x = load_encoder(recipe.encoder, device="cpu").encode(texts)
     train_idx, eval_idx = train_test_split(np.arange(len(texts)), test_size=recipe.data.eval_fraction,
                                            random_state=recipe.seed, stratify=(labels > 0).any(1))
     weights, bias, thresholds = [], [], []

@@ -1,12 +1,11 @@
-"""Continuous batching: KV caches that sequences join and leave, and the batcher's results
-against plain generation."""
+"""Continuous batching: the batcher's results against plain generation (the KV cache's join /
+reorder / compact are tested in tests/models/test_kv_cache.py)."""
 
 from __future__ import annotations
 
 import queue
 
 import pytest
-import torch
 
 from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import LuoxiaError
@@ -22,36 +21,6 @@ PROMPTS = ["To be", "Whether 'tis nobler in the mind", "The", "And by opposing e
 def generator() -> GPTGenerator:
     tokenizer = train_char_tokenizer([TEXT], special_tokens=["<|endoftext|>"])
     return GPTGenerator(tiny_gpt(seed=2, vocab_size=tokenizer.vocab_size, block_size=64), tokenizer)
-
-
-def test_joined_cache_gives_the_same_logits_as_reading_each_sequence_alone(generator: GPTGenerator):
-    model = generator.model
-    first, second = [[3, 4, 5, 6, 7], [8, 9]]
-    batch = model.new_cache(1)
-    model(torch.tensor([first]), cache=batch)
-    own = model.new_cache(1)
-    model(torch.tensor([second]), cache=own)
-    batch.join(own)
-    logits, _ = model(torch.tensor([[10], [11]]), cache=batch, last_only=True)
-    for row, ids in enumerate((first + [10], second + [11])):
-        alone, _ = model(torch.tensor([ids]), last_only=True)
-        assert torch.allclose(logits[row, -1], alone[0, -1], atol=1e-5)
-
-
-def test_a_longer_newcomer_shifts_the_batch_and_compaction_frees_slots(generator: GPTGenerator):
-    model = generator.model
-    batch = model.new_cache(1)
-    model(torch.tensor([[1, 2]]), cache=batch)
-    own = model.new_cache(1)
-    model(torch.tensor([[3, 4, 5, 6, 7, 8]]), cache=own)
-    batch.join(own)
-    assert batch.length == 6 and batch.key_valid.sum(1).tolist() == [2, 6]
-    batch.reorder(torch.tensor([0]))  # the long one leaves
-    batch.compact()
-    assert batch.length == 2
-    logits, _ = model(torch.tensor([[9]]), cache=batch, last_only=True)
-    alone, _ = model(torch.tensor([[1, 2, 9]]), last_only=True)
-    assert torch.allclose(logits[0, -1], alone[0, -1], atol=1e-5)
 
 
 def test_batched_greedy_results_equal_plain_generation(generator: GPTGenerator):

