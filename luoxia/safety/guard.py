@@ -156,7 +156,7 @@ class GuardedGenerator:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def _prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: str) -> int:
         """The refused prompt's length for usage accounting; 0 when the model cannot even encode it."""
         try:
             return self.count_tokens(prompt)
@@ -181,7 +181,7 @@ class GuardedGenerator:
         (check,) = self._check_prompts([prompt])
         inputs = [check.to_json()] if check else []
         if check is not None and check.action == "block":
-            return inputs, GenerationResult(REFUSAL, [], "content_filter", self._prompt_tokens(prompt),
+            return inputs, GenerationResult(REFUSAL, [], "content_filter", self.prompt_tokens(prompt),
                                             safety={"decisions": inputs, "blocked": "input"})
         return inputs, None
 
@@ -195,7 +195,7 @@ class GuardedGenerator:
         for prompt, check in zip(prompts, checks):
             inputs = [check.to_json()] if check else []
             if check is not None and check.action == "block":
-                results.append(GenerationResult(REFUSAL, [], "content_filter", self._prompt_tokens(prompt),
+                results.append(GenerationResult(REFUSAL, [], "content_filter", self.prompt_tokens(prompt),
                                                 safety={"decisions": inputs, "blocked": "input"}))
                 continue
             results.append(self._finish(next(generated), inputs))
@@ -240,7 +240,7 @@ class GuardedGenerator:
                     break
         if released.pending and not released.withheld:
             yield released.check(released.pending)
-        return released.result(inner or GenerationResult("", [], "stop", self._prompt_tokens(prompt)))
+        return released.result(inner or GenerationResult("", [], "stop", self.prompt_tokens(prompt)))
 
 
 class OutputFilter:
