@@ -57,4 +57,4 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
     tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
     return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
-                                 for t, p in zip(tokens, result.token_logprobs)])
+                                 for t, p in zip(tokens, result.token_logprobs, strict=True)])
