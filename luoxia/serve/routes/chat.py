@@ -55,6 +55,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 
 
 def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
+    """One entry per token that has a log-probability (a model may give none)."""
     tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
     return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
-                                 for t, p in zip(tokens, result.token_logprobs, strict=True)])
+                                 for t, p in zip(tokens, result.token_logprobs)])
