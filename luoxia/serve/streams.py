@@ -16,7 +16,7 @@ from typing import Any
 from luoxia.errors import LuoxiaError
 from luoxia.generate.batching import ContinuousBatcher, RequestTimeout
 from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor, TextGenerator
-from luoxia.safety.guard import REFUSAL
+from luoxia.safety.guard import REFUSAL, GuardedGenerator
 from luoxia.serve.deps import Offload
 from luoxia.serve.models import ServedText
 
@@ -58,19 +58,29 @@ async def _choice(served: ServedText, index: int, job: Job, offload: Offload, ti
 
 async def _generate(served: ServedText, job: Job, offload: Offload, timeout: float,
                     emit: Callable[[str], None]) -> GenerationResult:
-    """One choice: prompt screened, text generated and released sentence by sentence through the
-    guard (when safety is on), as `GuardedGenerator.stream` does in one thread."""
+    """One choice: its text emitted piece by piece, then its result."""
+    if served.guarded is None:
+        return await _unguarded(served, job, offload, timeout, emit)
+    return await _guarded(served, served.guarded, job, offload, timeout, emit)
+
+
+async def _unguarded(served: ServedText, job: Job, offload: Offload, timeout: float,
+                     emit: Callable[[str], None]) -> GenerationResult:
+    pieces = _pieces(served, served.generator, *job, (), offload, timeout)
+    async with aclosing(pieces):
+        async for piece in pieces:
+            if isinstance(piece, GenerationResult):
+                return piece
+            if piece:
+                emit(piece)
+    raise LuoxiaError("generation ended without a result")
+
+
+async def _guarded(served: ServedText, guarded: GuardedGenerator, job: Job, offload: Offload, timeout: float,
+                   emit: Callable[[str], None]) -> GenerationResult:
+    """Prompt screened, then text released sentence by sentence, each checked in a worker thread
+    (what `GuardedGenerator.stream` does in one thread)."""
     prompt, config = job
-    guarded = served.guarded
-    if guarded is None:
-        pieces = _pieces(served, served.generator, prompt, config, [], offload, timeout)
-        async with aclosing(pieces):
-            async for piece in pieces:
-                if isinstance(piece, GenerationResult):
-                    return piece
-                if piece:
-                    emit(piece)
-        raise LuoxiaError("generation ended without a result")
     inputs, refusal = await offload(guarded.screen_prompt, prompt)
     if refusal is not None:
         emit(REFUSAL)

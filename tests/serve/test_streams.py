@@ -133,3 +133,9 @@ def test_leaving_early_cancels_and_a_silent_batcher_times_out():
 
     events = asyncio.run(events_of(served(HeldBatcher(None)), ["a"], Offload(CapacityLimiter(1)), timeout=0.2))
     assert [(kind, type(payload)) for _, kind, payload in events] == [("error", RequestTimeout)]
+
+
+def test_a_model_without_a_batcher_streams_from_worker_threads():
+    text = ServedText("plain", ScriptedGenerator("Plain text."), None)  # type: ignore[arg-type]
+    texts, (result,) = texts_and_results(asyncio.run(events_of(text, ["hi"], Offload(CapacityLimiter(1)))), 1)
+    assert texts == ["Plain text."] and (result.text, result.finish_reason) == ("Plain text.", "length")
