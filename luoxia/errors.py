@@ -20,3 +20,11 @@ class DataError(LuoxiaError):
 
 class CheckpointError(LuoxiaError):
     """A checkpoint or run directory that is missing, truncated or corrupt."""
+
+
+class NotFound(LuoxiaError):
+    """Something the user named (a model, a run) that does not exist; a server answers 404."""
+
+
+class ModelNotFound(NotFound, ConfigError):
+    """A model name that is not among those loaded (a `ConfigError` too, as it was before it had a type)."""

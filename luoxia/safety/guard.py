@@ -22,14 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image
 from pydantic import Field
 
 from luoxia.config import Config
 from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, LogitsProcessor, TextGenerator
 from luoxia.safety.audit import AuditStore
+from luoxia.safety.image_mark import embed_image_watermark
 from luoxia.safety.moderation import CATEGORIES, Moderator, ModerationResult
 from luoxia.safety.pii import MaskStyle, PIIRedactor
+from luoxia.safety.provenance import save_with_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkKey, WatermarkLogitsProcessor, resolve_key
 
 Action = Literal["allow", "flag", "redact", "block"]
@@ -153,17 +156,18 @@ class GuardedGenerator:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def _prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: str) -> int:
         """The refused prompt's length for usage accounting; 0 when the model cannot even encode it."""
         try:
             return self.count_tokens(prompt)
         except LuoxiaError:
             return 0
 
-    def _processors(self, extra: Sequence[LogitsProcessor]) -> list[LogitsProcessor]:
+    def processors(self, extra: Sequence[LogitsProcessor] = ()) -> list[LogitsProcessor]:
+        """The logits processors a generation under this guard runs: ``extra`` plus the watermark."""
         return [*extra, self.watermark] if self.watermark else list(extra)
 
-    def _watermark_record(self) -> dict:
+    def watermark_record(self) -> dict:
         return {"watermark": {"key_id": self.guard.key.key_id, "gamma": self.watermark.config.gamma,
                               "delta": self.watermark.config.delta}} if self.watermark else {}
 
@@ -172,17 +176,26 @@ class GuardedGenerator:
             return [None] * len(prompts)
         return [decision for decision, _ in self.guard.moderate(prompts, "input")]
 
+    def screen_prompt(self, prompt: str) -> tuple[list[dict], GenerationResult | None]:
+        """The input decisions of one prompt, and the refusal to answer with when it is blocked."""
+        (check,) = self._check_prompts([prompt])
+        inputs = [check.to_json()] if check else []
+        if check is not None and check.action == "block":
+            return inputs, GenerationResult(REFUSAL, [], "content_filter", self.prompt_tokens(prompt),
+                                            safety={"decisions": inputs, "blocked": "input"})
+        return inputs, None
+
     def generate(self, prompts: str | Sequence[str], config: GenerationConfig | None = None,
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         checks = self._check_prompts(prompts)
         allowed = [p for p, d in zip(prompts, checks) if d is None or d.action != "block"]
-        generated = iter(self.inner.generate(allowed, config, self._processors(logits_processors)) if allowed else [])
+        generated = iter(self.inner.generate(allowed, config, self.processors(logits_processors)) if allowed else [])
         results = []
         for prompt, check in zip(prompts, checks):
             inputs = [check.to_json()] if check else []
             if check is not None and check.action == "block":
-                results.append(GenerationResult(REFUSAL, [], "content_filter", self._prompt_tokens(prompt),
+                results.append(GenerationResult(REFUSAL, [], "content_filter", self.prompt_tokens(prompt),
                                                 safety={"decisions": inputs, "blocked": "input"}))
                 continue
             results.append(self._finish(next(generated), inputs))
@@ -190,7 +203,7 @@ class GuardedGenerator:
 
     def _finish(self, result: GenerationResult, inputs: list[dict]) -> GenerationResult:
         text, decisions, withheld = self.guard.clean_output(result.text)
-        result.safety = {"decisions": inputs + [d.to_json() for d in decisions], **self._watermark_record()}
+        result.safety = {"decisions": inputs + [d.to_json() for d in decisions], **self.watermark_record()}
         result.text = text
         if withheld:
             result.finish_reason, result.safety["blocked"] = "content_filter", "output"
@@ -199,46 +212,68 @@ class GuardedGenerator:
     def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
         return self.inner.render_chat(messages)
 
+    def output_filter(self, inputs: list[dict]) -> OutputFilter:
+        """The sentence-by-sentence check of one streamed generation (see `stream`)."""
+        return OutputFilter(self.guard, inputs, self.watermark_record())
+
     def stream(self, prompt: str, config: GenerationConfig | None = None,
                logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
         """Streams sentence by sentence: each is redacted and moderated before it is released, and a
         blocked sentence ends the stream with a notice. Returns the `GenerationResult` of what was
         released, with the safety record."""
-        (check,) = self._check_prompts([prompt])
-        inputs = [check.to_json()] if check else []
-        if check is not None and check.action == "block":
+        inputs, refusal = self.screen_prompt(prompt)
+        if refusal is not None:
             yield REFUSAL
-            return GenerationResult(REFUSAL, [], "content_filter", self._prompt_tokens(prompt),
-                                    safety={"decisions": inputs, "blocked": "input"})
-        pieces = self.inner.stream(prompt, config, self._processors(logits_processors))
-        released, decisions, pending, inner = [], [], "", None
-        withheld = False
-        while not withheld:
+            return refusal
+        pieces = self.inner.stream(prompt, config, self.processors(logits_processors))
+        released, inner = self.output_filter(inputs), None
+        while not released.withheld:
             try:
-                pending += next(pieces)
+                piece = next(pieces)
             except StopIteration as stop:
                 inner = stop.value
                 break
-            for sentence in _complete_sentences(pending):
-                pending = pending[len(sentence):]
-                text, found, withheld = self.guard.clean_output(sentence)
-                decisions += found
-                released.append(text)
-                yield text
-                if withheld:
+            for sentence in released.complete_sentences(piece):
+                yield released.check(sentence)
+                if released.withheld:
                     pieces.close()
                     break
-        if pending and not withheld:
-            text, found, withheld = self.guard.clean_output(pending)
-            decisions += found
-            released.append(text)
-            yield text
-        result = inner or GenerationResult("", [], "stop", self._prompt_tokens(prompt))
-        result.text = "".join(released)
-        result.safety = {"decisions": inputs + [d.to_json() for d in decisions], **self._watermark_record()}
-        if withheld:
-            result.finish_reason, result.safety["blocked"] = "content_filter", "output"
-        return result
+        if released.pending and not released.withheld:
+            yield released.check(released.pending)
+        return released.result(inner or GenerationResult("", [], "stop", self.prompt_tokens(prompt)))
+
+
+class OutputFilter:
+    """The guard's state for one streamed generation: text arrives in pieces, each sentence is
+    checked once it has ended, and what was released becomes the result. Why a class: a server
+    feeds it from the event loop and runs the (CPU-bound) checks elsewhere."""
+
+    def __init__(self, guard: Guard, inputs: list[dict], watermark: dict):
+        self.guard, self.inputs, self.watermark = guard, inputs, watermark
+        self.pending, self.released, self.decisions, self.withheld = "", [], [], False
+
+    def complete_sentences(self, piece: str) -> list[str]:
+        """Add ``piece``; the sentences that have ended, taken out of ``pending``, to `check` in order."""
+        self.pending += piece
+        sentences = _complete_sentences(self.pending)
+        self.pending = self.pending[sum(map(len, sentences)):]
+        return sentences
+
+    def check(self, sentence: str) -> str:
+        """Redact and moderate one sentence (or the last, unfinished text): what to release."""
+        text, found, withheld = self.guard.clean_output(sentence)
+        self.decisions += found
+        self.released.append(text)
+        self.withheld = self.withheld or withheld
+        return text
+
+    def result(self, inner: GenerationResult) -> GenerationResult:
+        """``inner`` (the model's result) with the released text and the safety record."""
+        inner.text = "".join(self.released)
+        inner.safety = {"decisions": self.inputs + [d.to_json() for d in self.decisions], **self.watermark}
+        if self.withheld:
+            inner.finish_reason, inner.safety["blocked"] = "content_filter", "output"
+        return inner
 
 
 def _complete_sentences(text: str) -> list[str]:
@@ -247,32 +282,41 @@ def _complete_sentences(text: str) -> list[str]:
     return sentences if re.search(r"[.!?。！？\n]\s*$", text) else sentences[:-1]
 
 
+@dataclass
+class GuardedImages:
+    """The images of one request together with its safety record (decisions, watermark key id):
+    returned together so that concurrent requests never read each other's record."""
+
+    images: list
+    safety: dict
+
+
 class GuardedImageGenerator:
     """An `ImageGenerator` whose prompts are moderated and whose images come back watermarked (RGB,
-    upscaled to at least 256×256: the DWT-DCT watermark needs the room)."""
+    upscaled to at least 256×256: the DWT-DCT watermark needs the room). `generate_guarded` also
+    returns the safety record; `generate` (the `ImageGenerator` protocol) only the images."""
 
     def __init__(self, generator: ImageGenerator, guard: Guard | None = None):
         self.inner = generator
         self.guard = guard or Guard(model_name=generator.name)
         self.name, self.class_names = generator.name, generator.class_names
-        self.last_safety: dict = {}
 
     def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list:
-        from luoxia.safety.image_mark import embed_image_watermark
+        return self.generate_guarded(prompt, n, seed, **options).images
 
+    def generate_guarded(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> GuardedImages:
+        """Moderate the prompt (raises `PromptBlocked`), draw ``n`` images, watermark them."""
         decisions = []
         if self.guard.policy.moderate_input:
             ((decision, _),) = self.guard.moderate([prompt], "image")
             decisions.append(decision.to_json())
             if decision.action == "block":
-                self.last_safety = {"decisions": decisions, "blocked": "input"}
                 raise PromptBlocked(decision.categories)
         images = self.inner.generate(prompt, n=n, seed=seed, **options)
         if self.guard.policy.watermark:
             images = [embed_image_watermark(image, self.guard.key.secret) for image in images]
-        self.last_safety = {"decisions": decisions,
-                            **({"watermark": {"key_id": self.guard.key.key_id}} if self.guard.policy.watermark else {})}
-        return images
+        mark = {"watermark": {"key_id": self.guard.key.key_id}} if self.guard.policy.watermark else {}
+        return GuardedImages(images, {"decisions": decisions, **mark})
 
 
 class PromptBlocked(LuoxiaError):
@@ -287,13 +331,9 @@ def write_guarded_images(generator: GuardedImageGenerator, prompt: str, n: int, 
                          run: str, **options) -> list[Path]:
     """``generate-image --watermark``: watermarked ``0000.png`` … each carrying a signed provenance
     record (model, run, seed, parameters, time), and ``grid.png`` of them; returns the grid's path."""
-    from PIL import Image
-
-    from luoxia.safety.provenance import save_with_provenance
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = generator.generate(prompt, n=n, seed=seed, **options)
+    images = generator.generate_guarded(prompt, n, seed, **options).images
     for i, image in enumerate(images):
         save_with_provenance(image, out_dir / f"{i:04d}.png", model=generator.name, run=run, seed=seed,
                              parameters={"prompt": prompt, "n": n, "index": i, **options},

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from luoxia.errors import ConfigError
+from luoxia.errors import ConfigError, ModelNotFound
+from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import ImageGenerator, TextGenerator
+from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator
 from luoxia.serve.settings import ServeSettings
 
 DEMO_RUN = Path("runs/demo-pydoc")  # what `make demo` trains
@@ -24,7 +26,8 @@ class ServedText:
     name: str
     generator: TextGenerator
     tokenizer: object  # for watermark detection: encode() only
-    batcher: object | None = None  # the ContinuousBatcher, for queue metrics
+    batcher: ContinuousBatcher | None = None  # the ContinuousBatcher: streams submit to it, metrics read its queue
+    guarded: GuardedGenerator | None = None  # the guard around ``generator``, when safety is on
 
 
 @dataclass
@@ -74,32 +77,28 @@ def _pick(served: dict, name: str | None, kind: str):
     if name is None or name == "":
         return next(iter(served.values()))
     if name not in served:
-        raise ConfigError(f"unknown model '{name}'; this server has: {', '.join(served)}")
+        raise ModelNotFound(f"unknown model '{name}'; this server has: {', '.join(served)}")
     return served[name]
 
 
 def serve_text(models: Models, name: str, generator: TextGenerator, tokenizer) -> None:
     """Add a text generator: behind a continuous batcher when it is a causal LM, then the guard."""
-    from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
     from luoxia.generate.text import CausalLMGenerator
-    from luoxia.safety.guard import Guard, GuardedGenerator
 
-    settings, batcher = models.settings, None
+    settings, batcher, guarded = models.settings, None, None
     if isinstance(generator, CausalLMGenerator):
         batcher = ContinuousBatcher(generator, settings.max_batch if settings.batching else 1, settings.max_queue)
         generator = BatchedGenerator(batcher, timeout=settings.request_timeout_s)
     if settings.safety:
         shared = models.guard
         guard = Guard(shared.policy, shared.moderator, shared.audit, shared.key, model_name=name)
-        generator = GuardedGenerator(generator, guard)
+        generator = guarded = GuardedGenerator(generator, guard)
     if name in models.text:
         raise ConfigError(f"two text models are named '{name}'; give them different directory names")
-    models.text[name] = ServedText(name, generator, tokenizer, batcher)
+    models.text[name] = ServedText(name, generator, tokenizer, batcher, guarded)
 
 
 def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
-    from luoxia.safety.guard import Guard, GuardedImageGenerator
-
     if models.settings.safety:
         shared = models.guard
         generator = GuardedImageGenerator(generator, Guard(shared.policy, shared.moderator, shared.audit, shared.key,

@@ -30,6 +30,8 @@ class ServeSettings(BaseSettings):
     max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")
     max_n: int = Field(8, ge=1, description="largest n (choices per request)")
     max_images: int = Field(16, ge=1, description="largest n for image generation")
+    worker_threads: int = Field(16, ge=1, description="threads for requests' blocking work (guard checks per "
+                                "sentence, database, images); the event loop never runs it")
     rate_limit_per_minute: int = Field(120, ge=1, description="requests per key per minute")
     safety: bool = Field(True, description="guard every request: moderation, PII redaction, watermark")
     policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +153,31 @@ def test_guarded_images_are_watermarked_signed_and_bad_prompts_blocked(tmp_path:
     assert store.list()[0].stage == "image"
 
 
+class BarrierDrawer(DigitDrawer):
+    """Holds each call until ``parties`` calls are inside: concurrent requests overlap for sure."""
+
+    def __init__(self, parties: int = 2):
+        self.barrier = threading.Barrier(parties, timeout=30)
+
+    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list:
+        self.barrier.wait()
+        return super().generate(prompt, n, seed, **options)
+
+
+def test_concurrent_image_requests_each_get_their_own_safety_record(tmp_path: Path, moderator: Moderator):
+    """Two requests inside the generator at once, one prompt allowed and one flagged: each record
+    names its own prompt's decision (a record kept on the generator would be the last writer's)."""
+    policy = GuardPolicy(actions={"violence": "flag"})
+    generator = GuardedImageGenerator(BarrierDrawer(), Guard(policy, moderator, AuditStore(tmp_path), KEY))
+    prompts = ["7", "we will kill you"]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: generator.generate_guarded(p, n=1, seed=0), prompts))
+    (calm,), (violent,) = (result.safety["decisions"] for result in results)
+    assert (calm["action"], calm.get("categories")) == ("allow", None)
+    assert (violent["action"], violent["categories"]) == ("flag", ["violence"]) and violent["audit_id"] >= 1
+    assert all(len(result.images) == 1 and result.safety["watermark"]["key_id"] == KEY.key_id for result in results)
+
+
 def test_audit_database_is_wal_versioned_durable_and_reviewable(tmp_path: Path):
     store = AuditStore(tmp_path)
     event_id = store.record("output", "flag", ["hate"], {"hate": 0.8}, "ab" * 32, "excerpt", "m")
@@ -197,8 +224,6 @@ def test_shipped_policy_file_equals_the_defaults_and_bad_keys_are_listed(tmp_pat
 
 
 def test_audit_store_takes_concurrent_writers(tmp_path: Path):
-    import threading
-
     store = AuditStore(tmp_path)
     threads = [threading.Thread(target=lambda: [store.record("output", "flag", ["hate"], {}, "0" * 64, "x")
                                                 for _ in range(20)]) for _ in range(8)]

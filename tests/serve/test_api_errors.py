@@ -131,7 +131,7 @@ def test_keys_cli_prints_the_key_last_and_lists_it_hashed(tmp_path):
 
 def test_busy_and_slow_generations_map_to_503_and_504():
     from luoxia.generate.batching import QueueFull, RequestTimeout
-    from luoxia.serve.app import error_for
+    from luoxia.serve.errors import error_for
 
     busy = error_for(QueueFull("64 requests are already waiting")).response()
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"

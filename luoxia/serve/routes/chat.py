@@ -1,0 +1,61 @@
+"""``POST /v1/chat/completions``: the model's chat template around the messages, streamed or not."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from luoxia.generate.interface import GenerationResult
+from luoxia.serve import schemas
+from luoxia.serve.deps import CallerDep, MetricsDep, ModelsDep, OffloadDep, SettingsDep, StoreDep
+from luoxia.serve.errors import APIError
+from luoxia.serve.generation import (check_context, collect_recorded, generation_config, new_id, start_recording,
+                                     stream_events, stream_response, usage)
+from luoxia.serve.models import ServedText
+from luoxia.serve.responses import AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, TokenLogprob
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: schemas.ChatCompletionRequest, request: Request, who: CallerDep,
+                           settings: SettingsDep, models: ModelsDep, store: StoreDep, metrics: MetricsDep,
+                           offload: OffloadDep) -> ChatCompletion | StreamingResponse:
+    served = models.text_model(body.model)
+    if body.n > settings.max_n:
+        raise APIError(400, f"n is {body.n}; this server allows at most {settings.max_n}", param="n")
+    messages = [m.model_dump() for m in body.messages]
+    prompt, stops = served.generator.render_chat(messages)
+    max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
+    jobs = [(prompt, generation_config(max_tokens, body, settings, stops, seed_offset=i)) for i in range(body.n)]
+    check_context(served, [prompt], max_tokens)
+    recording = await start_recording(store, metrics, offload, who, served, "chat.completions", messages,
+                                      body.model_dump(exclude={"messages"}), request.headers.get("x-conversation-id"))
+    created, response_id = int(time.time()), new_id("chatcmpl")
+    if body.stream:
+        opened: set[int] = set()
+
+        def chunk(index: int, text: str, finish_reason: str | None) -> dict:
+            delta = {"content": text} if text else {}
+            if index not in opened:
+                opened.add(index)
+                delta = {"role": "assistant", **delta}
+            return {"id": response_id, "object": "chat.completion.chunk", "created": created, "model": served.name,
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+
+        return stream_response(stream_events(served, jobs, offload, settings.request_timeout_s, recording, chunk))
+    results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording)
+    choices = [ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason,
+                          logprobs=_logprobs(served, r) if body.logprobs else None, safety=r.safety)
+               for i, r in enumerate(results)]
+    return ChatCompletion(id=response_id, created=created, model=served.name, choices=choices,
+                          usage=usage(results, served.generator.count_tokens(prompt)))
+
+
+def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
+    """One entry per token that has a log-probability (a model may give none)."""
+    tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
+    return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
+                                 for t, p in zip(tokens, result.token_logprobs)])

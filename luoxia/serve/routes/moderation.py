@@ -1,0 +1,49 @@
+"""The guard's checks as endpoints: moderation (OpenAI's shape), PII redaction and watermark detection."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from luoxia.safety.pii import redact as find_and_mask
+from luoxia.safety.watermark import WatermarkDetector
+from luoxia.serve import schemas
+from luoxia.serve.deps import CallerDep, ModelsDep, OffloadDep
+from luoxia.serve.errors import APIError
+from luoxia.serve.generation import new_id
+from luoxia.serve.responses import Moderation, ModerationVerdict, Redaction, WatermarkDetection
+
+router = APIRouter()
+MAX_INPUTS = 256  # texts per moderation or embedding request
+
+
+def inputs(value: str | list[str]) -> list[str]:
+    """The texts of an ``input`` field, between 1 and `MAX_INPUTS` of them."""
+    texts = [value] if isinstance(value, str) else list(value)
+    if not texts or len(texts) > MAX_INPUTS:
+        raise APIError(400, f"input: between 1 and {MAX_INPUTS} texts", param="input")
+    return texts
+
+
+@router.post("/v1/moderations", response_model=Moderation)
+async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: ModelsDep,
+                      offload: OffloadDep) -> Moderation:
+    texts = inputs(body.input)
+    results = await offload(models.guard.moderator.moderate, texts)
+    return Moderation(id=new_id("modr"), model="luoxia-moderation",
+                      results=[ModerationVerdict(flagged=r.flagged, categories=r.categories, category_scores=r.scores)
+                               for r in results])
+
+
+@router.post("/v1/redact", response_model=Redaction)
+async def redact(body: schemas.RedactRequest, who: CallerDep, offload: OffloadDep) -> dict:
+    return (await offload(find_and_mask, body.text, body.style)).to_json()
+
+
+@router.post("/v1/watermark/detect", response_model=WatermarkDetection)
+async def watermark_detect(body: schemas.WatermarkDetectRequest, who: CallerDep, models: ModelsDep,
+                           offload: OffloadDep) -> dict:
+    served = models.text_model(body.model)
+    guard = models.guard
+    detector = WatermarkDetector(served.tokenizer, guard.key, guard.policy.watermark_config)
+    detection = await offload(detector.detect, body.text)
+    return {"model": served.name, **detection.to_json()}
