@@ -10,8 +10,8 @@ unchanged. The run ends with the adapter alone (``adapter/``) or the full model 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np

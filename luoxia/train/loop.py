@@ -3,7 +3,8 @@
 A family supplies a `Task`: its model, its optimizers, what one optimisation step does, and how to
 evaluate. The loop owns everything around that: learning-rate schedule, periodic evaluation, callbacks
 (early stopping, a target loss, or an outside caller's rule such as a search's pruner),
-TensorBoard/JSONL/progress logging, atomic checkpoints (also on SIGINT/SIGTERM) and exact resume — the same seed and config give the same loss curve whether or not the run was killed.
+TensorBoard/JSONL/progress logging, atomic checkpoints (also on SIGINT/SIGTERM) and exact resume —
+the same seed and config give the same loss curve whether or not the run was killed.
 """
 
 from __future__ import annotations

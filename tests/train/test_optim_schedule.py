@@ -3,18 +3,17 @@ import math
 import pytest
 import torch
 
-from luoxia.config import load_config
 from luoxia.errors import ConfigError
 from luoxia.models.dcgan import DCGANConfig
 from luoxia.models.ddpm import DDPMConfig
 from luoxia.models.vae import VAEConfig
 from luoxia.recipes import load_recipe
+from luoxia.runtime import DistributedContext
 from luoxia.train.finetune import FinetuneRecipe
 from luoxia.train.image import GANRecipe, GANTask, ImageTrainConfig, build_model
 from luoxia.train.lm import LMTrainConfig
 from luoxia.train.optim import Muon, build_optimizers, orthogonalize, split_parameters
 from luoxia.train.schedule import lr_multiplier
-from luoxia.runtime import DistributedContext
 from tests.helpers import tiny_gpt
 
 
@@ -105,7 +104,8 @@ def test_gan_builds_one_optimizer_set_per_network_and_no_other(tmp_path):
         def __len__(self) -> int:
             return 4
 
-    recipe = GANRecipe(model=DCGANConfig(image_size=8, num_classes=2, width=8, latent_dim=8, label_dim=4), out_dir=str(tmp_path))
+    model = DCGANConfig(image_size=8, num_classes=2, width=8, latent_dim=8, label_dim=4)
+    recipe = GANRecipe(model=model, out_dir=str(tmp_path))
     task = GANTask(recipe, Split(), Split(), DistributedContext(), torch.device("cpu"))
     assert sorted(task.optimizers) == ["discriminator.adamw", "generator.adamw"]
     owned = [decay_of({k: v}) for k, v in task.optimizers.items()]
