@@ -233,8 +233,7 @@ class FinetuneTask:
         self.recipe, self.tokenizer = recipe, tokenizer
         self.model = model.to(device)
         self.model.train()
-        # GPT-2's tied output head is listed once, as its embedding; a classifier's head is ``score``.
-        self.optimizers = build_optimizers(self.model, cfg, device, head_names=("lm_head", "score"))
+        self.optimizers = build_optimizers(self.model, cfg, device)  # AdamW; decay on the trained matrices
         torch.manual_seed(recipe.seed + ctx.rank)
         self.learner = Learner(self.model, wrap_model(self.model, ctx, device, cfg.compile), self.optimizers,
                                Amp.resolve(device, cfg.precision), ctx)

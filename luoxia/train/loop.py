@@ -327,7 +327,8 @@ def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContex
                 if state.step % cfg.eval_interval == 0 or last or state.stop_reason:
                     eval_metrics = _evaluate(task, state, cfg, logger, run_dir, ctx)
                     evaluated = True
-                    state.stop_reason = state.stop_reason or _call(callbacks, "on_eval", state.step, eval_metrics)
+                    reason = _call(callbacks, "on_eval", state.step, eval_metrics)  # every callback sees it
+                    state.stop_reason = state.stop_reason or reason
                 if sample_interval and (state.step % sample_interval == 0 or last) and ctx.is_main:
                     task.log_samples(logger, state.step)
                 if _agree(signals["stop"], ctx):
