@@ -253,7 +253,11 @@ def restore_training_checkpoint(task: Task, run_dir: Path, ctx: DistributedConte
     for name, optimizer in task.optimizers.items():
         if name not in optimizer_state:
             raise LuoxiaError(f"{path}: has no state for optimizer '{name}' (was the optimizer changed?)")
-        optimizer.load_state_dict(optimizer_state[name])
+        try:
+            optimizer.load_state_dict(optimizer_state[name])
+        except ValueError:  # e.g. a checkpoint from before weight decay was split into two param groups
+            raise LuoxiaError(f"{path}: the state of optimizer '{name}' does not fit this run's parameter groups "
+                              "(was the optimizer changed?)") from None
     rng = payload["rng"]
     restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
     task.load_extra_state(payload.get("extra", {}))
