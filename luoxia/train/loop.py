@@ -154,7 +154,8 @@ def _call(callbacks: list[Callback], event: str, *args: Any) -> StopReason:
         if method is None and event == "on_eval" and callable(callback) and not hasattr(callback, "on_step"):
             method = callback
         result = method(*args) if method is not None else None
-        reason = reason or result
+        if result and not reason:  # a bare ``True`` stops too, under a generic reason
+            reason = result if isinstance(result, str) else "callback"
     return reason
 
 
