@@ -89,3 +89,25 @@ def test_malformed_override_and_missing_file():
 def test_keys_cover_every_section():
     keys = config_keys(LMRecipe)
     assert "out_dir" in keys and "data.tokenizer" in keys and "sample.prompt" in keys
+
+
+@pytest.mark.parametrize("recipe, key", [("configs/image/vae.yaml", "train.muon_momentum"),
+                                         ("configs/image/gan.yaml", "train.compile"),
+                                         ("configs/image/classifier.yaml", "train.sample_interval"),
+                                         ("configs/image/classifier.yaml", "sample.steps")])
+def test_an_image_recipe_rejects_fields_its_task_does_not_use(recipe: str, key: str):
+    with pytest.raises(ConfigError, match=rf"unknown config key '{key}'.*valid keys: .*train.max_steps"):
+        load_recipe(REPO / recipe, [f"{key}=1"])
+
+
+def test_an_unused_field_inside_a_yaml_names_the_section_keys(tmp_path: Path):
+    recipe = tmp_path / "gan.yaml"
+    recipe.write_text("task: gan\ntrain:\n  max_steps: 3\n  muon_lr: 0.01\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.muon_lr'.*train.weight_decay") as error:
+        load_recipe(recipe)
+    assert "train.compile" not in str(error.value)  # the GAN's section lists only its own fields
+
+
+def test_a_classifier_fine_tune_draws_no_samples():
+    with pytest.raises(ConfigError, match="draws no samples"):
+        load_recipe(REPO / "configs/finetune/classify_fin_sentiment.yaml", ["train.sample_interval=10"])

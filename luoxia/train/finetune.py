@@ -10,8 +10,9 @@ unchanged. The run ends with the adapter alone (``adapter/``) or the full model 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,8 +32,10 @@ from luoxia.runs import (ADAPTER_DIR, BASE_DIR, CONFIG_FILE, FULL_DIR, HF_CONFIG
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.lm import SampleConfig
 from luoxia.train.logging import RunLogger
-from luoxia.train.loop import TrainConfig, TrainState, fit
-from luoxia.train.task import Batch, ExampleSampler, GradientTask
+from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
+from luoxia.train.optim import OptimizerConfig, build_optimizers
+from luoxia.train.task import (Amp, Batch, CompileConfig, ExampleSampler, Learner, LossFn, gradient_step,
+                               mean_across_ranks, mean_eval_loss, to_device, wrap_model)
 
 Method = Literal["full", "lora", "adalora", "ia3", "prefix", "prompt"]
 
@@ -67,6 +70,16 @@ class FinetuneData(Config):
     synonyms: str | None = Field(None, description="synonym file for augmentation (default: the bundled list)")
 
 
+class FinetuneTrainConfig(LoopConfig, OptimizerConfig, CompileConfig, SampleLogConfig):
+    """Fine-tuning's loop, AdamW, compile and sample settings."""
+
+    # peft adapters are low-rank factors, vectors and prompt embeddings, and transformers' Conv1D
+    # stores a full model's matrices transposed: Muon's orthogonalised, shape-scaled update of a
+    # whole (out, in) weight fits neither.
+    muon_refusal: ClassVar[str | None] = ("fine-tuning trains peft adapters or transposed Conv1D matrices, "
+                                          "which Muon's whole-matrix update does not fit")
+
+
 class FinetuneRecipe(Config):
     """A fine-tuning run: a base model, data, a method and the shared training loop."""
 
@@ -76,7 +89,7 @@ class FinetuneRecipe(Config):
     seed: int = Field(1337, description="seed for data order, head initialisation and dropout")
     data: FinetuneData
     method: MethodConfig = Field(default_factory=MethodConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     sample: SampleConfig = Field(default_factory=SampleConfig)
 
@@ -84,6 +97,8 @@ class FinetuneRecipe(Config):
     def _check(self) -> FinetuneRecipe:
         if self.method.name == "prefix" and self.task == "finetune" and self.data.packing:
             raise ValueError("prefix tuning keeps examples apart: set data.packing=false")
+        if self.task == "classify" and self.train.sample_interval:
+            raise ValueError("a classifier draws no samples: remove train.sample_interval")
         return self
 
 
@@ -184,26 +199,43 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
 
 
 # Task -----------------------------------------------------------------------------------------
-class FinetuneTask(GradientTask):
+def finetune_loss(classify: bool, smoothing: float) -> LossFn:
+    """Classification cross-entropy, or causal-LM cross-entropy on the labelled tokens."""
+
+    def loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        ids, mask, labels = batch  # (B, T), (B, T), (B,) classes or (B, T) token labels
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        if classify:
+            return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+        # Prompt tuning prepends virtual tokens: the last T positions are the real ones. Position t
+        # predicts token t + 1; shifting the labels rather than the logits avoids copying (B, T, V).
+        logits = logits[:, -ids.size(1) :]
+        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                               label_smoothing=smoothing)
+
+    return loss
+
+
+class FinetuneTask:
     """Fine-tuning as a `Task`: causal-LM loss on labelled tokens, or classification loss."""
 
     def __init__(self, recipe: FinetuneRecipe, model: nn.Module, tokenizer, train_rows: list, val_rows: list,
                  ctx: DistributedContext, device: torch.device):
-        cfg = recipe.train
-        super().__init__(cfg, ctx, device)
+        cfg = self.cfg = recipe.train
         self.recipe, self.tokenizer = recipe, tokenizer
         self.model = model.to(device)
         self.model.train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizers = {"adamw": torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                                      weight_decay=cfg.weight_decay)}
+        self.optimizers = build_optimizers(self.model, cfg, device)  # AdamW; decay on the trained matrices
         torch.manual_seed(recipe.seed + ctx.rank)
-        self.setup_training(cfg.compile)
+        self.learner = Learner(self.model, wrap_model(self.model, ctx, device, cfg.compile), self.optimizers,
+                               Amp.resolve(device, cfg.precision), ctx)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.train_rows, self.val_rows = train_rows, val_rows
         self.sampler = ExampleSampler(len(train_rows), cfg.batch_size, cfg.grad_accum, recipe.seed, ctx.rank,
                                       ctx.world_size)
         self.classify = recipe.task == "classify"
+        self.loss_fn = finetune_loss(self.classify, recipe.label_smoothing)
 
     def _batch(self, rows: list) -> Batch:
         if self.classify:
@@ -214,25 +246,14 @@ class FinetuneTask(GradientTask):
     def micro_batch(self, step: int, micro: int) -> Batch:
         return self._batch([self.train_rows[i] for i in self.sampler.indices(step, micro)])
 
-    def compute_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        ids, mask, labels = batch
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        smoothing = self.recipe.label_smoothing
-        if self.classify:
-            return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
-        # Prompt tuning prepends virtual tokens: the last T positions are the real ones. Position t
-        # predicts token t + 1; shifting the labels rather than the logits avoids copying (B, T, V).
-        logits = logits[:, -ids.size(1) :]
-        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
-                               label_smoothing=smoothing)
-
-    def step_counts(self) -> dict[str, float]:
-        return {"samples": self.cfg.grad_accum * self.cfg.batch_size * self.ctx.world_size}
-
-    def before_zero_grad(self, step: int) -> None:
-        if self.recipe.method.name == "adalora":  # AdaLoRA re-allocates ranks from the gradients
-            self.model.base_model.update_and_allocate(step)
+    def train_step(self, step: int) -> dict[str, float]:
+        adalora = self.recipe.method.name == "adalora"
+        # AdaLoRA re-allocates ranks from the stepped weights' gradients, before they are cleared.
+        reallocate = (lambda: self.model.base_model.update_and_allocate(step)) if adalora else None
+        loss = gradient_step(self.learner, lambda micro: self.micro_batch(step, micro), self.loss_fn,
+                             self.cfg.grad_accum, self.cfg.grad_clip, before_zero_grad=reallocate)
+        samples = self.cfg.grad_accum * self.cfg.batch_size * self.learner.ctx.world_size
+        return {"loss": mean_across_ranks(loss, self.learner.ctx), "samples": samples}
 
     def val_batches(self) -> list[Batch]:
         """A fixed, seeded sample of the validation rows (files are often sorted by label)."""
@@ -243,10 +264,10 @@ class FinetuneTask(GradientTask):
 
     def evaluate(self) -> dict[str, float]:
         batches = self.val_batches()
-        val = self.mean_eval_loss(batches)
+        val = mean_eval_loss(self.learner, batches, self.loss_fn)
         metrics = {"val_loss": val}
         if self.classify:
-            predicted = predict_batches(self.model, [self.to_device(b) for b in batches])
+            predicted = predict_batches(self.model, [to_device(b, self.learner.device) for b in batches])
             gold = torch.cat([b[2] for b in batches])
             metrics["val_accuracy"] = float((predicted.cpu() == gold).float().mean())
         else:
@@ -265,6 +286,12 @@ class FinetuneTask(GradientTask):
         logger.text("samples", sample.prompt + generator.generate([sample.prompt], config)[0].text, step)
         self.model.train()
 
+    def extra_state(self) -> dict[str, Any]:
+        return self.learner.amp.state()
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.learner.amp.load_state(state)
+
 
 @torch.no_grad()
 def predict_batches(model: nn.Module, batches: list[Batch]) -> torch.Tensor:
@@ -275,8 +302,8 @@ def predict_batches(model: nn.Module, batches: list[Batch]) -> torch.Tensor:
     return predicted
 
 
-def finetune(recipe: FinetuneRecipe, resume: bool = False) -> TrainState:
-    """Run a fine-tuning recipe end to end and save its adapter (or full model)."""
+def finetune(recipe: FinetuneRecipe, resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainState:
+    """Run a fine-tuning recipe end to end and save its adapter (or full model); ``callbacks`` go to `fit`."""
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)
     ctx = init_distributed(device)
@@ -290,7 +317,7 @@ def finetune(recipe: FinetuneRecipe, resume: bool = False) -> TrainState:
         resolved = recipe.model_copy(update={"data": recipe.data.model_copy(update={"label_names": label_names})})
         dump_config(resolved, run_dir / CONFIG_FILE)
     task = FinetuneTask(recipe, model, tokenizer, train_rows, val_rows, ctx, device)
-    state = fit(task, recipe.train, run_dir, ctx, resume=resume)
+    state = fit(task, recipe.train, run_dir, ctx, resume=resume, callbacks=callbacks)
     if ctx.is_main and state.stop_reason != "signal":
         save_outputs(task, run_dir)
     return state

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -25,9 +26,10 @@ from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runs import CONFIG_FILE, TOKENIZER_FILE, data_dir as run_data_dir
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.logging import RunLogger
-from luoxia.train.loop import TrainConfig, TrainState, fit
-from luoxia.train.optim import build_optimizers
-from luoxia.train.task import Batch, GradientTask
+from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
+from luoxia.train.optim import MuonConfig, OptimizerConfig, build_optimizers
+from luoxia.train.task import (Amp, Batch, CompileConfig, Learner, gradient_step, mean_across_ranks, mean_eval_loss,
+                               wrap_model)
 
 
 class SampleConfig(Config):
@@ -36,6 +38,12 @@ class SampleConfig(Config):
     prompt: str = Field("", description="prompt for training-time samples ('' starts from end-of-text)")
     max_new_tokens: int = Field(100, gt=0, description="length of each sample")
     temperature: float = Field(0.8, ge=0, description="sampling temperature")
+
+
+class LMTrainConfig(LoopConfig, OptimizerConfig, MuonConfig, CompileConfig, SampleLogConfig):
+    """Pre-training's loop, optimizer (AdamW or Muon), compile and sample settings."""
+
+    muon_refusal: ClassVar[str | None] = None
 
 
 class LMRecipe(Config):
@@ -47,25 +55,24 @@ class LMRecipe(Config):
     prepared_data: str | None = Field(None, description="use this `luoxia prepare` output instead of `data`")
     data: DataConfig = Field(default_factory=DataConfig)
     model: GPTConfig = Field(default_factory=GPTConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: LMTrainConfig = Field(default_factory=LMTrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
 
 
-class LMTask(GradientTask):
+class LMTask:
     """Next-token prediction on random windows of a packed token file."""
 
     def __init__(self, recipe: LMRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
-        cfg = recipe.train
-        super().__init__(cfg, ctx, device)
+        cfg = self.cfg = recipe.train
         self.tokenizer = TextTokenizer.load(data_dir)
         meta = read_meta(data_dir)
         model_config = recipe.model.model_copy(update={"vocab_size": meta["vocab_size"]})
         seed_everything(recipe.seed)  # identical initial weights on every rank
         self.model = GPT(model_config).to(device)
-        self.optimizers = build_optimizers(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay,
-                                           (cfg.beta1, cfg.beta2), cfg.muon_lr, cfg.muon_momentum, device)
+        self.optimizers = build_optimizers(self.model, cfg, device)
         torch.manual_seed(recipe.seed + ctx.rank)  # dropout masks differ between ranks
-        self.setup_training(cfg.compile)
+        self.learner = Learner(self.model, wrap_model(self.model, ctx, device, cfg.compile), self.optimizers,
+                               Amp.resolve(device, cfg.precision), ctx)
         block = model_config.block_size
         self.train_batches = WindowSampler(open_tokens(data_dir, "train"), block, cfg.batch_size, recipe.seed,
                                            ctx.rank, ctx.world_size)
@@ -74,20 +81,22 @@ class LMTask(GradientTask):
                                          recipe.seed + 1, ctx.rank, ctx.world_size)
         self.sample = recipe.sample
 
-    def micro_batch(self, step: int, micro: int) -> Batch:
-        return self.train_batches.batch(step, micro)
-
-    def compute_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        x, y = batch
-        return model(x, y)[1]
-
-    def step_counts(self) -> dict[str, float]:
-        return {"tokens": self.cfg.grad_accum * self.cfg.batch_size * self.train_batches.block_size
-                * self.ctx.world_size}
+    def train_step(self, step: int) -> dict[str, float]:
+        loss = gradient_step(self.learner, lambda micro: self.train_batches.batch(step, micro), lm_loss,
+                             self.cfg.grad_accum, self.cfg.grad_clip)
+        tokens = self.cfg.grad_accum * self.cfg.batch_size * self.train_batches.block_size * self.learner.ctx.world_size
+        return {"loss": mean_across_ranks(loss, self.learner.ctx), "tokens": tokens}
 
     def evaluate(self) -> dict[str, float]:
-        val = self.mean_eval_loss([self.val_batches.batch(0, i) for i in range(self.cfg.eval_batches)])
+        batches = [self.val_batches.batch(0, i) for i in range(self.cfg.eval_batches)]
+        val = mean_eval_loss(self.learner, batches, lm_loss)
         return {"val_loss": val, "val_ppl": math.exp(val)}
+
+    def extra_state(self) -> dict[str, Any]:
+        return self.learner.amp.state()
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.learner.amp.load_state(state)
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
         from luoxia.generate.interface import GenerationConfig
@@ -99,6 +108,11 @@ class LMTask(GradientTask):
         text = generator.generate([self.sample.prompt], config)[0].text
         logger.text("samples", f"{self.sample.prompt}{text}", step)
         self.model.train()
+
+
+def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    x, y = batch  # (B, T) inputs and next-token targets
+    return model(x, y)[1]
 
 
 def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext, mask: Mask | None = None) -> tuple[Path, Path]:
@@ -123,11 +137,13 @@ def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext, mask: Mask | None
     return run_dir, data_dir
 
 
-def train_lm(recipe: LMRecipe, resume: bool = False, mask: Mask | None = None) -> TrainState:
-    """Run an LM recipe end to end (also as one rank of a ``torchrun`` job); ``mask``: see `prepare_run_dir`."""
+def train_lm(recipe: LMRecipe, resume: bool = False, mask: Mask | None = None,
+             callbacks: Sequence[Callback] = ()) -> TrainState:
+    """Run an LM recipe end to end (also as one rank of a ``torchrun`` job); ``mask``: see
+    `prepare_run_dir`; ``callbacks`` go to `fit`."""
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)
     ctx = init_distributed(device)
     run_dir, data_dir = prepare_run_dir(recipe, ctx, mask)
     task = LMTask(recipe, data_dir, ctx, device)
-    return fit(task, recipe.train, run_dir, ctx, resume=resume)
+    return fit(task, recipe.train, run_dir, ctx, resume=resume, callbacks=callbacks)

@@ -1,9 +1,10 @@
 """The training loop every model family shares.
 
 A family supplies a `Task`: its model, its optimizers, what one optimisation step does, and how to
-evaluate. The loop owns everything around that: learning-rate schedule, periodic evaluation, early
-stopping, TensorBoard/JSONL/progress logging, atomic checkpoints (also on SIGINT/SIGTERM) and exact
-resume — the same seed and config give the same loss curve whether or not the run was killed.
+evaluate. The loop owns everything around that: learning-rate schedule, periodic evaluation, callbacks
+(early stopping, a target loss, or an outside caller's rule such as a search's pruner),
+TensorBoard/JSONL/progress logging, atomic checkpoints (also on SIGINT/SIGTERM) and exact resume —
+the same seed and config give the same loss curve whether or not the run was killed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,29 +32,23 @@ from luoxia.errors import LuoxiaError
 from luoxia.runs import CHECKPOINT_DIR, SUMMARY_FILE, WEIGHTS_FILE
 from luoxia.runtime import DistributedContext, Precision
 from luoxia.train.logging import RunLogger, truncate_metrics
-from luoxia.train.optim import OptimizerName
 from luoxia.train.schedule import Schedule, lr_multiplier
 
 
 
-class TrainConfig(Config):
-    """Optimisation, evaluation, logging and checkpointing: the knobs of the shared loop."""
+class LoopConfig(Config):
+    """The knobs of the shared loop — steps, batches, schedule, evaluation, stopping, logging,
+    checkpoints, device. Each task's train config composes these with the other groups it uses
+    (`luoxia.train.optim.OptimizerConfig`, `MuonConfig`, `luoxia.train.task.CompileConfig`,
+    `SampleLogConfig`), so a field the task would ignore is an unknown key."""
 
     max_steps: int = Field(1000, gt=0, description="optimizer steps to run")
     batch_size: int = Field(32, gt=0, description="sequences (or images) per process per micro-step")
     grad_accum: int = Field(1, gt=0, description="micro-steps accumulated into one optimizer step")
-    optimizer: OptimizerName = Field("adamw", description="adamw, or muon for hidden matrices + adamw for the rest")
-    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final learning rate as a share of the peak")
     warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
     schedule: Schedule = Field("cosine", description="decay after warm-up: cosine, linear or constant")
     decay_start: float = Field(0.0, ge=0, lt=1, description="share of the run held at peak before decaying")
-    weight_decay: float = Field(0.1, ge=0, description="decoupled weight decay on matrices")
-    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1")
-    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2")
-    grad_clip: float | None = Field(1.0, description="clip the global gradient norm to this (null: off)")
-    muon_lr: float = Field(0.02, gt=0, description="Muon learning rate (optimizer=muon)")
-    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum")
     eval_interval: int = Field(100, gt=0, description="evaluate every N steps (and at the end)")
     eval_batches: int = Field(20, gt=0, description="fixed validation batches per evaluation")
     eval_batch_size: int | None = Field(None, description="rows per validation batch (default: batch_size)")
@@ -63,12 +58,16 @@ class TrainConfig(Config):
     early_stop_patience: int | None = Field(None, description="stop after N evaluations without improvement")
     early_stop_min_delta: float = Field(0.0, ge=0, description="smallest val-loss drop that counts")
     target_val_loss: float | None = Field(None, description="stop once validation loss reaches this")
-    sample_interval: int | None = Field(None, description="log samples to TensorBoard every N steps")
-    compile: bool = Field(False, description="torch.compile the model")
     precision: Precision = Field("auto", description="auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     num_threads: int | None = Field(None, description="torch CPU threads (default: all cores)")
     progress: bool = Field(True, description="show a progress bar")
+
+
+class SampleLogConfig(Config):
+    """Training-time samples, for tasks that draw something (`Task.log_samples`)."""
+
+    sample_interval: int | None = Field(None, description="log samples to TensorBoard every N steps")
 
 
 class Task(Protocol):
@@ -92,14 +91,90 @@ class Task(Protocol):
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
 
 
+# Callbacks ------------------------------------------------------------------------------------
+# A callback is any object with some of ``on_step(step, metrics)``, ``on_eval(step, metrics)`` and
+# ``on_end(state)``, or a bare function, which is taken as ``on_eval``. ``on_step`` and ``on_eval``
+# return a reason to stop (a short string, which becomes ``stop_reason``) or None to go on; the run
+# then checkpoints and ends cleanly. Metrics are averaged across ranks, so a callback that decides
+# from them decides the same on every rank. A callback whose decisions depend on what it has seen
+# may also have ``state_dict()``/``load_state_dict(d)``: its state travels in the checkpoints, so a
+# resumed run stops where the uninterrupted one would have.
+Callback = Any
+StopReason = str | None
+
+
+class EarlyStopping:
+    """Stop after ``patience`` evaluations whose validation loss did not beat the best by ``min_delta``."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.evals_since_best = math.inf, 0
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> StopReason:
+        if metrics["val_loss"] < self.best - self.min_delta:
+            self.best, self.evals_since_best = metrics["val_loss"], 0
+        else:
+            self.evals_since_best += 1
+        return "early_stop" if self.evals_since_best >= self.patience else None
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best, "evals_since_best": self.evals_since_best}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best, self.evals_since_best = state["best"], int(state["evals_since_best"])
+
+
+class TargetLoss:
+    """Stop once the validation loss reaches ``target``."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> StopReason:
+        return "target_val_loss" if metrics["val_loss"] <= self.target else None
+
+
+def config_callbacks(cfg: LoopConfig) -> list[Callback]:
+    """The stopping rules a config asks for (target loss first: it names the reason when both fire)."""
+    rules: list[Callback] = []
+    if cfg.target_val_loss is not None:
+        rules.append(TargetLoss(cfg.target_val_loss))
+    if cfg.early_stop_patience is not None:
+        rules.append(EarlyStopping(cfg.early_stop_patience, cfg.early_stop_min_delta))
+    return rules
+
+
+def _call(callbacks: list[Callback], event: str, *args: Any) -> StopReason:
+    """Run ``event`` on every callback (all of them see it); the first reason to stop wins."""
+    reason = None
+    for callback in callbacks:
+        method = getattr(callback, event, None)
+        if method is None and event == "on_eval" and callable(callback) and not hasattr(callback, "on_step"):
+            method = callback
+        result = method(*args) if method is not None else None
+        if result and not reason:  # a bare ``True`` stops too, under a generic reason
+            reason = result if isinstance(result, str) else "callback"
+    return reason
+
+
+def _callback_states(callbacks: list[Callback]) -> dict[str, Any]:
+    return {str(i): cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")}
+
+
+def _load_callback_states(callbacks: list[Callback], states: dict[str, Any]) -> None:
+    for i, callback in enumerate(callbacks):
+        if str(i) in states and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(states[str(i)])
+
+
 @dataclass
 class TrainState:
     step: int = 0
     best_val: float = math.inf
-    evals_since_best: int = 0
     last_val: float | None = None
     stop_reason: str | None = None
     elapsed_s: float = 0.0
+    callbacks: dict[str, Any] = field(default_factory=dict)  # callbacks' own state, by position
 
 
 def set_learning_rates(optimizers: dict[str, Optimizer], multiplier: float) -> None:
@@ -154,7 +229,7 @@ def _gather_rng(ctx: DistributedContext) -> list[dict[str, Any]]:
     return states
 
 
-def save_training_checkpoint(task: Task, state: TrainState, run_dir: Path, cfg: TrainConfig,
+def save_training_checkpoint(task: Task, state: TrainState, run_dir: Path, cfg: LoopConfig,
                              ctx: DistributedContext) -> None:
     rng = _gather_rng(ctx)  # collective: every rank takes part
     if ctx.is_main:
@@ -177,7 +252,11 @@ def restore_training_checkpoint(task: Task, run_dir: Path, ctx: DistributedConte
     for name, optimizer in task.optimizers.items():
         if name not in optimizer_state:
             raise LuoxiaError(f"{path}: has no state for optimizer '{name}' (was the optimizer changed?)")
-        optimizer.load_state_dict(optimizer_state[name])
+        try:
+            optimizer.load_state_dict(optimizer_state[name])
+        except ValueError:  # e.g. a checkpoint from before weight decay was split into two param groups
+            raise LuoxiaError(f"{path}: the state of optimizer '{name}' does not fit this run's parameter groups "
+                              "(was the optimizer changed?)") from None
     rng = payload["rng"]
     restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
     task.load_extra_state(payload.get("extra", {}))
@@ -185,22 +264,18 @@ def restore_training_checkpoint(task: Task, run_dir: Path, ctx: DistributedConte
     return TrainState(**fields)
 
 
-def _evaluate(task: Task, state: TrainState, cfg: TrainConfig, logger: RunLogger, run_dir: Path,
-              ctx: DistributedContext) -> None:
+def _evaluate(task: Task, state: TrainState, cfg: LoopConfig, logger: RunLogger, run_dir: Path,
+              ctx: DistributedContext) -> dict[str, float]:
+    """Evaluate, log, and keep the best weights (a drop of at least ``early_stop_min_delta`` counts)."""
     metrics = task.evaluate()
     val = metrics["val_loss"]
     state.last_val = val
     logger.log(state.step, metrics, kind="eval")
     if val < state.best_val - cfg.early_stop_min_delta:
-        state.best_val, state.evals_since_best = val, 0
+        state.best_val = val
         if ctx.is_main:
             save_weights(task.model, run_dir / WEIGHTS_FILE)
-    else:
-        state.evals_since_best += 1
-    if cfg.target_val_loss is not None and val <= cfg.target_val_loss:
-        state.stop_reason = "target_val_loss"
-    elif cfg.early_stop_patience is not None and state.evals_since_best >= cfg.early_stop_patience:
-        state.stop_reason = "early_stop"
+    return metrics
 
 
 def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContext) -> TrainState:
@@ -218,13 +293,19 @@ def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContex
     return state
 
 
-def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedContext = DistributedContext(),
-        resume: bool = False) -> TrainState:
-    """Train ``task`` for ``cfg.max_steps`` steps, writing everything into ``run_dir``."""
+def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContext = DistributedContext(),
+        resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainState:
+    """Train ``task`` for ``cfg.max_steps`` steps, writing everything into ``run_dir``.
+
+    ``callbacks`` observe every step and evaluation and may stop the run (see `Callback`); the
+    config's own stopping rules (`config_callbacks`) run first."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [*config_callbacks(cfg), *callbacks]
     state = _prepare_run(task, run_dir, resume, ctx)
+    _load_callback_states(callbacks, state.callbacks)
     state.stop_reason = None
+    sample_interval = getattr(cfg, "sample_interval", None)  # only tasks that draw have one
     logger = RunLogger(run_dir, cfg.max_steps, state.step, ctx.is_main, cfg.progress)
     started, evaluated = time.perf_counter() - state.elapsed_s, False
     window_start, window_count = time.perf_counter(), 0.0
@@ -245,15 +326,19 @@ def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedConte
                 if logged:
                     lr = next(iter(task.optimizers.values())).param_groups[0]["lr"]
                     logger.log(state.step, {**metrics, "lr": lr, f"{unit.replace('/', '_per_')}": round(rate, 1)})
-                if state.step % cfg.eval_interval == 0 or last:
-                    _evaluate(task, state, cfg, logger, run_dir, ctx)
+                state.stop_reason = _call(callbacks, "on_step", state.step, metrics)
+                if state.step % cfg.eval_interval == 0 or last or state.stop_reason:
+                    eval_metrics = _evaluate(task, state, cfg, logger, run_dir, ctx)
                     evaluated = True
-                if cfg.sample_interval and (state.step % cfg.sample_interval == 0 or last) and ctx.is_main:
+                    reason = _call(callbacks, "on_eval", state.step, eval_metrics)  # every callback sees it
+                    state.stop_reason = state.stop_reason or reason
+                if sample_interval and (state.step % sample_interval == 0 or last) and ctx.is_main:
                     task.log_samples(logger, state.step)
                 if _agree(signals["stop"], ctx):
-                    state.stop_reason = "signal"
+                    state.stop_reason = state.stop_reason or "signal"
                 state.elapsed_s = time.perf_counter() - started
                 if state.step % cfg.checkpoint_interval == 0 or last or state.stop_reason:
+                    state.callbacks = _callback_states(callbacks)
                     save_training_checkpoint(task, state, run_dir, cfg, ctx)
                 if state.stop_reason:
                     break
@@ -263,8 +348,10 @@ def fit(task: Task, cfg: TrainConfig, run_dir: str | Path, ctx: DistributedConte
         logger.close()
     if not evaluated and ctx.is_main:  # no evaluation ever ran: the final weights are the product
         save_weights(task.model, run_dir / WEIGHTS_FILE)
+    _call(callbacks, "on_end", state)
     if ctx.is_main:
         summary = {**asdict(state), "stop_reason": state.stop_reason or "max_steps"}
+        summary.pop("callbacks")
         atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         if state.stop_reason == "signal":
             logger.print(f"[yellow]stopped by signal at step {state.step}; checkpoint saved — "

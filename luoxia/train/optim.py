@@ -10,11 +10,15 @@ parameter's own dtype on the CPU and in bfloat16 on accelerators.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
+from pydantic import Field, model_validator
 from torch.optim import Optimizer
+
+from luoxia.config import Config
+from luoxia.errors import ConfigError
 
 OptimizerName = Literal["adamw", "muon"]
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -103,22 +107,56 @@ def split_parameters(model: nn.Module, head_names: tuple[str, ...] = ("lm_head",
     return hidden, others, vectors
 
 
-def build_optimizers(model: nn.Module, name: OptimizerName, lr: float, weight_decay: float,
-                     betas: tuple[float, float], muon_lr: float, muon_momentum: float,
-                     device: torch.device) -> dict[str, Optimizer]:
-    """AdamW for everything, or Muon for hidden matrices plus AdamW for embeddings, head and vectors.
-    Weight decay applies to matrices only, never to biases and norm gains."""
-    hidden, others, vectors = split_parameters(model)
+class OptimizerConfig(Config):
+    """The optimizer fields every gradient-trained task uses (a task's train config composes them).
+
+    ``muon_refusal`` is the one-line reason a task cannot use Muon; a task that can composes
+    `MuonConfig` as well and leaves it None."""
+
+    muon_refusal: ClassVar[str | None] = "this task has no Muon settings"
+
+    optimizer: OptimizerName = Field("adamw", description="adamw, or muon for hidden matrices + adamw for the rest")
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.1, ge=0, description="decoupled weight decay on matrices (never biases, norms)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2")
+    grad_clip: float | None = Field(1.0, description="clip the global gradient norm to this (null: off)")
+
+    @model_validator(mode="after")
+    def _muon_allowed(self) -> OptimizerConfig:
+        # A ConfigError (not a ValueError) passes through pydantic unchanged: one line, no field list.
+        if self.optimizer == "muon" and self.muon_refusal:
+            raise ConfigError(f"train.optimizer=muon is not available here: {self.muon_refusal}; use adamw")
+        return self
+
+
+class MuonConfig(Config):
+    """Muon's own settings, composed into the train config of tasks that can use it."""
+
+    muon_refusal: ClassVar[str | None] = None
+
+    muon_lr: float = Field(0.02, gt=0, description="Muon learning rate (optimizer=muon)")
+    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum")
+
+
+def build_optimizers(model: nn.Module, cfg: OptimizerConfig, device: torch.device,
+                     head_names: tuple[str, ...] = ("lm_head",), prefix: str = "") -> dict[str, Optimizer]:
+    """AdamW for everything, or Muon for hidden matrices plus AdamW for embeddings, head and vectors —
+    the one place every task's optimizers come from. Weight decay applies to matrices (≥2-D weights)
+    only, never to biases and norm gains. Keys are ``prefix + "adamw"`` / ``prefix + "muon"`` (a GAN
+    builds one set per network)."""
+    hidden, others, vectors = split_parameters(model, head_names)
     fused = device.type in ("cuda", "cpu")
-    if name == "adamw":
-        groups = [{"params": hidden + others, "weight_decay": weight_decay},
+    betas = (cfg.beta1, cfg.beta2)
+    if cfg.optimizer == "adamw":
+        groups = [{"params": hidden + others, "weight_decay": cfg.weight_decay},
                   {"params": vectors, "weight_decay": 0.0}]
-        return {"adamw": torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)}
-    if name == "muon":
-        groups = [{"params": others, "weight_decay": weight_decay},
+        return {prefix + "adamw": torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=fused)}
+    if cfg.optimizer == "muon" and isinstance(cfg, MuonConfig):
+        groups = [{"params": others, "weight_decay": cfg.weight_decay},
                   {"params": vectors, "weight_decay": 0.0}]
         return {
-            "muon": Muon(hidden, lr=muon_lr, momentum=muon_momentum, weight_decay=weight_decay),
-            "adamw": torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused),
+            prefix + "muon": Muon(hidden, lr=cfg.muon_lr, momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay),
+            prefix + "adamw": torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=fused),
         }
-    raise ValueError(f"unknown optimizer '{name}'; valid: adamw, muon")
+    raise ConfigError(f"unknown or unavailable optimizer '{cfg.optimizer}'; valid: adamw, muon")

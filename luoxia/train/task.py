@@ -1,126 +1,168 @@
-"""`GradientTask`: what every gradient-trained model family shares under the loop — gradient
-accumulation, DDP without redundant all-reduces, mixed precision, clipping and the optimizer step.
+"""What every gradient-trained task shares under the loop, as functions a task composes: the
+gradient step (micro-batches → loss / accumulation steps → backward → clip → step → zero_grad,
+with DDP's all-reduce only on the last micro-step and the CUDA float16 loss scaler), mixed
+precision, wrapping the model for DDP/compile, evaluation losses and a seeded example order.
 
-A family subclasses it and says how to fetch a micro-batch and turn it into a loss.
+A task is a small object (`luoxia.train.loop.Task`) that holds a `Learner` and says how to fetch a
+micro-batch and turn it into a loss; there is no base class to inherit from.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
+from pydantic import Field
 from torch.optim import Optimizer
 
-from luoxia.runtime import DistributedContext, autocast, resolve_precision
-from luoxia.train.loop import TrainConfig
+from luoxia.config import Config
+from luoxia.runtime import DistributedContext, Precision, autocast, resolve_precision
 
 Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]  # (model, batch) → mean loss (a 0-d tensor)
 
 
-class GradientTask:
-    """Base of the `Task`s in `luoxia.train`; subclasses set ``model`` and ``optimizers`` and call
-    `setup_training` once both exist."""
+class CompileConfig(Config):
+    """``torch.compile``, for tasks whose forward pass runs through one wrapped module."""
 
-    model: nn.Module
-    optimizers: dict[str, Optimizer]
+    compile: bool = Field(False, description="torch.compile the model")
 
-    def __init__(self, cfg: TrainConfig, ctx: DistributedContext, device: torch.device):
-        self.cfg, self.ctx, self.device = cfg, ctx, device
-        self.dtype = resolve_precision(device, cfg.precision)
-        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
 
-    # What a family provides -------------------------------------------------------------------
-    def micro_batch(self, step: int, micro: int) -> Batch:
-        """The training micro-batch ``micro`` of optimizer step ``step`` (a pure function of both)."""
-        raise NotImplementedError
+@dataclass
+class Amp:
+    """Mixed precision of a run: the autocast dtype and, for float16, the loss scaler."""
 
-    def compute_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Mean loss of ``batch`` under ``model`` (the wrapped one in training, the bare one in eval)."""
-        raise NotImplementedError
+    device: torch.device
+    dtype: torch.dtype
+    scaler: torch.amp.GradScaler | None
 
-    def step_counts(self) -> dict[str, float]:
-        """What one optimizer step processed, e.g. ``{"tokens": …}`` or ``{"samples": …}``."""
-        raise NotImplementedError
+    @classmethod
+    def resolve(cls, device: torch.device, precision: Precision) -> Amp:
+        dtype = resolve_precision(device, precision)
+        # float16 gradients underflow without scaling; bfloat16 and float32 need none.
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        return cls(device, dtype, scaler)
 
-    def before_zero_grad(self, step: int) -> None:
-        """Hook between the optimizer step and clearing the gradients (AdaLoRA's budget update)."""
-
-    # Shared machinery -------------------------------------------------------------------------
-    def setup_training(self, compile_model: bool = False) -> None:
-        wrapped = torch.compile(self.model) if compile_model else self.model
-        if self.ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-        self.forward_model = wrapped
-
-    def to_device(self, batch: Batch) -> Batch:
-        return tuple(t.to(self.device, non_blocking=True) for t in batch)
-
-    def mean_across_ranks(self, value: torch.Tensor) -> float:
-        if self.ctx.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(value, op=dist.ReduceOp.AVG)
-        return value.item()
-
-    def train_step(self, step: int) -> dict[str, float]:
-        accum = self.cfg.grad_accum
-        total = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            batch = self.to_device(self.micro_batch(step, micro))
-            # DDP all-reduces gradients on every backward; skip it until the last micro-step.
-            last = micro == accum - 1
-            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.forward_model.no_sync()
-            with sync, autocast(self.device, self.dtype):
-                loss = self.compute_loss(self.forward_model, batch)
-            # Each loss is a mean; dividing by the micro-steps makes the accumulated gradient that
-            # of the mean over the whole batch.
-            scaled = loss / accum
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            total += loss.detach()
-        self._optimizer_step(step)
-        return {"loss": self.mean_across_ranks(total / accum), **self.step_counts()}
-
-    def _optimizer_step(self, step: int) -> None:
-        if self.scaler:
-            for optimizer in self.optimizers.values():
-                self.scaler.unscale_(optimizer)
-        if self.cfg.grad_clip:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        for optimizer in self.optimizers.values():
-            if self.scaler:
-                self.scaler.step(optimizer)
-            else:
-                optimizer.step()
-        if self.scaler:
-            self.scaler.update()
-        self.before_zero_grad(step)
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-
-    @torch.no_grad()
-    def mean_eval_loss(self, batches: list[Batch]) -> float:
-        """Mean loss over fixed validation batches, averaged across ranks."""
-        self.model.eval()
-        losses = torch.zeros(len(batches), device=self.device)
-        for i, batch in enumerate(batches):
-            with autocast(self.device, self.dtype):
-                losses[i] = self.compute_loss(self.model, self.to_device(batch))
-        self.model.train()
-        return self.mean_across_ranks(losses.mean())
-
-    def extra_state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must hold to resume the scaler exactly."""
         return {"grad_scaler": self.scaler.state_dict()} if self.scaler else {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any]) -> None:
         if self.scaler and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
+
+
+@dataclass
+class Learner:
+    """A model under training: the bare module (saved), the module the forward pass runs through
+    (compiled and/or DDP-wrapped), its optimizers, mixed precision and the process group."""
+
+    model: nn.Module
+    forward_model: nn.Module
+    optimizers: dict[str, Optimizer]
+    amp: Amp
+    ctx: DistributedContext
+
+    @property
+    def device(self) -> torch.device:
+        return self.amp.device
+
+
+def wrap_model(model: nn.Module, ctx: DistributedContext, device: torch.device, compile_model: bool = False
+               ) -> nn.Module:
+    """The module to run forward passes through: compiled if asked, DDP-wrapped under torchrun."""
+    wrapped = torch.compile(model) if compile_model else model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
+    return wrapped
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
+def mean_across_ranks(value: torch.Tensor, ctx: DistributedContext) -> float:
+    """``value`` averaged over every rank (itself when not distributed), as a Python float."""
+    if ctx.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(value, op=dist.ReduceOp.AVG)
+    return value.item()
+
+
+def trainable(model: nn.Module, optimizers: Iterable[Optimizer]) -> list[nn.Parameter]:
+    """The parameters ``optimizers`` own, in the model's order (the clipping norm sums in that order)."""
+    owned = {id(p) for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]}
+    return [p for p in model.parameters() if id(p) in owned]
+
+
+def gradient_step(learner: Learner, micro_batch: Callable[[int], Batch], loss_fn: LossFn, accum: int,
+                  grad_clip: float | None, optimizers: Sequence[Optimizer] | None = None,
+                  after_backward: Callable[[], None] | None = None, before_zero_grad: Callable[[], None] | None = None,
+                  update_scaler: bool = True) -> torch.Tensor:
+    """One optimizer step over ``accum`` micro-batches; returns the mean loss (detached, this rank's).
+
+    ``optimizers`` defaults to all of the learner's; ``after_backward`` runs once the gradients are
+    complete (a GAN averages them across ranks by hand there); ``before_zero_grad`` sees the
+    stepped weights and their gradients (AdaLoRA's budget, diffusion's EMA). Every gradient of the
+    model is cleared after, since a loss may reach parameters these optimizers do not own.
+    ``update_scaler=False`` leaves the float16 scaler's update to the caller (once per step when
+    several calls share it, as torch.amp asks).
+    """
+    optimizers = list(learner.optimizers.values()) if optimizers is None else list(optimizers)
+    amp, wrapped = learner.amp, learner.forward_model
+    total = torch.zeros((), device=amp.device)
+    for micro in range(accum):
+        batch = to_device(micro_batch(micro), amp.device)
+        # DDP all-reduces gradients on every backward; skip it until the last micro-step.
+        last = micro == accum - 1
+        sync = contextlib.nullcontext() if last or not learner.ctx.enabled else wrapped.no_sync()
+        with sync, autocast(amp.device, amp.dtype):
+            loss = loss_fn(wrapped, batch)
+        # Each loss is a mean; dividing by the micro-steps makes the accumulated gradient that of
+        # the mean over the whole batch.
+        scaled = loss / accum
+        (amp.scaler.scale(scaled) if amp.scaler else scaled).backward()
+        total += loss.detach()
+    if after_backward:
+        after_backward()
+    if amp.scaler:
+        for optimizer in optimizers:
+            amp.scaler.unscale_(optimizer)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(trainable(learner.model, optimizers), grad_clip)
+    for optimizer in optimizers:
+        if amp.scaler:
+            amp.scaler.step(optimizer)
+        else:
+            optimizer.step()
+    if amp.scaler and update_scaler:
+        amp.scaler.update()
+    if before_zero_grad:
+        before_zero_grad()
+    learner.model.zero_grad(set_to_none=True)
+    return total / accum
+
+
+@torch.no_grad()
+def mean_eval_loss(learner: Learner, batches: list[Batch], loss_fn: LossFn) -> float:
+    """Mean loss of the bare model over fixed validation batches, averaged across ranks."""
+    model, amp = learner.model, learner.amp
+    model.eval()
+    losses = torch.zeros(len(batches), device=amp.device)
+    for i, batch in enumerate(batches):
+        with autocast(amp.device, amp.dtype):
+            losses[i] = loss_fn(model, to_device(batch, amp.device))
+    model.train()
+    return mean_across_ranks(losses.mean(), learner.ctx)
 
 
 class ExampleSampler:

@@ -130,15 +130,14 @@ def test_report_writes_json_and_a_png_plot(classifier, splits, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny VAE and a tiny classifier, both on digits at 8×8 (asked for samples, the classifier skips them)."""
+    """A tiny VAE and a tiny classifier, both on digits at 8×8."""
     root = tmp_path_factory.mktemp("image-runs")
     train_image(load_recipe("configs/image/vae.yaml", [
         f"out_dir={root / 'vae'}", *QUIET, "model.latent_dim=4", "model.width=8", "model.hidden=32",
         "train.max_steps=10", "train.eval_interval=10", "train.sample_interval=null"]))
     train_image(load_recipe("configs/image/classifier.yaml", [
         f"out_dir={root / 'classifier'}", *QUIET, "model.width=8", "model.feature_dim=16", "model.shift=0",
-        "model.dropout=0", "train.lr=1e-2", "train.max_steps=40", "train.eval_interval=20",
-        "train.sample_interval=20"]))
+        "model.dropout=0", "train.lr=1e-2", "train.max_steps=40", "train.eval_interval=20"]))
     return root / "vae", root / "classifier"
 
 

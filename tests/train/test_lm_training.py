@@ -164,3 +164,60 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path: Path, c
     losses_single = [loss for _, loss in train_losses(single)]
     losses_ddp = [loss for _, loss in train_losses(ddp)]
     assert losses_single == pytest.approx(losses_ddp, abs=1e-5)
+
+
+class Recorder:
+    """Records every event `fit` sends, in order."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def on_step(self, step: int, metrics: dict) -> None:
+        self.events.append(("step", step, metrics["loss"]))
+
+    def on_eval(self, step: int, metrics: dict) -> None:
+        self.events.append(("eval", step, metrics["val_loss"]))
+
+    def on_end(self, state) -> None:
+        self.events.append(("end", state.step, state.stop_reason))
+
+
+def test_callbacks_see_every_step_and_evaluation_in_order(tmp_path: Path, corpus: Path):
+    run, recorder, seen = tmp_path / "run", Recorder(), []
+    state = train_lm(tiny_recipe(run, corpus, "max_steps=12", "eval_interval=5", "log_interval=1"),
+                     callbacks=[recorder, lambda step, metrics: seen.append(step)])  # a bare function: on_eval
+    rows = read_metrics(run)
+    evals = [("eval", r["step"], r["val_loss"]) for r in rows if r["kind"] == "eval"]
+    steps = [("step", r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
+    assert [e for e in recorder.events if e[0] == "eval"] == evals and [s for _, s, _ in evals] == [5, 10, 12]
+    assert [e for e in recorder.events if e[0] == "step"] == steps and len(steps) == 12
+    assert recorder.events.index(("eval", 5, evals[0][2])) == 5  # after step 5's event, before step 6's
+    assert recorder.events[-1] == ("end", 12, None) and state.stop_reason is None
+    assert seen == [5, 10, 12]
+
+
+def test_a_callback_that_stops_ends_the_run_with_a_checkpoint(tmp_path: Path, corpus: Path):
+    run = tmp_path / "run"
+
+    def prune(step: int, metrics: dict) -> str | None:  # e.g. a search's pruner
+        return "pruned" if step >= 10 else None
+
+    state = train_lm(tiny_recipe(run, corpus, "max_steps=40", "eval_interval=5", "checkpoint_interval=100"),
+                     callbacks=[prune])
+    assert state.stop_reason == "pruned" and state.step == 10
+    assert latest_checkpoint(run / "checkpoints").name.endswith("0000010")
+    assert json.loads((run / "summary.json").read_text())["stop_reason"] == "pruned"
+    assert (run / "model.safetensors").is_file()
+    resumed = train_lm(tiny_recipe(run, corpus, "max_steps=15", "eval_interval=5", "checkpoint_interval=100"),
+                       resume=True)
+    assert resumed.step == 15 and resumed.stop_reason is None  # the run continues from the stop
+
+
+def test_early_stopping_count_survives_a_resume(tmp_path: Path, corpus: Path):
+    rule = ["eval_interval=5", "early_stop_patience=3", "early_stop_min_delta=10.0", "checkpoint_interval=5"]
+    whole = train_lm(tiny_recipe(tmp_path / "whole", corpus, "max_steps=200", *rule))
+    assert (whole.stop_reason, whole.step) == ("early_stop", 20)
+    part = tmp_path / "part"
+    train_lm(tiny_recipe(part, corpus, "max_steps=10", *rule))  # evaluations at 5 (best) and 10 (one miss)
+    resumed = train_lm(tiny_recipe(part, corpus, "max_steps=200", *rule), resume=True)
+    assert (resumed.stop_reason, resumed.step) == ("early_stop", 20)  # not 30: the miss at 10 still counts
