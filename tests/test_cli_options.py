@@ -52,7 +52,7 @@ def test_generate_options_are_generation_config_fields():
     from luoxia.cli import app
 
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "200"})
-    for name, info in GenerationConfig.model_fields.items():
+    for name in GenerationConfig.model_fields:
         assert "--" + name.replace("_", "-") in result.output
     assert f"(default: {GenerationConfig.model_fields['temperature'].default})" in result.output
 

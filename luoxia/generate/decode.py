@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
 from luoxia.generate.postprocess import collapse_repeats, stop_prefix_length, trim_at_stop
 from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, sample_rows
-from luoxia.models.gpt import GPT
+from luoxia.models.gpt import GPT, KVCache
 
 
 def left_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -200,18 +200,20 @@ class GPTBatchDecoder:
         self.use_cache = use_cache
         self.block_size = model.config.block_size
         self.device = model.lm_head.weight.device
-        self.cache = None
+        self.cache: KVCache | None = None
         self.histories: list[list[int]] = []
-        self.logits = torch.empty(0, model.config.vocab_size, device=self.device)
+        self.logits = torch.empty(0, model.lm_head.weight.size(0), device=self.device)  # (0, V)
 
     @torch.no_grad()
-    def _read(self, ids: Sequence[int]):
+    def _read(self, ids: Sequence[int]) -> tuple[torch.Tensor, KVCache | None]:
         """Logits (1, V) after reading ``ids`` alone, and the row's own cache (None without one)."""
         own = self.model.new_cache(1) if self.use_cache else None
         logits, _ = self.model(torch.tensor([list(ids)], device=self.device), cache=own, last_only=True)
         return logits[:, -1].float(), own
 
-    def _join(self, own) -> None:
+    def _join(self, own: KVCache | None) -> None:
+        if own is None:
+            return
         if self.cache is None:
             self.cache = own
         else:
@@ -220,8 +222,7 @@ class GPTBatchDecoder:
     def add(self, ids: list[int]) -> None:
         """Read a prompt (its last ``block_size`` tokens) and join the batch as its last row."""
         logits, own = self._read(ids[-self.block_size :])
-        if own is not None:
-            self._join(own)
+        self._join(own)
         self.histories.append(list(ids))
         self.logits = torch.cat([self.logits, logits])
 
@@ -240,16 +241,17 @@ class GPTBatchDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> None:
         """Append one token per row (B,) and compute every row's next logits."""
-        for history, token in zip(self.histories, next_ids.tolist()):
+        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
             history.append(token)
-        if not self.use_cache:
+        cache = self.cache
+        if not self.use_cache or cache is None:
             self.logits = torch.cat([self._read(h[-self.block_size :])[0] for h in self.histories])
             return
-        if self.cache.length >= self.cache.max_len:
-            self.cache.compact()
-        full = self.cache.key_valid[:, 0].tolist() if self.cache.length >= self.cache.max_len else []
+        if cache.length >= cache.max_len:
+            cache.compact()
+        full = cache.key_valid[:, 0].tolist() if cache.length >= cache.max_len else []
         if not any(full):
-            logits, _ = self.step_model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
+            logits, _ = self.step_model(next_ids[:, None].to(self.device), cache=cache, last_only=True)
             self.logits = logits[:, -1].float()
             return
         self._refill_full_rows([i for i, f in enumerate(full) if f], next_ids)
@@ -258,7 +260,7 @@ class GPTBatchDecoder:
         """Rows whose span fills the cache re-read their last half-context alone; the others step."""
         rest = [i for i in range(len(self.histories)) if i not in set(full)]
         pieces = []
-        if rest:
+        if rest and self.cache is not None:
             self.cache.reorder(torch.tensor(rest, device=self.device))
             self.cache.compact()
             logits, _ = self.step_model(next_ids[rest][:, None].to(self.device), cache=self.cache, last_only=True)
@@ -271,6 +273,7 @@ class GPTBatchDecoder:
             pieces.append(logits)
         order = rest + full  # cache rows now; put them back in join order
         back = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=self.device)
+        assert self.cache is not None  # the refilled rows just joined it
         self.cache.reorder(back)
         self.logits = torch.cat(pieces)[back]
 
@@ -327,7 +330,7 @@ class DecodeEngine:
     def step(self) -> list[Row]:
         """Sample one token for every row; the rows that finished leave and are returned."""
         tokens, logprobs = decode_step(self.decoder.logits, self.decoder.histories, self.rows)
-        for row, token, logprob in zip(self.rows, tokens.tolist(), logprobs.tolist()):
+        for row, token, logprob in zip(self.rows, tokens.tolist(), logprobs.tolist(), strict=True):
             row.completion.append(token, logprob, self.tokenizer, row.config)
         finished = [r for r in self.rows if r.completion.finished]
         going_on = [i for i, r in enumerate(self.rows) if not r.completion.finished]

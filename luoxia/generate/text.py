@@ -15,9 +15,22 @@ import torch
 import torch.nn.functional as F
 
 from luoxia.data.tokenizer import TextTokenizer
-from luoxia.generate.decode import (BatchDecoder, Completion, DecodeEngine, DecoderFactory, GPTBatchDecoder, Row,
-                                    SingleDecoder, StepDecoder, StepModel, TokenizerLike, adjust_logits, left_pad,
-                                    row_generator, row_seed)
+from luoxia.generate.decode import (
+    BatchDecoder,
+    Completion,
+    DecodeEngine,
+    DecoderFactory,
+    GPTBatchDecoder,
+    Row,
+    SingleDecoder,
+    StepDecoder,
+    StepModel,
+    TokenizerLike,
+    adjust_logits,
+    left_pad,
+    row_generator,
+    row_seed,
+)
 from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
 from luoxia.generate.postprocess import trim_at_stop
 from luoxia.models.gpt import GPT

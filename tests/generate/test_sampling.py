@@ -3,8 +3,14 @@ import torch
 
 from luoxia.generate.decode import adjust_logits, row_generator, sample_step
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.sampling import (apply_repetition_penalty, apply_temperature, presence_mask, sample_rows,
-                                      top_k_filter, top_p_filter)
+from luoxia.generate.sampling import (
+    apply_repetition_penalty,
+    apply_temperature,
+    presence_mask,
+    sample_rows,
+    top_k_filter,
+    top_p_filter,
+)
 
 
 def draw(logits: torch.Tensor, config: GenerationConfig, seeds: list[int]) -> torch.Tensor:
