@@ -13,7 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from luoxia import cli_safety, cli_serve
+from luoxia.cli_options import config_options
+from luoxia.data.prepare import DataConfig
 from luoxia.errors import ConfigError, LuoxiaError
+from luoxia.generate.interface import GenerationConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
@@ -26,36 +29,22 @@ def _print_json(data: dict) -> None:
 
 
 @app.command()
+@config_options(DataConfig, into="options", exclude={"corpus"}, flags={"field": ("--field", "--column")})
 def prepare(
     inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, shakespeare, poems)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for tokenizer.json, train/val.bin, meta.json")],
-    format: Annotated[str, typer.Option(help="auto, text, jsonl or csv")] = "auto",
-    field: Annotated[Optional[str], typer.Option("--field", "--column", help="JSONL field or CSV column")] = None,
-    text_unit: Annotated[str, typer.Option(help="plain text: one document per file, paragraph or line")] = "file",
-    tokenizer: Annotated[str, typer.Option(help="char or bpe")] = "bpe",
-    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size")] = 2048,
-    val_fraction: Annotated[float, typer.Option(help="share held out for validation")] = 0.1,
-    split: Annotated[str, typer.Option(help="auto, documents or tail")] = "auto",
-    dedup: Annotated[bool, typer.Option(help="remove exact and near duplicates")] = True,
-    near_dup_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold")] = 0.8,
-    normalization: Annotated[str, typer.Option(help="NFC, NFKC or none")] = "NFC",
-    eos: Annotated[bool, typer.Option(help="separate documents with <|endoftext|>")] = True,
-    seed: Annotated[int, typer.Option(help="seed of the document split")] = 1337,
-    redact_pii: Annotated[bool, typer.Option(help="mask e-mails, phones, IDs, cards, IPs and keys first")] = False,
+    options: dict,
 ) -> None:
     """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
     from luoxia.config import build_config
-    from luoxia.data.prepare import DataConfig, prepare as run_prepare
+    from luoxia.data.prepare import prepare as run_prepare
     from luoxia.safety.pii import mask_pii
 
     corpus = inputs[0] if len(inputs) == 1 else inputs
-    config = build_config(DataConfig, dict(
-        corpus=corpus, format=format, field=field, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size,
-        val_fraction=val_fraction, split=split, dedup=dedup, near_dup_threshold=near_dup_threshold,
-        normalization=normalization, eos=eos, seed=seed, redact_pii=redact_pii), source="from the command line")
+    config = build_config(DataConfig, {"corpus": corpus, **options}, source="from the command line")
     meta = run_prepare(config, out, mask=mask_pii)
     counts, dedup_stats = meta["counts"], meta["dedup"]
-    masked = f", {meta['pii_redacted']} personal data spans masked" if redact_pii else ""
+    masked = f", {meta['pii_redacted']} personal data spans masked" if config.redact_pii else ""
     console.print(f"prepared {out}: {counts['documents']} documents kept of {counts['documents_read']} "
                   f"({dedup_stats['exact_duplicates']} exact and {dedup_stats['near_duplicates']} near duplicates, "
                   f"{dedup_stats['empty']} empty{masked}), "
@@ -173,6 +162,7 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
 
 
 @app.command()
+@config_options(GenerationConfig, into="options")
 def generate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
@@ -180,15 +170,6 @@ def generate(
     template: Annotated[Optional[Path], typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
     var: Annotated[Optional[list[str]], typer.Option(help="template variable name=value (repeatable)")] = None,
     chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat template")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate at most")] = 128,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling mass")] = None,
-    repetition_penalty: Annotated[float, typer.Option(help=">1 discourages repeats")] = 1.0,
-    num_beams: Annotated[int, typer.Option(help="beam search width")] = 1,
-    stop: Annotated[Optional[list[str]], typer.Option(help="stop string (repeatable)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="same seed, same text")] = None,
-    collapse_repeats: Annotated[Optional[int], typer.Option(help="collapse repeated n-grams up to n")] = None,
     stream: Annotated[Optional[bool], typer.Option(help="print tokens as they come (default: one prompt)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
@@ -200,23 +181,20 @@ def generate(
     data_dir: Annotated[Optional[Path], typer.Option(help="--guard: audit database directory")] = None,
     policy: Annotated[Optional[Path], typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
                                                    "settings)")] = None,
+    options: dict | None = None,
 ) -> None:
     """Generate text from a trained model."""
     from luoxia.config import build_config
-    from luoxia.generate.interface import GenerationConfig
     from luoxia.registry import load
 
-    config = build_config(GenerationConfig, dict(
-        max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        repetition_penalty=repetition_penalty, num_beams=num_beams, stop=stop or [], seed=seed,
-        collapse_repeats=collapse_repeats), source="from the command line")
+    config = build_config(GenerationConfig, options or {}, source="from the command line")
     from luoxia.generate.templates import prepare_prompts
 
     generator = load(model, device, compile=compile)
     prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
     generator, processors = _safety_wrap(generator, watermark, guard, key_file, data_dir, policy)
     if stream is None:
-        stream = len(prompts) == 1 and num_beams == 1 and not as_json and not collapse_repeats
+        stream = len(prompts) == 1 and config.num_beams == 1 and not as_json and not config.collapse_repeats
     if stream:
         for p in prompts:
             sys.stdout.write(p)

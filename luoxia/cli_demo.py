@@ -41,7 +41,7 @@ def run_demo(corpus: str, out_dir: str | None, overrides: list[str], console: Co
     if train_lm(recipe, resume=True).stop_reason == "signal":
         raise LuoxiaError(f"demo interrupted; `make demo CORPUS={corpus}` continues it from its last checkpoint")
     generator = load(out_dir)
-    config = GenerationConfig(max_new_tokens=160, temperature=0.8, top_k=50, seed=0)
+    config = GenerationConfig(max_new_tokens=160, top_k=50, seed=0)  # the default temperature
     console.rule("samples")
     for prompt, result in zip(prompts, generator.generate(prompts, config)):
         console.print(f"[bold cyan]{escape(prompt)}[/bold cyan]{escape(result.text)}", highlight=False)

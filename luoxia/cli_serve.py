@@ -6,46 +6,34 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
+from luoxia.cli_options import config_options
+from luoxia.errors import ConfigError
+from luoxia.serve.settings import ServeSettings
 
 console = Console()
 DataDir = Annotated[Optional[Path], typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
 
 
-def serve(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="text model: run or Hugging Face "
-                                                       "directory (repeatable; default: what `make demo` trained)")] = None,
-    image_model: Annotated[Optional[list[str]], typer.Option(help="image run (repeatable)")] = None,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
-    data_dir: DataDir = None,
-    open_access: Annotated[bool, typer.Option(help="no API key needed (loopback addresses only)")] = False,
-    batching: Annotated[bool, typer.Option(help="continuous batching")] = True,
-    safety: Annotated[bool, typer.Option(help="moderation, PII redaction and watermark on every request")] = True,
-    policy: Annotated[Optional[Path], typer.Option(help="guard policy YAML")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-) -> None:
-    """Serve models over an OpenAI-compatible HTTP API, with the web studio at /."""
+@config_options(ServeSettings, into="options",
+                flags={"models": ("--model", "-m"), "image_models": ("--image-model",), "policy_file": ("--policy",)})
+def serve(options: dict) -> None:
+    """Serve models over an OpenAI-compatible HTTP API, with the web studio at /. Options not given
+    come from LUOXIA_SERVE_* environment variables, else the defaults shown."""
     import uvicorn
 
     from luoxia.serve.app import create_app
 
-    values = dict(models=model or [], image_models=image_model or [], host=host, port=port,
-                  open_access=open_access, batching=batching, safety=safety, policy_file=policy, device=device)
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    settings = _settings(values)
-    console.print(f"Luoxia serving on http://{host}:{port} (studio at /, API at /v1)", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    settings = _settings(options)
+    console.print(f"Luoxia serving on http://{settings.host}:{settings.port} (studio at /, API at /v1)",
+                  highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
-def _settings(values: dict):
-    from pydantic import ValidationError
-
-    from luoxia.errors import ConfigError
-    from luoxia.serve.settings import ServeSettings
-
+def _settings(values: dict) -> ServeSettings:
     try:
         return ServeSettings(**values)
     except ValidationError as error:

@@ -6,7 +6,8 @@ prompt into its own KV cache, then joining it to the batch's), runs one decoding
 active sequences, samples each sequence's token with that request's own settings and seed, sends
 each request its new text, and lets finished or cancelled requests leave. Luoxia's GPT joins and
 leaves through `KVCache.join`/`reorder`; any other `CausalLMGenerator` (a Hugging Face model) is
-served one request at a time through the same loop. A bounded queue refuses work beyond its size
+served one request at a time through the same loop. The loop itself is `luoxia.generate.decode`'s
+`DecodeEngine`, which library generation runs too. A bounded queue refuses work beyond its size
 (`QueueFull`), which a server turns into 503 + Retry-After.
 """
 
@@ -19,15 +20,10 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from luoxia.errors import LuoxiaError
+from luoxia.generate.decode import DecodeEngine, Row, row_seed
 from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
-from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, sample_rows
-from luoxia.generate.text import CausalLMGenerator, Completion, GPTGenerator
-from luoxia.models.gpt import GPT
-from luoxia.models.kv_cache import KVCache
+from luoxia.generate.text import CausalLMGenerator
 
 # (kind, payload): ("text", new text) … then ("done", GenerationResult) or ("error", message)
 EventSink = Callable[[str, Any], None]
@@ -37,105 +33,37 @@ class QueueFull(LuoxiaError):
     """More requests are waiting than the batcher accepts."""
 
 
-class GPTBatchDecoder:
-    """Luoxia GPT sequences over one shared KV cache that rows join and leave between steps."""
-
-    def __init__(self, model: GPT):
-        self.model = model
-        self.device = model.lm_head.weight.device
-        self.cache: KVCache | None = None
-        self.histories: list[list[int]] = []
-        self.logits = torch.empty(0, model.config.vocab_size)
-
-    @torch.no_grad()
-    def add(self, ids: list[int]) -> None:
-        """Read a prompt into a cache of its own, then join the batch as its last row."""
-        own = self.model.new_cache(1)
-        logits, _ = self.model(torch.tensor([ids], device=self.device), cache=own, last_only=True)
-        if self.cache is None:
-            self.cache = own
-        else:
-            self.cache.join(own)
-        self.histories.append(list(ids))
-        self.logits = torch.cat([self.logits.to(logits.device), logits[:, -1].float()])
-
-    def remove(self, rows: Sequence[int]) -> None:
-        keep = [i for i in range(len(self.histories)) if i not in set(rows)]
-        self.histories = [self.histories[i] for i in keep]
-        self.logits = self.logits[keep]
-        if not keep:
-            self.cache = None
-        elif len(keep) < self.cache.seen.numel():
-            self.cache.reorder(torch.tensor(keep, device=self.device))
-
-    @torch.no_grad()
-    def push(self, next_ids: torch.Tensor) -> torch.Tensor:
-        for history, token in zip(self.histories, next_ids.tolist()):
-            history.append(token)
-        if self.cache.length >= self.cache.max_len:
-            self.cache.compact()
-        logits, _ = self.model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
-        self.logits = logits[:, -1].float()
-        return self.logits
-
-
-class SingleDecoder:
-    """Any `CausalLMGenerator`'s own decoder, for one sequence at a time (no joining)."""
-
-    def __init__(self, generator: CausalLMGenerator):
-        self.generator = generator
-        self.decoder = None
-        self.histories: list[list[int]] = []
-        self.logits = torch.empty(0)
-
-    def add(self, ids: list[int]) -> None:
-        if self.decoder is not None:
-            raise RuntimeError("this model decodes one sequence at a time")
-        self.decoder = self.generator.start_decoder([ids], True)
-        self.histories, self.logits = self.decoder.histories, self.decoder.logits
-
-    def remove(self, rows: Sequence[int]) -> None:
-        if rows:
-            self.decoder, self.histories, self.logits = None, [], torch.empty(0)
-
-    def push(self, next_ids: torch.Tensor) -> torch.Tensor:
-        self.logits = self.decoder.push(next_ids)
-        return self.logits
-
-
 @dataclass
 class BatchRequest:
-    """One submitted request and its progress."""
+    """One submitted request: its engine row and where its text goes."""
 
-    prompt_ids: list[int]
-    config: GenerationConfig
-    processors: list[LogitsProcessor]
+    row: Row
     sink: EventSink
-    completion: Completion
-    generator: torch.Generator | None
     emitted: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
 
     def cancel(self) -> None:
-        """Stop generating for this request (the client went away); it leaves at the next step."""
+        """Stop generating for this request (the client went away); it leaves before the next step."""
         self.cancelled.set()
 
 
 class ContinuousBatcher:
-    """Serves `submit`ted requests of one generator from a worker thread.
+    """Serves `submit`ted requests of one generator from a worker thread that drives the generator's
+    `DecodeEngine` (the same engine `CausalLMGenerator.generate` runs, so a seeded request gives the
+    same text here as there).
 
     ``max_batch`` sequences decode together (1 turns batching off: requests run one after the other
-    through the same code); ``max_queue`` requests may wait beyond those.
+    through the same code); ``max_queue`` requests may wait beyond those. Requests decode with the
+    KV cache whatever their ``use_cache``.
     """
 
     def __init__(self, generator: CausalLMGenerator, max_batch: int = 16, max_queue: int = 64):
         if not isinstance(generator, CausalLMGenerator):
             raise LuoxiaError(f"{type(generator).__name__} cannot be batched: it is not a CausalLMGenerator")
         self.generator = generator
-        joinable = isinstance(generator, GPTGenerator)
-        self.max_batch = max_batch if joinable else 1
-        self.decoder = GPTBatchDecoder(generator.model) if joinable else SingleDecoder(generator)
+        self.max_batch = min(max_batch, generator.max_rows or max_batch)
+        self.engine = DecodeEngine(generator.batch_decoder(), generator.tokenizer, self.max_batch)
         self.waiting: queue.Queue[BatchRequest] = queue.Queue(maxsize=max_queue)
         self.active: list[BatchRequest] = []
         self._stop = threading.Event()
@@ -155,15 +83,15 @@ class ContinuousBatcher:
 
     def submit(self, prompt: str | list[int], config: GenerationConfig, sink: EventSink,
                processors: Sequence[LogitsProcessor] = ()) -> BatchRequest:
-        """Queue a request; its text arrives through ``sink``. Raises `QueueFull` when the queue is
-        full and `LuoxiaError` when prompt plus ``max_new_tokens`` exceed the model's context."""
-        ids = self.prompt_ids(prompt) if isinstance(prompt, str) else list(prompt)
-        context = self.generator.context_length
-        if len(ids) + config.max_new_tokens > context:
-            raise LuoxiaError(f"this model's context is {context} tokens; the prompt has {len(ids)} and "
+        """Queue one row; its text arrives through ``sink``. ``config.seed`` seeds this row as it is
+        (a caller with several rows gives row i ``row_seed(seed, i)``). Raises `QueueFull` when the
+        queue is full and `LuoxiaError` when prompt plus ``max_new_tokens`` exceed the context."""
+        row = self.generator.new_row(prompt, config, processors, config.seed)
+        context, length = self.generator.context_length, len(row.prompt_ids)
+        if length + config.max_new_tokens > context:
+            raise LuoxiaError(f"this model's context is {context} tokens; the prompt has {length} and "
                               f"max_tokens asks for {config.max_new_tokens} more")
-        seeded = torch.Generator(self.generator.device).manual_seed(config.seed) if config.seed is not None else None
-        request = BatchRequest(ids, config, list(processors), sink, Completion(len(ids)), seeded)
+        request = BatchRequest(row, sink)
         try:
             self.waiting.put_nowait(request)
         except queue.Full:
@@ -187,7 +115,7 @@ class ContinuousBatcher:
 
     def _admit(self) -> None:
         block = not self.active
-        while len(self.active) < self.max_batch:
+        while self.engine.has_room:
             try:
                 request = self.waiting.get(timeout=0.05) if block else self.waiting.get_nowait()
             except queue.Empty:
@@ -195,61 +123,30 @@ class ContinuousBatcher:
             block = False
             if request.cancelled.is_set():
                 continue
-            self.decoder.add(request.prompt_ids)
+            self.engine.add(request.row)
             self.active.append(request)
 
     def _step(self) -> None:
-        logits = self._adjusted_logits()
-        tokens = sample_rows(logits, *self._sampling_settings(logits))
-        logprobs = F.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
-        next_ids = tokens.tolist()
-        for request, token, logprob in zip(self.active, next_ids, logprobs):
-            request.completion.append(token, logprob, self.generator.tokenizer, request.config)
+        cancelled = [r for r in self.active if r.cancelled.is_set()]
+        if cancelled:
+            self._leave(cancelled)
+            if not self.active:
+                return
+        finished = self.engine.step()
+        for request in self.active:
             self._emit_text(request)
-        leaving = {row for row, r in enumerate(self.active) if r.completion.finished or r.cancelled.is_set()}
-        if leaving:
-            finished = [self.active[row] for row in sorted(leaving)]
-            self.decoder.remove(sorted(leaving))
-            self.active = [r for row, r in enumerate(self.active) if row not in leaving]
-            next_ids = [t for row, t in enumerate(next_ids) if row not in leaving]
-            for request in finished:  # after leaving, so a client that sees "done" sees it gone
-                if not request.cancelled.is_set():
-                    request.sink("done", request.completion.result(self.generator.tokenizer, request.config))
-        if self.active:
-            self.decoder.push(torch.tensor(next_ids, device=self.generator.device))
+        done = [r for r in self.active if any(r.row is row for row in finished)]
+        self._leave(done)
+        for request in done:  # after leaving, so a client that sees "done" sees it gone
+            if not request.cancelled.is_set():
+                request.sink("done", request.row.completion.result(self.generator.tokenizer, request.row.config))
 
-    def _adjusted_logits(self) -> torch.Tensor:
-        """The batch's logits after each request's repetition penalty and logits processors (the
-        rows without any are left as they are)."""
-        logits = self.decoder.logits
-        rows = [row for row, r in enumerate(self.active) if r.config.repetition_penalty != 1.0 or r.processors]
-        if not rows:
-            return logits
-        logits = logits.clone()
-        for row in rows:
-            request = self.active[row]
-            ids = torch.tensor([self.decoder.histories[row]], device=logits.device)
-            adjusted = logits[row : row + 1]
-            if request.config.repetition_penalty != 1.0:
-                present = presence_mask(ids, torch.ones_like(ids, dtype=torch.bool), logits.size(-1))
-                adjusted = apply_repetition_penalty(adjusted, present, request.config.repetition_penalty)
-            for processor in request.processors:
-                adjusted = processor(ids, adjusted)
-            logits[row] = adjusted[0]
-        return logits
-
-    def _sampling_settings(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Per-row temperature, top-k, top-p and one uniform draw from each request's generator."""
-        configs = [r.config for r in self.active]
-        vocab, device = logits.size(-1), logits.device
-        temperature = torch.tensor([c.temperature for c in configs], device=device)
-        top_k = torch.tensor([c.top_k or vocab for c in configs], device=device)
-        top_p = torch.tensor([c.top_p or 1.0 for c in configs], device=device)
-        uniform = torch.cat([torch.rand(1, generator=r.generator, device=device) for r in self.active])
-        return temperature, top_k, top_p, uniform
+    def _leave(self, requests: list[BatchRequest]) -> None:
+        self.engine.remove([r.row for r in requests])
+        self.active = [r for r in self.active if all(r is not x for x in requests)]
 
     def _emit_text(self, request: BatchRequest) -> None:
-        text = request.completion.settled_text(self.generator.tokenizer, request.config)
+        text = request.row.completion.settled_text(self.generator.tokenizer, request.row.config)
         if len(text) > request.emitted:
             request.sink("text", text[request.emitted:])
             request.emitted = len(text)
@@ -257,8 +154,8 @@ class ContinuousBatcher:
     def _fail_all(self, message: str) -> None:
         for request in self.active:
             request.sink("error", message)
-        self.decoder.remove(list(range(len(self.active))))
-        self.active = []
+        self.active = []  # a fresh engine: the failed step may have left the old one half-updated
+        self.engine = DecodeEngine(self.generator.batch_decoder(), self.generator.tokenizer, self.max_batch)
 
 
 class BatchedGenerator:
@@ -279,7 +176,8 @@ class BatchedGenerator:
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         config = config or GenerationConfig()
-        streams = [self.stream(p, config, logits_processors) for p in prompts]
+        streams = [self.stream(p, config.model_copy(update={"seed": row_seed(config.seed, i)}), logits_processors)
+                   for i, p in enumerate(prompts)]  # row i seeded seed + i, as CausalLMGenerator.generate
         for stream in streams:  # submit all first, so that they decode together
             next(stream)
         return [_drain(stream) for stream in streams]

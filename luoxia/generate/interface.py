@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import torch
 from pydantic import Field, model_validator
 
 from luoxia.config import Config
 
-# (input_ids (B, t) — left-padded history, logits (B, V)) → new logits; the shape of HF's processors.
-LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # torch only for the annotation: the CLI builds its options from this module at startup
+    import torch
+
+# (input_ids (B, t) — each row's history; the decode engine calls it one row at a time, B = 1 —,
+# logits (B, V)) → new logits; the shape of HF's processors.
+LogitsProcessor = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 FinishReason = Literal["stop", "length", "content_filter"]
 
 
@@ -24,6 +27,8 @@ class GenerationConfig(Config):
     """How to pick tokens. ``temperature=0`` is greedy; ``num_beams>1`` is beam search."""
 
     max_new_tokens: int = Field(128, ge=1, description="tokens to generate at most")
+    # 1.0 samples the model's own distribution, and is the OpenAI API's default: the CLI, the demo and
+    # the HTTP schemas take it from here.
     temperature: float = Field(1.0, ge=0, description="softmax temperature; 0 = greedy")
     top_k: int | None = Field(None, ge=1, description="sample from the k most likely tokens")
     top_p: float | None = Field(None, gt=0, le=1, description="sample from the smallest set with this mass")
@@ -31,7 +36,10 @@ class GenerationConfig(Config):
     num_beams: int = Field(1, ge=1, description="beam width; >1 runs (deterministic) beam search")
     length_penalty: float = Field(1.0, description="beam score = log-prob / length**length_penalty")
     stop: list[str] = Field(default_factory=list, description="stop strings, trimmed from the output")
-    seed: int | None = Field(None, description="seed for sampling; same seed, same text")
+    seed: int | None = Field(None, description="seed for sampling: row i of a request (the i-th prompt, or the "
+                             "i-th choice, prompt-major) draws from its own generator seeded seed + i, so the same "
+                             "request and seed give the same text on every path (library, CLI, server, whatever "
+                             "shares the batch); none = a fresh random seed per row")
     collapse_repeats: int | None = Field(None, ge=1, description="collapse immediately repeated n-grams up to n")
     use_cache: bool = Field(True, description="decode with the KV cache")
 

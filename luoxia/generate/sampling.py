@@ -1,7 +1,8 @@
 """Sampling transforms as pure functions of logits: nothing is modified in place.
 
 Each takes logits of shape (B, V) and returns new logits (or token ids), so they compose in any
-order and are tested one by one.
+order and are tested one by one. `sample_rows` is the one sampler every decode path uses
+(through `luoxia.generate.decode.decode_step`).
 """
 
 from __future__ import annotations
@@ -48,23 +49,9 @@ def presence_mask(token_ids: torch.Tensor, valid: torch.Tensor, vocab_size: int)
     return counts > 0
 
 
-def select_next(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids (B,): argmax for temperature 0, else a draw from the filtered distribution."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = apply_temperature(logits, temperature)
-    if top_k is not None:
-        logits = top_k_filter(logits, top_k)
-    if top_p is not None and top_p < 1:
-        logits = top_p_filter(logits, top_p)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 def sample_rows(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
                 uniform: torch.Tensor) -> torch.Tensor:
-    """Next token ids (B,) where every row has its own settings, in one pass (continuous batching).
+    """Next token ids (B,) where every row has its own settings, in one pass: the one sampler.
 
     ``temperature`` (B,): 0 means greedy; ``top_k`` (B,) long, the vocabulary size for none;
     ``top_p`` (B,), 1 for none; ``uniform`` (B,) draws in [0, 1), one per row (each row's own seeded

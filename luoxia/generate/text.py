@@ -1,58 +1,42 @@
 """Text generation: batched sampling, streaming and beam search over a KV cache.
 
-`CausalLMGenerator` holds the decoding logic once; a `StepDecoder` is all it needs of a model (Luoxia's
+`CausalLMGenerator` runs sampling and streaming through the one decode engine of
+`luoxia.generate.decode` (the same one the continuous batcher drives), and beam search over a
+`StepDecoder` with the same logit adjustment. A `StepDecoder` is all it needs of a model (Luoxia's
 GPT here, a Hugging Face model in `luoxia.generate.hf`), and a `TokenizerLike` all it needs of a
 tokenizer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Generator, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from luoxia.data.tokenizer import TextTokenizer
+from luoxia.generate.decode import (
+    BatchDecoder,
+    Completion,
+    DecodeEngine,
+    DecoderFactory,
+    GPTBatchDecoder,
+    Row,
+    SingleDecoder,
+    StepDecoder,
+    StepModel,
+    TokenizerLike,
+    adjust_logits,
+    left_pad,
+    row_generator,
+    row_seed,
+)
 from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
-from luoxia.generate.postprocess import collapse_repeats, stop_prefix_length, trim_at_stop
-from luoxia.generate.sampling import apply_repetition_penalty, presence_mask, select_next
+from luoxia.generate.postprocess import trim_at_stop
 from luoxia.models.gpt import GPT
 
-
-def left_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, T) ids right-aligned with zeros on the left, and the mask of real tokens (None if no padding)."""
-    width = max(len(s) for s in sequences)
-    ids = torch.zeros(len(sequences), width, dtype=torch.long)
-    mask = torch.zeros(len(sequences), width, dtype=torch.bool)
-    for row, seq in enumerate(sequences):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = True
-    return ids.to(device), (mask.to(device) if not bool(mask.all()) else None)
-
-
-class TokenizerLike(Protocol):
-    eos_id: int | None
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
-
-
-class StepDecoder(Protocol):
-    """A model fed one token per sequence at a time: the histories so far and the next-token logits."""
-
-    histories: list[list[int]]
-    logits: torch.Tensor  # (B, V) float32
-
-    def push(self, next_ids: torch.Tensor) -> torch.Tensor: ...
-
-    def reorder(self, index: torch.Tensor) -> None: ...
-
-
-# (prompt histories, use_cache) → a decoder that has read them
-DecoderFactory = Callable[[Sequence[Sequence[int]], bool], StepDecoder]
+__all__ = ["CausalLMGenerator", "Completion", "DecoderFactory", "GPTDecoder", "GPTGenerator", "StepDecoder",
+           "TokenizerLike", "compile_step", "left_pad"]
 
 
 class GPTDecoder:
@@ -65,7 +49,7 @@ class GPTDecoder:
     """
 
     def __init__(self, model: GPT, histories: Sequence[Sequence[int]], use_cache: bool = True,
-                 step_model: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None):
+                 step_model: StepModel | None = None):
         self.model = model
         self.step_model = step_model if step_model is not None else model
         self.block_size = model.config.block_size
@@ -102,44 +86,6 @@ class GPTDecoder:
             self.cache.reorder(index.to(self.device))
 
 
-@dataclass
-class Completion:
-    """One prompt's completion while it decodes: its tokens, their log-probabilities, and why it
-    ended. Shared by batch generation, streaming and continuous batching (`luoxia.generate.batching`)."""
-
-    prompt_tokens: int
-    ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    finished: FinishReason | None = None
-
-    def append(self, token: int, logprob: float, tokenizer: TokenizerLike, config: GenerationConfig) -> None:
-        """Add a sampled token, or end at end-of-text, a stop string or ``max_new_tokens``."""
-        if token == tokenizer.eos_id:
-            self.finished = "stop"
-            return
-        self.ids.append(token)
-        self.logprobs.append(logprob)
-        if config.stop and trim_at_stop(tokenizer.decode(self.ids), config.stop)[1]:
-            self.finished = "stop"
-        elif len(self.ids) >= config.max_new_tokens:
-            self.finished = "length"
-
-    def settled_text(self, tokenizer: TokenizerLike, config: GenerationConfig) -> str:
-        """The text that can no longer change: cut at a stop string, and while decoding goes on
-        without an incomplete UTF-8 character or the start of a possible stop string at its end."""
-        text, _ = trim_at_stop(tokenizer.decode(self.ids), config.stop)
-        if self.finished is None:
-            text = text.rstrip("\ufffd")
-            text = text[: len(text) - stop_prefix_length(text, config.stop)]
-        return text
-
-    def result(self, tokenizer: TokenizerLike, config: GenerationConfig) -> GenerationResult:
-        text, _ = trim_at_stop(tokenizer.decode(self.ids), config.stop)
-        if config.collapse_repeats:
-            text = collapse_repeats(text, config.collapse_repeats)
-        return GenerationResult(text, self.ids, self.finished or "length", self.prompt_tokens, self.logprobs)
-
-
 class CausalLMGenerator:
     """`TextGenerator` over any causal LM that a `DecoderFactory` can step through."""
 
@@ -165,44 +111,30 @@ class CausalLMGenerator:
             ids = [self.tokenizer.eos_id] if self.tokenizer.eos_id is not None else self.tokenizer.encode("\n")
         return ids
 
-    def _generator(self, seed: int | None) -> torch.Generator | None:
-        return torch.Generator(self.device).manual_seed(seed) if seed is not None else None
+    # What the decode engine needs of a model: a decoder that rows join, and how many rows it takes.
+    max_rows: int | None = 1  # None: any number; Hugging Face models decode one row at a time
 
-    def _adjust_logits(self, logits: torch.Tensor, decoder: StepDecoder, config: GenerationConfig,
-                       processors: Sequence[LogitsProcessor]) -> torch.Tensor:
-        if config.repetition_penalty == 1.0 and not processors:
-            return logits
-        ids, mask = left_pad(decoder.histories, self.device)
-        valid = mask if mask is not None else torch.ones_like(ids, dtype=torch.bool)
-        if config.repetition_penalty != 1.0:
-            present = presence_mask(ids, valid, logits.size(-1))
-            logits = apply_repetition_penalty(logits, present, config.repetition_penalty)
-        for processor in processors:
-            logits = processor(ids, logits)
-        return logits
+    def batch_decoder(self, use_cache: bool = True) -> BatchDecoder:
+        return SingleDecoder(self.start_decoder, use_cache)
+
+    def new_row(self, prompt: str | list[int], config: GenerationConfig, processors: Sequence[LogitsProcessor],
+                seed: int | None) -> Row:
+        """A prompt (text or ids) ready to join the decode engine, drawing from its own generator."""
+        ids = self.prompt_ids(prompt) if isinstance(prompt, str) else list(prompt)
+        return Row(ids, config, list(processors), row_generator(seed, self.device))
 
     def _decode_steps(self, prompts: Sequence[str], config: GenerationConfig,
                       processors: Sequence[LogitsProcessor]) -> Iterator[list[Completion]]:
-        """Sample token by token for all prompts at once; yield the sequences after every step."""
-        prompt_ids = [self.prompt_ids(p) for p in prompts]
-        decoder = self.start_decoder(prompt_ids, config.use_cache)
-        sequences = [Completion(len(ids)) for ids in prompt_ids]
-        generator = self._generator(config.seed)
-        logits = decoder.logits
-        for _ in range(config.max_new_tokens):
-            logits = self._adjust_logits(logits, decoder, config, processors)
-            next_ids = select_next(logits, config.temperature, config.top_k, config.top_p, generator)
-            logprobs = F.log_softmax(logits, dim=-1).gather(1, next_ids[:, None]).squeeze(1).tolist()
-            for seq, token, logprob in zip(sequences, next_ids.tolist(), logprobs):
-                if seq.finished is None:
-                    seq.append(token, logprob, self.tokenizer, config)
-            yield sequences
-            if all(s.finished for s in sequences):
-                return
-            logits = decoder.push(next_ids)
-        for seq in sequences:
-            seq.finished = seq.finished or "length"
-        yield sequences
+        """Run every prompt through the decode engine (row i seeded ``seed + i``); yield the
+        completions after every step."""
+        rows = [self.new_row(p, config, processors, row_seed(config.seed, i)) for i, p in enumerate(prompts)]
+        engine = DecodeEngine(self.batch_decoder(config.use_cache), self.tokenizer, self.max_rows or len(rows))
+        waiting = list(rows)
+        while waiting or engine.rows:
+            while waiting and engine.has_room:
+                engine.add(waiting.pop(0))
+            engine.step()
+            yield [row.completion for row in rows]
 
     def generate(self, prompts: str | Sequence[str], config: GenerationConfig | None = None,
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
@@ -251,7 +183,9 @@ class CausalLMGenerator:
         finished: list[tuple[float, list[int], FinishReason]] = []
         logits = decoder.logits
         for step in range(config.max_new_tokens):
-            logprobs = F.log_softmax(self._adjust_logits(logits, decoder, config, processors), dim=-1)
+            adjusted = adjust_logits(logits, decoder.histories, [config.repetition_penalty] * width,
+                                     [processors] * width)
+            logprobs = F.log_softmax(adjusted, dim=-1)
             candidates = (scores[:, None] + logprobs).view(-1)  # (width * V,)
             top_scores, top_index = candidates.topk(min(2 * width, candidates.numel()))
             kept: list[tuple[float, int, int]] = []  # (score, origin beam, token) of open beams
@@ -281,7 +215,7 @@ class CausalLMGenerator:
         return Completion(len(prompt_ids), list(ids), [], reason).result(self.tokenizer, config)
 
 
-def compile_step(model: GPT) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
+def compile_step(model: GPT) -> StepModel:
     """The model's one-token decode step compiled by TorchInductor.
 
     A small model's step is a few dozen tiny kernels, so eager PyTorch spends most of it in
@@ -296,11 +230,16 @@ def compile_step(model: GPT) -> Callable[..., tuple[torch.Tensor, torch.Tensor |
 class GPTGenerator(CausalLMGenerator):
     """`TextGenerator` over a Luoxia GPT and its tokenizer; ``compile`` compiles the decode step."""
 
+    max_rows = None
+
     def __init__(self, model: GPT, tokenizer: TextTokenizer, name: str = "luoxia-gpt", compile: bool = False):
         self.model = model.eval()
-        step_model = compile_step(self.model) if compile else self.model
-        super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache, step_model),
+        self.step_model = compile_step(self.model) if compile else self.model
+        super().__init__(lambda histories, use_cache: GPTDecoder(self.model, histories, use_cache, self.step_model),
                          tokenizer, name, model.config.block_size, model.lm_head.weight.device)
+
+    def batch_decoder(self, use_cache: bool = True) -> BatchDecoder:
+        return GPTBatchDecoder(self.model, self.step_model, use_cache)
 
     @torch.no_grad()
     def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:

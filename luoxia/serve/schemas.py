@@ -3,27 +3,38 @@ fields are ignored, as OpenAI's own server does)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from luoxia.generate.interface import GenerationConfig
+
+
+def generation_field(name: str, **overrides: Any) -> Any:
+    """A request field with `GenerationConfig`'s default, bounds and description for ``name`` (defined
+    there once); ``overrides`` add the API's own (OpenAI's bounds, or its spelling of "none")."""
+    info = GenerationConfig.model_fields[name]
+    bounds = {key: getattr(m, key) for m in info.metadata for key in ("gt", "ge", "lt", "le") if hasattr(m, key)}
+    return Field(**{"default": info.default, "description": info.description, **bounds, **overrides})
 
 
 class SamplingRequest(BaseModel):
     """What completions and chat completions share."""
 
     model: str | None = None
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = generation_field("temperature", le=2)
+    top_p: float = generation_field("top_p", default=1.0)  # OpenAI spells "no nucleus" as 1
     n: int = Field(1, ge=1)
     stream: bool = False
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = generation_field("seed")
     user: str | None = None
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] = Field(..., description="one prompt or several")
-    max_tokens: int = Field(16, ge=1)
+    # OpenAI's documented default for completions (a protocol default, kept for its clients)
+    max_tokens: int = generation_field("max_new_tokens", default=16)
     logprobs: int | None = Field(None, ge=0, le=5)
 
 
@@ -34,8 +45,8 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = generation_field("max_new_tokens", default=None)
+    max_completion_tokens: int | None = generation_field("max_new_tokens", default=None)
     logprobs: bool = False
 
 

@@ -93,3 +93,15 @@ def test_closing_a_stream_cancels_and_a_timeout_is_an_error(generator: GPTGenera
             BatchedGenerator(batcher, timeout=0).generate("To", GenerationConfig(max_new_tokens=40))
     finally:
         batcher.close()
+
+
+def test_a_row_running_past_the_context_refills_without_changing_its_neighbours(generator: GPTGenerator):
+    """Row 0 fills the 64-token cache and re-reads its last half-context alone; row 1, shorter, keeps
+    stepping. Each row's tokens equal those it gets decoding alone."""
+    no_eos = lambda ids, logits: logits.index_fill(1, torch.tensor([generator.tokenizer.eos_id]), float("-inf"))  # noqa: E731
+    config = GenerationConfig(max_new_tokens=50, temperature=0.8, seed=5)
+    prompts = [PROMPTS[3] * 2, PROMPTS[0]]  # 64 tokens of prompt: full from the first step
+    together = generator.generate(prompts, config, [no_eos])
+    for i, (prompt, result) in enumerate(zip(prompts, together)):
+        alone = generator.generate([prompt], config.model_copy(update={"seed": config.seed + i}), [no_eos])[0]
+        assert result.token_ids == alone.token_ids and result.completion_tokens == 50

@@ -1,8 +1,22 @@
 import pytest
 import torch
 
-from luoxia.generate.sampling import (apply_repetition_penalty, apply_temperature, presence_mask, select_next,
-                                      top_k_filter, top_p_filter)
+from luoxia.generate.decode import adjust_logits, row_generator, sample_step
+from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.sampling import (
+    apply_repetition_penalty,
+    apply_temperature,
+    presence_mask,
+    sample_rows,
+    top_k_filter,
+    top_p_filter,
+)
+
+
+def draw(logits: torch.Tensor, config: GenerationConfig, seeds: list[int]) -> torch.Tensor:
+    """One step of the one sampler: every row with ``config`` and its own generator."""
+    tokens, _ = sample_step(logits, [config] * len(seeds), [row_generator(s, "cpu") for s in seeds])
+    return tokens
 
 
 @pytest.fixture
@@ -43,27 +57,61 @@ def test_transforms_are_pure(logits: torch.Tensor):
 
 
 def test_temperature_towards_zero_equals_greedy(logits: torch.Tensor):
-    greedy = select_next(logits, temperature=0)
+    greedy = draw(logits, GenerationConfig(temperature=0), [0, 1, 2, 3])
     assert torch.equal(greedy, logits.argmax(-1))
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(20):
-        assert torch.equal(select_next(logits, 1e-4, generator=generator), greedy)
+    for seed in range(20):
+        assert torch.equal(draw(logits, GenerationConfig(temperature=1e-4), [seed] * 4), greedy)
     with pytest.raises(ValueError, match="temperature"):
         apply_temperature(logits, 0)
 
 
 def test_same_seed_same_draws(logits: torch.Tensor):
-    draw = lambda seed: select_next(logits, 1.0, top_k=10, generator=torch.Generator().manual_seed(seed))  # noqa: E731
-    assert torch.equal(draw(7), draw(7))
-    assert any(not torch.equal(draw(7), draw(s)) for s in range(8, 14))
+    config = GenerationConfig(temperature=1.0, top_k=10)
+    assert torch.equal(draw(logits, config, [7] * 4), draw(logits, config, [7] * 4))
+    assert any(not torch.equal(draw(logits, config, [7] * 4), draw(logits, config, [s] * 4)) for s in range(8, 14))
 
 
 def test_samples_follow_the_filtered_support(logits: torch.Tensor):
-    generator = torch.Generator().manual_seed(0)
     allowed = torch.isfinite(top_k_filter(logits, 3))
-    for _ in range(50):
-        ids = select_next(logits, 1.5, top_k=3, generator=generator)
+    for seed in range(50):
+        ids = draw(logits, GenerationConfig(temperature=1.5, top_k=3), [seed, seed + 100, seed + 200, seed + 300])
         assert allowed.gather(1, ids[:, None]).all()
+
+
+def test_top_p_samples_stay_in_the_nucleus(logits: torch.Tensor):
+    allowed = torch.isfinite(top_p_filter(logits, 0.5))
+    for seed in range(50):
+        ids = draw(logits, GenerationConfig(temperature=1.0, top_p=0.5), [seed, seed + 100, seed + 200, seed + 300])
+        assert allowed.gather(1, ids[:, None]).all()
+
+
+def test_a_row_does_not_depend_on_its_neighbours(logits: torch.Tensor):
+    """Row 0's draws are the same alone and beside rows with other settings, logits and seeds."""
+    mine = GenerationConfig(temperature=0.9, top_k=20, top_p=0.9)
+    others = [GenerationConfig(temperature=0), GenerationConfig(temperature=2.0), GenerationConfig(top_p=0.2)]
+    alone, crowd = row_generator(5, "cpu"), row_generator(5, "cpu")
+    neighbours = [row_generator(s, "cpu") for s in (1, 2, 3)]
+    for _ in range(30):
+        tokens_alone, logprob_alone = sample_step(logits[:1], [mine], [alone])
+        tokens_crowd, logprob_crowd = sample_step(logits, [mine, *others], [crowd, *neighbours])
+        assert tokens_alone[0] == tokens_crowd[0]
+        # same row, same kernels, but a different batch size: allow rounding
+        torch.testing.assert_close(logprob_alone[0], logprob_crowd[0], rtol=1e-6, atol=1e-6)
+
+
+def test_logprobs_are_those_of_the_adjusted_logits(logits: torch.Tensor):
+    tokens, logprobs = sample_step(logits, [GenerationConfig(temperature=0)] * 4, [row_generator(0, "cpu")] * 4)
+    expected = torch.log_softmax(logits, -1).gather(1, tokens[:, None]).squeeze(1)
+    torch.testing.assert_close(logprobs, expected)  # same computation: default tolerances
+
+
+def test_adjust_logits_touches_only_rows_that_ask(logits: torch.Tensor):
+    histories = [[1, 2], [3], [4, 5, 6], [7]]
+    boost = lambda ids, row: row + 100.0 * (torch.arange(row.size(-1)) == ids[0, -1])  # noqa: E731
+    adjusted = adjust_logits(logits, histories, [1.0, 1.5, 1.0, 1.0], [[], [], [boost], []])
+    assert torch.equal(adjusted[0], logits[0]) and torch.equal(adjusted[3], logits[3])
+    assert adjusted[1, 3] < logits[1, 3] or logits[1, 3] == 0  # penalised: token 3 is in row 1's history
+    assert adjusted[2, 6] == logits[2, 6] + 100.0  # the processor saw row 2's own history only
 
 
 def test_repetition_penalty_lowers_present_tokens():
@@ -81,8 +129,6 @@ def test_presence_mask_ignores_padding():
 
 
 def test_sample_rows_gives_each_row_its_own_settings():
-    from luoxia.generate.sampling import sample_rows
-
     logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]] * 4))
     temperature = torch.tensor([0.0, 1.0, 1.0, 1.0])
     top_k = torch.tensor([4, 1, 4, 4])
@@ -97,8 +143,6 @@ def test_sample_rows_gives_each_row_its_own_settings():
 
 
 def test_sample_rows_follows_the_distribution():
-    from luoxia.generate.sampling import sample_rows
-
     logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]])).expand(20_000, 4)
     ones = torch.ones(20_000)
     draws = torch.rand(20_000, generator=torch.Generator().manual_seed(0))

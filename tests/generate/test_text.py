@@ -53,7 +53,9 @@ def test_cache_and_no_cache_agree(generator: GPTGenerator):
 
 
 def test_generation_runs_past_the_context(generator: GPTGenerator):
-    result = generator.generate([""], GenerationConfig(max_new_tokens=150, temperature=1.0, seed=0))[0]
+    no_eos = lambda ids, logits: logits.index_fill(1, torch.tensor([generator.tokenizer.eos_id]), float("-inf"))  # noqa: E731
+    config = GenerationConfig(max_new_tokens=150, temperature=1.0, seed=0)
+    result = generator.generate([""], config, [no_eos])[0]  # 150 tokens > the 64-token context: refills
     assert result.completion_tokens == 150 and result.finish_reason == "length"
 
 

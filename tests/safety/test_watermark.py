@@ -63,10 +63,12 @@ def test_watermarked_text_is_detected_and_plain_text_of_the_same_model_is_not(ch
 def test_watermark_works_through_a_hugging_face_model(tmp_path: Path):
     generator = load(tiny_hf_model(tmp_path / "hf"), device="cpu")
     config = GenerationConfig(max_new_tokens=120, temperature=1.0, seed=0)  # the model's context is 32
-    marked = generator.generate("To be", config, [WatermarkLogitsProcessor(KEY)])[0].text
+    # no end-of-text, so that every seed gives 120 tokens to score (this random model often ends early)
+    no_eos = lambda ids, logits: logits.index_fill(1, torch.tensor([generator.tokenizer.eos_id]), float("-inf"))  # noqa: E731
+    marked = generator.generate("To be", config, [no_eos, WatermarkLogitsProcessor(KEY)])[0].text
     detector = WatermarkDetector(load_tokenizer(tmp_path / "hf"), KEY)
     assert detector.detect(marked).watermarked
-    assert not detector.detect(generator.generate("To be", config)[0].text).watermarked
+    assert not detector.detect(generator.generate("To be", config, [no_eos])[0].text).watermarked
 
 
 def test_repeated_pairs_are_scored_once():

@@ -27,8 +27,9 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if not prompts or len(prompts) * body.n > settings.max_n:
         raise APIError(400, f"between 1 and {settings.max_n} completions per request (prompts × n)", param="n")
-    jobs = [(p, generation_config(body.max_tokens, body, settings, seed_offset=i))
-            for p in prompts for i in range(body.n)]
+    # choice k = prompt index × n + choice of that prompt (prompt-major, as OpenAI's index) draws with seed + k
+    jobs = [(p, generation_config(body.max_tokens, body, settings, seed_offset=j * body.n + i))
+            for j, p in enumerate(prompts) for i in range(body.n)]
     check_context(served, prompts, body.max_tokens)
     recording = await start_recording(store, metrics, offload, who, served, "completions", body.prompt,
                                       body.model_dump(exclude={"prompt"}), request.headers.get("x-conversation-id"))
