@@ -7,7 +7,7 @@ from luoxia.errors import ConfigError
 from luoxia.models.dcgan import DCGANConfig
 from luoxia.models.ddpm import DDPMConfig
 from luoxia.models.vae import VAEConfig
-from luoxia.recipes import load_recipe
+from luoxia.registry import load_recipe
 from luoxia.runtime import DistributedContext
 from luoxia.train.finetune import FinetuneRecipe
 from luoxia.train.image import GANRecipe, GANTask, ImageTrainConfig, build_model
