@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 
 import pytest
+import torch
 
 from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import LuoxiaError

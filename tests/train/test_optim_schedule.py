@@ -7,7 +7,7 @@ from luoxia.errors import ConfigError
 from luoxia.models.dcgan import DCGANConfig
 from luoxia.models.ddpm import DDPMConfig
 from luoxia.models.vae import VAEConfig
-from luoxia.registry import load_recipe
+from luoxia.registry import FAMILIES, load_recipe
 from luoxia.runtime import DistributedContext
 from luoxia.train.finetune import FinetuneRecipe
 from luoxia.train.image import GANRecipe, GANTask, ImageTrainConfig, build_model
@@ -85,7 +85,7 @@ def decay_of(optimizers) -> dict[int, float]:
 @pytest.mark.parametrize("task, config", [("vae", VAEConfig(num_classes=3)), ("gan", DCGANConfig(num_classes=3)),
                                           ("ddpm", DDPMConfig(num_classes=3, base_channels=8, channel_mults=[1, 2]))])
 def test_weight_decay_only_on_matrices_for_image_models(task: str, config):
-    model = build_model(task, config)
+    model = build_model(FAMILIES[task].recipe(model=config))
     cfg = ImageTrainConfig(weight_decay=0.05)
     networks = [model.discriminator, model.generator] if task == "gan" else [model]
     for network in networks:
