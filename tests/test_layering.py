@@ -1,5 +1,6 @@
-"""Imports flow one way: models ← train/generate/evaluate ← cli. A lower layer never imports a
-higher one, so the server (later) can depend on the generation interface alone."""
+"""Imports flow one way: runs ← models/data ← train/generate ← registry ← evaluate/safety ← serve ←
+cli. A lower layer never imports a higher one, so the server can depend on the generation interface
+and the registry alone."""
 
 import ast
 from pathlib import Path
