@@ -186,7 +186,7 @@ class BatchedGenerator:
                logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
         """Text pieces as the batcher sends them (pieces that queued up while the caller was busy come
         as one); closing the generator cancels the request."""
-        events: queue.Queue = queue.Queue()
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()  # (kind, payload), as above
         request = self.batcher.submit(prompt, config or GenerationConfig(),
                                       lambda kind, payload: events.put((kind, payload)), logits_processors)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -208,7 +208,8 @@ class BatchedGenerator:
                 if kind == "text":
                     yield payload
                 elif kind == "done":
-                    return payload
+                    result: GenerationResult = payload
+                    return result
                 else:
                     raise LuoxiaError(payload)
         finally:
@@ -224,4 +225,5 @@ def _drain(stream: Generator[str, None, GenerationResult]) -> GenerationResult:
         try:
             next(stream)
         except StopIteration as stop:
-            return stop.value
+            result: GenerationResult = stop.value
+            return result

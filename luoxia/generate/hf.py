@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,11 +16,17 @@ from luoxia.errors import CheckpointError
 from luoxia.generate.text import CausalLMGenerator, left_pad
 from luoxia.runtime import resolve_device
 
+# A `transformers` causal LM (a PreTrainedModel, or a peft PeftModel around one), its tokenizer and its
+# config: used only through their loosely typed call/decode/getattr interfaces, so typed as Any here.
+HFModel = Any
+HFTokenizerLike = Any
+HFConfig = Any
+
 
 class HFTokenizer:
     """A `transformers` tokenizer seen through Luoxia's small tokenizer interface."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer: HFTokenizerLike) -> None:
         self.hf = tokenizer
         self.eos_id: int | None = tokenizer.eos_token_id
 
@@ -31,10 +38,11 @@ class HFTokenizer:
         return [list(ids) for ids in self.hf(list(texts), verbose=False)["input_ids"]]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        text: str = self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        return text
 
 
-def context_length(config) -> int:
+def context_length(config: HFConfig) -> int:
     """The longest context a Hugging Face config allows (GPT-2 calls it n_positions)."""
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
         if getattr(config, name, None):
@@ -46,19 +54,21 @@ class HFDecoder:
     """Steps a Hugging Face causal LM one token at a time over its own KV cache, with left
     padding expressed through the attention mask and explicit position ids."""
 
-    def __init__(self, model, histories: Sequence[Sequence[int]], use_cache: bool = True):
+    def __init__(self, model: HFModel, histories: Sequence[Sequence[int]], use_cache: bool = True) -> None:
         self.model = model
         self.context = context_length(model.config)
         self.use_cache = use_cache
         self.histories = [list(h) for h in histories]
-        self.device = model.device
+        self.device: torch.device = model.device
         self.logits = self._refill(self.context)
 
-    def _forward(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Any
+                 ) -> torch.Tensor:  # cache: the model's own transformers Cache, or None
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
                          use_cache=self.use_cache, logits_to_keep=1)
         self.cache = out.past_key_values if self.use_cache else None
-        return out.logits[:, -1].float()
+        logits: torch.Tensor = out.logits[:, -1].float()  # (B, V)
+        return logits
 
     @torch.no_grad()
     def _refill(self, keep: int) -> torch.Tensor:
@@ -95,17 +105,19 @@ class HFDecoder:
 class HFGenerator(CausalLMGenerator):
     """`TextGenerator` over a `transformers` causal LM and its tokenizer."""
 
-    def __init__(self, model, tokenizer, name: str = "hf-model"):
+    def __init__(self, model: HFModel, tokenizer: HFTokenizerLike, name: str = "hf-model") -> None:
         self.model = model.eval()
         super().__init__(lambda histories, use_cache: HFDecoder(self.model, histories, use_cache),
                          HFTokenizer(tokenizer), name, context_length(model.config), model.device)
 
     @torch.no_grad()
     def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids.to(self.device)).logits
+        logits: torch.Tensor = self.model(input_ids=ids.to(self.device)).logits  # (B, T, V)
+        return logits
 
 
-def load_hf_model(path: str | Path, device: str = "auto", model_class=None, **options):
+def load_hf_model(path: str | Path, device: str = "auto", model_class: Any = None,
+                  **options: Any) -> tuple[HFModel, HFTokenizerLike]:
     """A causal LM (or ``model_class``, built with ``options``) and its tokenizer from a local
     directory or the local Hugging Face cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

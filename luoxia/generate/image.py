@@ -6,7 +6,9 @@ call without knowing whether a VAE, a GAN or a diffusion model is behind it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn as nn
@@ -17,6 +19,11 @@ from luoxia.models.vae import VAE
 from luoxia.runs import load_run_module, read_class_names, run_recipe
 from luoxia.runtime import resolve_device
 
+if TYPE_CHECKING:  # imported where used at run time: PIL and the image readers are heavy
+    from PIL import Image
+
+    from luoxia.data.images import ImageDataset
+
 SAMPLING_OPTIONS = ("steps", "guidance")
 
 
@@ -24,7 +31,8 @@ class ClassConditionalGenerator:
     """`luoxia.generate.interface.ImageGenerator` over a class-conditional model: the prompt names the
     class ("7", "seven")."""
 
-    def __init__(self, model: nn.Module, class_names: list[str], name: str, defaults: dict | None = None):
+    def __init__(self, model: nn.Module, class_names: list[str], name: str,
+                 defaults: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
         self.class_names = class_names
         self.name = name
@@ -35,7 +43,7 @@ class ClassConditionalGenerator:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def sample(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> torch.Tensor:
+    def sample(self, prompt: str, n: int = 16, seed: int | None = None, **options: Any) -> torch.Tensor:
         """(n, C, H, W) images in [-1, 1] of the class the prompt names; ``options`` such as
         ``steps`` and ``guidance`` (default: the recipe's) go to the model (a family ignores those it
         has no use for)."""
@@ -44,15 +52,17 @@ class ClassConditionalGenerator:
         label = parse_class_prompt(prompt, self.class_names)
         generator = torch.Generator(self.device).manual_seed(seed) if seed is not None else None
         labels = torch.full((n,), label, dtype=torch.long, device=self.device)
-        return self.model.sample(labels, generator=generator, **{**self.defaults, **options}).cpu()
+        # Every image family has sample(labels, generator, **options); Module attributes are typed Tensor | Module.
+        sample = cast(Callable[..., torch.Tensor], self.model.sample)
+        return sample(labels, generator=generator, **{**self.defaults, **options}).cpu()
 
-    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list:
+    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options: Any) -> list[Image.Image]:
         from luoxia.data.images import to_pil
 
         return [to_pil(image) for image in self.sample(prompt, n, seed, **options)]
 
 
-def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto", compile: bool = False, *,
+def load_image_model(run_dir: str | Path, recipe: dict[str, Any], device: str = "auto", compile: bool = False, *,
                      module: type[nn.Module], config_class: type[Config]) -> ClassConditionalGenerator:
     """The trained ``module`` of an image run (best weights, eval mode) as an `ImageGenerator`; every
     family samples with ``sample(labels, generator, **options)``. ``compile`` is unused (no decode step)."""
@@ -61,7 +71,7 @@ def load_image_model(run_dir: str | Path, recipe: dict, device: str = "auto", co
     return ClassConditionalGenerator(model, read_class_names(Path(run_dir)), Path(run_dir).name, defaults)
 
 
-def eval_split(run_dir: str | Path):
+def eval_split(run_dir: str | Path) -> ImageDataset:
     """The held-out part of an image run's data, split exactly as training split it."""
     from luoxia.data.images import load_and_split
 
@@ -72,7 +82,7 @@ def eval_split(run_dir: str | Path):
 
 
 def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, seed: int | None, out_dir: str | Path,
-                  **options) -> Path:
+                  **options: Any) -> Path:
     """``luoxia generate-image``: ``grid.png`` and ``0000.png`` … in ``out_dir``; returns the grid's path."""
     from luoxia.data.images import save_grid, to_pil
 
@@ -87,7 +97,8 @@ def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, see
 
 
 @torch.no_grad()
-def write_vae_figures(model: VAE, real, label: int, out_dir: str | Path, count: int = 8, steps: int = 10) -> list[Path]:
+def write_vae_figures(model: VAE, real: ImageDataset, label: int, out_dir: str | Path, count: int = 8,
+                      steps: int = 10) -> list[Path]:
     """What a VAE's latent space holds: ``reconstructions.png`` (held-out images of class ``label``
     above their reconstructions from the latent mean) and ``interpolation.png`` (decodings along the
     line between the first two of them)."""
@@ -107,7 +118,7 @@ def write_vae_figures(model: VAE, real, label: int, out_dir: str | Path, count: 
 
 
 def generate_image_files(generator: ClassConditionalGenerator, run_dir: str | Path, prompt: str, n: int,
-                         seed: int | None, out_dir: str | Path, **options) -> list[Path]:
+                         seed: int | None, out_dir: str | Path, **options: Any) -> list[Path]:
     """Everything ``luoxia generate-image`` writes for ``generator`` (loaded from ``run_dir``): the
     samples and their grid, and for a VAE its reconstructions and a latent interpolation of the
     prompt's class."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
 
@@ -59,7 +59,7 @@ class GenerationResult:
     finish_reason: FinishReason
     prompt_tokens: int
     token_logprobs: list[float] = field(default_factory=list)
-    safety: dict = field(default_factory=dict)  # what a guard checked and did (luoxia.safety.guard)
+    safety: dict[str, Any] = field(default_factory=dict)  # what a guard checked and did (luoxia.safety.guard)
 
     @property
     def completion_tokens(self) -> int:
@@ -97,4 +97,5 @@ class ImageGenerator(Protocol):
     name: str
     class_names: list[str]
 
-    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options) -> list: ...
+    def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options: Any
+                 ) -> list[Any]: ...  # PIL images

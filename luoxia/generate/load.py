@@ -5,10 +5,11 @@ and the tokenizer of any of them. Which loader a run needs is `luoxia.registry`'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import CheckpointError, ConfigError
-from luoxia.generate.hf import HFGenerator, HFTokenizer, load_hf_model
+from luoxia.generate.hf import HFGenerator, HFModel, HFTokenizer, HFTokenizerLike, load_hf_model
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runs import (ADAPTER_DIR, FULL_DIR, TOKENIZER_FILE, base_dir, finetuned_dir, is_run_dir,
@@ -25,19 +26,20 @@ def load_gpt(run_dir: str | Path, device: str = "auto") -> tuple[GPT, TextTokeni
     return model, TextTokenizer.load(run_dir)
 
 
-def load_lm_run(run_dir: Path, recipe: dict, device: str = "auto", compile: bool = False) -> GPTGenerator:
+def load_lm_run(run_dir: Path, recipe: dict[str, Any], device: str = "auto", compile: bool = False) -> GPTGenerator:
     """A pre-training (or imported) run as a `TextGenerator`; ``compile`` compiles its decode step."""
     model, tokenizer = load_gpt(run_dir, device)
     return GPTGenerator(model, tokenizer, name=Path(run_dir).name, compile=compile)
 
 
-def load_finetuned_run(run_dir: Path, recipe: dict, device: str = "auto", compile: bool = False) -> HFGenerator:
+def load_finetuned_run(run_dir: Path, recipe: dict[str, Any], device: str = "auto",
+                       compile: bool = False) -> HFGenerator:
     """A fine-tuning run as a `TextGenerator` (``compile`` applies to Luoxia GPTs only)."""
     model, tokenizer = load_finetuned(run_dir, device)
     return HFGenerator(model, tokenizer, name=Path(run_dir).name)
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path) -> TextTokenizer | HFTokenizer:
     """Only the tokenizer of a model (``encode``/``decode``): a pre-training run's or a prepared data
     directory's ``tokenizer.json``, a fine-tuning run's, or a Hugging Face model directory's. Cheap:
     no weights are read."""
@@ -56,12 +58,13 @@ def load_tokenizer(path: str | Path):
         raise CheckpointError(f"{path}: no tokenizer found ({str(error).splitlines()[0]})") from None
 
 
-def base_dir_of(run_dir: Path, recipe: dict) -> Path:
+def base_dir_of(run_dir: Path, recipe: dict[str, Any]) -> Path:
     """Where a fine-tuning run's base model lives in Hugging Face format."""
     return base_dir(run_dir, recipe["base_model"])
 
 
-def load_finetuned(run_dir: str | Path, device: str = "auto", merge: bool = True):
+def load_finetuned(run_dir: str | Path, device: str = "auto", merge: bool = True
+                   ) -> tuple[HFModel, HFTokenizerLike]:
     """A fine-tuning run's model (adapter applied, merged when the method allows and ``merge``) and
     its tokenizer; with a classification head for ``task: classify`` runs."""
     run_dir = Path(run_dir)

@@ -9,6 +9,7 @@ See ``configs/templates/`` for examples.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
@@ -51,12 +52,19 @@ def render_template(path: str | Path, input: str, variables: dict[str, str] | No
 CHATML_END = "<|im_end|>"
 
 
-def chat_prompt(tokenizer, text: str) -> tuple[str, list[str]]:
+class HasTokenizer(Protocol):
+    """A text generator whose tokenizer may carry a `transformers` chat template (``.hf``)."""
+
+    @property
+    def tokenizer(self) -> object: ...
+
+
+def chat_prompt(tokenizer: object, text: str) -> tuple[str, list[str]]:
     """One user turn as a prompt: see `render_chat`."""
     return render_chat(tokenizer, [{"role": "user", "content": text}])
 
 
-def render_chat(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+def render_chat(tokenizer: object, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
     """A conversation rendered through the model's chat template — ChatML where it has none, as in
     fine-tuning — ending where the assistant's reply starts; and the stop strings that end the reply
     (ChatML's end marker, which a small tokenizer may spell as plain text rather than one token)."""
@@ -72,7 +80,8 @@ def render_chat(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[st
     return prompt, [CHATML_END] if CHATML_END in template else []
 
 
-def prepare_prompts(prompts: list[str], generator, config: GenerationConfig, template: str | Path | None = None,
+def prepare_prompts(prompts: list[str], generator: HasTokenizer, config: GenerationConfig,
+                    template: str | Path | None = None,
                     variables: list[str] | None = None, chat: bool = False) -> tuple[list[str], GenerationConfig]:
     """What ``luoxia generate`` feeds the model: each prompt through the Jinja ``template`` (with
     ``name=value`` ``variables``), then, with ``chat``, through the model's chat template — and the

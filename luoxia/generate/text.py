@@ -62,6 +62,7 @@ class GPTDecoder:
     def _refill(self, keep: int) -> torch.Tensor:
         ids, mask = left_pad([h[-keep:] for h in self.histories], self.device)
         self.cache = self.model.new_cache(len(self.histories)) if self.use_cache else None
+        logits: torch.Tensor  # (B, 1, V)
         logits, _ = self.model(ids, cache=self.cache, padding_mask=mask, last_only=True)
         return logits[:, -1].float()
 
@@ -72,7 +73,7 @@ class GPTDecoder:
             history.append(token)
         if not self.use_cache:
             self.logits = self._refill(self.block_size)
-        elif self.cache.length >= self.cache.max_len:
+        elif self.cache is not None and self.cache.length >= self.cache.max_len:  # use_cache: there is one
             self.logits = self._refill(self.block_size // 2)
         else:
             logits, _ = self.step_model(next_ids[:, None].to(self.device), cache=self.cache, last_only=True)
@@ -243,4 +244,5 @@ class GPTGenerator(CausalLMGenerator):
 
     @torch.no_grad()
     def sequence_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(ids.to(self.device))[0]
+        logits: torch.Tensor = self.model(ids.to(self.device))[0]  # (B, T, V)
+        return logits

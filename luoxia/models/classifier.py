@@ -68,11 +68,13 @@ class DigitClassifier(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, feature_dim) penultimate activations of images in [-1, 1]."""
-        return self.to_features(self.convs(images))
+        features: torch.Tensor = self.to_features(self.convs(images))
+        return features
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B, num_classes) class logits of images in [-1, 1]."""
-        return self.head(self.dropout(self.features(images)))
+        logits: torch.Tensor = self.head(self.dropout(self.features(images)))
+        return logits
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:

@@ -51,6 +51,11 @@ def dcgan_init(module: nn.Module) -> nn.Module:
     return module
 
 
+def _dcgan_init_in_place(module: nn.Module) -> None:
+    """`dcgan_init` as ``Module.apply`` takes it (a function that returns nothing)."""
+    dcgan_init(module)
+
+
 class Generator(nn.Module):
     def __init__(self, config: DCGANConfig):
         super().__init__()
@@ -64,11 +69,12 @@ class Generator(nn.Module):
             nn.BatchNorm2d(w), nn.ReLU(),
             nn.ConvTranspose2d(w, config.channels, 4, stride=2, padding=1), nn.Tanh(),  # (B, C, S, S)
         )
-        self.apply(dcgan_init)  # the label embedding keeps N(0, 1): as loud as the noise from the start
+        self.apply(_dcgan_init_in_place)  # the label embedding keeps N(0, 1): as loud as the noise from the start
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.project(torch.cat([z, self.label_embedding(labels)], dim=1)).view(-1, *self.shape)
-        return self.deconvs(h)
+        images: torch.Tensor = self.deconvs(h)  # (B, C, S, S)
+        return images
 
 
 class Discriminator(nn.Module):
@@ -76,8 +82,11 @@ class Discriminator(nn.Module):
         super().__init__()
         w, side = config.width, config.feature_side
         features = 2 * w * side * side
-        spectral = nn.utils.parametrizations.spectral_norm if config.spectral_norm else (lambda layer: layer)
-        layer = lambda module: spectral(dcgan_init(module))  # noqa: E731 (initialised before normalising)
+
+        def layer(module: nn.Module) -> nn.Module:  # initialised before normalising
+            module = dcgan_init(module)
+            return nn.utils.parametrizations.spectral_norm(module) if config.spectral_norm else module
+
         self.convs = nn.Sequential(
             layer(nn.Conv2d(config.channels, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # (B, w, S/2, S/2)
             layer(nn.Conv2d(w, 2 * w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # (B, 2w, S/4, S/4)
@@ -89,7 +98,8 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One logit per image: log D/(1 − D), "real" when positive. Shape (B,)."""
         phi = self.convs(x).flatten(1)  # (B, 2w·S/4·S/4)
-        return self.head(phi).squeeze(1) + (self.projection(labels) * phi).sum(dim=1)
+        logits: torch.Tensor = self.head(phi).squeeze(1) + (self.projection(labels) * phi).sum(dim=1)
+        return logits
 
 
 class DCGAN(nn.Module):
@@ -107,7 +117,8 @@ class DCGAN(nn.Module):
         """Images G(z, y) in [-1, 1] for z ~ N(0, I) drawn from ``generator`` (with gradients)."""
         device = self.generator.project.weight.device
         z = torch.randn(labels.size(0), self.config.latent_dim, generator=generator, device=device)
-        return self.generator(z, labels.to(device))
+        images: torch.Tensor = self.generator(z, labels.to(device))
+        return images
 
     def discriminator_loss(self, real: torch.Tensor, labels: torch.Tensor,
                            generator: torch.Generator | None = None) -> torch.Tensor:
@@ -138,7 +149,7 @@ class DCGAN(nn.Module):
         return self.discriminator_loss(images, labels, generator)
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, **_) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
         """New images of the given classes from the generator in eval mode (batch norm with its running
         statistics, so an image does not depend on the rest of the batch); no sampling options to take."""
         was_training = self.generator.training

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,12 @@ def linear_alpha_bars(num_steps: int, beta_start: float = 1e-4, beta_end: float 
     scale = 1000 / num_steps
     betas = torch.linspace(scale * beta_start, scale * beta_end, num_steps, dtype=torch.float64)
     return torch.cumprod(1 - betas, dim=0)
+
+
+def _num_classes(model: nn.Module) -> int:
+    """The model's ``config.num_classes``, its null label: a UNet's config (Module attributes are
+    typed Tensor | Module)."""
+    return cast(UNetConfig, model.config).num_classes
 
 
 def _per_sample(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
@@ -113,7 +119,7 @@ class NoiseScheduler:
         too. The timesteps, the noise and the dropped labels are drawn, in that order, from
         ``generator`` (on the images' device), so one seed gives the same draw."""
         B, device = x0.shape[0], x0.device
-        null_label = model.config.num_classes if null_label is None else null_label
+        null_label = _num_classes(model) if null_label is None else null_label
         t = torch.randint(0, self.num_train_steps, (B,), generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         drop = torch.rand(B, generator=generator, device=device) < cond_drop
@@ -200,7 +206,7 @@ class NoiseScheduler:
         in eval mode (no dropout) and given back in the mode it came in.
         """
         device = next(model.parameters()).device
-        null_label = model.config.num_classes if null_label is None else null_label
+        null_label = _num_classes(model) if null_label is None else null_label
         labels = labels.to(device)
         was_training = model.training
         model.eval()
@@ -270,7 +276,7 @@ class Diffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, steps: int = 25,
-               guidance: float = 3.0, **_) -> torch.Tensor:
+               guidance: float = 3.0, **_: object) -> torch.Tensor:
         c = self.config
         return self.scheduler.ddim_sample(self.ema, labels, (c.channels, c.image_size, c.image_size), steps,
                                           guidance, generator=generator)

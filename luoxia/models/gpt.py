@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -85,8 +85,9 @@ class GPT(nn.Module):
         if config.vocab_size is None:
             raise ValueError("GPTConfig.vocab_size must be set (it comes from the tokenizer)")
         self.config = config
+        wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wte=wte,
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(make_block(config, i) for i in range(config.n_layer)),
             ln_f=_norm(config, config.n_embd),
@@ -98,7 +99,7 @@ class GPT(nn.Module):
             self.rotary = Rotary(config.head_size, config.block_size, config.rope_theta)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
+            self.lm_head.weight = wte.weight
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2·n_layer) so the stream's variance
         # does not grow with depth.
@@ -118,7 +119,7 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())
         if non_embedding and "wpe" in self.transformer:
-            total -= self.transformer.wpe.weight.numel()
+            total -= cast(nn.Embedding, self.transformer["wpe"]).weight.numel()  # ModuleDict items are typed Module
         return total
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
@@ -167,16 +168,16 @@ class GPT(nn.Module):
         if end > (cache.max_len if cache is not None else self.config.block_size):
             raise ValueError(f"sequence of {end} tokens exceeds the context of {self.config.block_size}")
         positions, mask = self._positions_and_mask(idx, cache, padding_mask)
-        x = self.transformer.wte(idx)  # (B, T, C)
+        x: torch.Tensor = self.transformer["wte"](idx)  # (B, T, C)
         if self.rotary is None:
-            x = x + self.transformer.wpe(positions)
+            x = x + self.transformer["wpe"](positions)
         rope = self.rotary(positions) if self.rotary is not None else None
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
+        x = self.transformer["drop"](x)
+        for block in cast(nn.ModuleList, self.transformer["h"]):  # ModuleDict items are typed Module
             x = block(x, rope, mask, cache)
         if cache is not None:
             cache.length = end
-        x = self.transformer.ln_f(x)
+        x = self.transformer["ln_f"](x)
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)

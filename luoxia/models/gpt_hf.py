@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import torch
 
 from luoxia.checkpoint import atomic_directory
 from luoxia.errors import ConfigError
 from luoxia.models.gpt import GPT, GPTConfig
+from luoxia.models.layers import MLPKind
+
+if TYPE_CHECKING:  # transformers is imported where it is used: it is heavy
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 _LAYER = r"transformer\.h\.(\d+)\."
 _LLAMA_RENAMES = [
@@ -46,8 +50,16 @@ _LLAMA_RENAMES = [
 _FUSED_QKV = re.compile(rf"^{_LAYER}attn\.c_attn\.(weight|bias)$")
 # GPT-2 keeps Luoxia's names (both follow the original GPT-2 code) but its Conv1D stores (in, out).
 _GPT2_TRANSPOSED = re.compile(r"\.(c_attn|c_proj|c_fc)\.weight$")
-_GPT2_ACTIVATIONS = {"gelu": "gelu_new", "relu2": "relu2"}
-_ARCEE_ACTIVATIONS = {"gelu": "gelu_pytorch_tanh", "relu2": "relu2"}
+_GPT2_ACTIVATIONS: dict[MLPKind, str] = {"gelu": "gelu_new", "relu2": "relu2"}
+_ARCEE_ACTIVATIONS: dict[MLPKind, str] = {"gelu": "gelu_pytorch_tanh", "relu2": "relu2"}
+
+
+class SpecialTokens(TypedDict):
+    """The special-token ids a `transformers` config takes (None: the tokenizer has none)."""
+
+    bos_token_id: int | None
+    eos_token_id: int | None
+    pad_token_id: int | None
 
 
 # Which family ---------------------------------------------------------------------------------
@@ -69,11 +81,13 @@ def hf_family(config: GPTConfig) -> str:
         "rope+rmsnorm+relu2|gelu (Arcee)")
 
 
-def hf_config(config: GPTConfig, tokens: dict[str, int | None]):
+def hf_config(config: GPTConfig, tokens: SpecialTokens) -> PretrainedConfig:
     """The `transformers` config of ``config``'s family, with the special-token ids in ``tokens``."""
     import transformers
 
     family = hf_family(config)
+    if config.vocab_size is None:  # a GPT has it: GPT() refuses a config without it
+        raise ValueError("GPTConfig.vocab_size must be set (it comes from the tokenizer)")
     if family == "gpt2":
         return transformers.GPT2Config(
             vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
@@ -81,7 +95,7 @@ def hf_config(config: GPTConfig, tokens: dict[str, int | None]):
             activation_function=_GPT2_ACTIVATIONS[config.mlp], layer_norm_epsilon=config.norm_eps,
             resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
             tie_word_embeddings=config.tie_embeddings, **tokens)
-    common = dict(
+    common: dict[str, Any] = dict(  # the keyword arguments the Llama-style configs share
         vocab_size=config.vocab_size, hidden_size=config.n_embd, intermediate_size=config.hidden_size,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head, num_key_value_heads=config.n_head,
         head_dim=config.head_size, max_position_embeddings=config.block_size, rms_norm_eps=config.norm_eps,
@@ -133,7 +147,7 @@ def own_parameters(model: GPT) -> dict[str, torch.Tensor]:
 
 def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
     family = hf_family(model.config)
-    state = {}
+    state: dict[str, torch.Tensor] = {}
     for name, tensor in own_parameters(model).items():
         state.update(zip(hf_names(name, family), split_for_hf(name, tensor, family), strict=True))
     return state
@@ -147,7 +161,7 @@ class FastTokenizer(Protocol):
     eos_id: int | None
 
 
-def hf_tokenizer(tokenizer: FastTokenizer, context: int):
+def hf_tokenizer(tokenizer: FastTokenizer, context: int) -> PreTrainedTokenizerFast:
     """Luoxia's tokenizer as a `transformers` fast tokenizer (the same tokenizer.json inside)."""
     from transformers import PreTrainedTokenizerFast
 
@@ -156,7 +170,7 @@ def hf_tokenizer(tokenizer: FastTokenizer, context: int):
                                    model_max_length=context)
 
 
-def gpt_to_hf(model: GPT, tokenizer: FastTokenizer):
+def gpt_to_hf(model: GPT, tokenizer: FastTokenizer) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A `transformers` causal LM holding exactly ``model``'s weights, and its tokenizer."""
     from transformers import AutoModelForCausalLM, GenerationConfig
 
@@ -184,11 +198,11 @@ def save_hf(model: GPT, tokenizer: FastTokenizer, out_dir: str | Path) -> str:
         hf_tok.save_pretrained(tmp)
     return str(hf_model.config.model_type)
 
-def gpt_config_from_hf(config) -> GPTConfig:
+def gpt_config_from_hf(config: Any) -> GPTConfig:  # a PretrainedConfig: its fields depend on the family
     """Luoxia's `GPTConfig` for a GPT-2, Llama, Qwen3 or Arcee config, or why it cannot be one."""
     family = config.model_type
     if family == "gpt2":
-        activations = {v: k for k, v in _GPT2_ACTIVATIONS.items()} | {"gelu_pytorch_tanh": "gelu"}
+        activations: dict[str, MLPKind] = {v: k for k, v in _GPT2_ACTIVATIONS.items()} | {"gelu_pytorch_tanh": "gelu"}
         if config.activation_function not in activations or config.scale_attn_by_inverse_layer_idx:
             raise ConfigError(f"GPT-2 with activation {config.activation_function!r} or scaled attention "
                               f"cannot be imported (activations: {', '.join(activations)})")
@@ -211,7 +225,8 @@ def gpt_config_from_hf(config) -> GPTConfig:
     ] if bad]
     if problems:
         raise ConfigError(f"this {family} checkpoint uses what Luoxia's GPT does not have: {', '.join(problems)}")
-    mlp = "swiglu" if family != "arcee" else {v: k for k, v in _ARCEE_ACTIVATIONS.items()}.get(config.hidden_act)
+    mlp: MLPKind | None = ("swiglu" if family != "arcee"
+                           else {v: k for k, v in _ARCEE_ACTIVATIONS.items()}.get(config.hidden_act))
     if mlp is None or (family != "arcee" and config.hidden_act != "silu"):
         raise ConfigError(f"{family} activation {config.hidden_act!r} cannot be imported")
     return GPTConfig(vocab_size=config.vocab_size, block_size=config.max_position_embeddings,
@@ -221,7 +236,7 @@ def gpt_config_from_hf(config) -> GPTConfig:
                      mlp_hidden=config.intermediate_size, tie_embeddings=config.tie_word_embeddings)
 
 
-def gpt_from_hf(hf_model) -> GPT:
+def gpt_from_hf(hf_model: PreTrainedModel) -> GPT:
     """Luoxia's GPT holding exactly ``hf_model``'s weights."""
     config = gpt_config_from_hf(hf_model.config)
     family = hf_family(config)

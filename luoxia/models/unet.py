@@ -108,7 +108,8 @@ class ResBlock(nn.Module):
             h = self.norm2(h + e)
         h = self.conv2(self.dropout(F.silu(h)))
         h = self.skip(x) + h
-        return self.attn(h) if self.attn is not None else h
+        out: torch.Tensor = self.attn(h) if self.attn is not None else h  # (B, out_ch, H, W)
+        return out
 
 
 class SelfAttention(nn.Module):
@@ -121,6 +122,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)
+        assert self.proj.bias is not None  # built with a bias; the stubs type it Optional
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,8 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(2, 3).unbind(1)  # each (B, HW, C)
         h = F.scaled_dot_product_attention(q, k, v)  # (B, HW, C)
         h = h.transpose(1, 2).reshape(B, C, H, W)  # pixels back onto the grid
-        return x + self.proj(h)
+        out: torch.Tensor = x + self.proj(h)  # (B, C, H, W)
+        return out
 
 
 class Downsample(nn.Module):
@@ -137,7 +140,8 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        out: torch.Tensor = self.conv(x)  # (B, C, H/2, W/2)
+        return out
 
 
 class Upsample(nn.Module):
@@ -146,7 +150,8 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        out: torch.Tensor = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))  # (B, C, 2H, 2W)
+        return out
 
 
 class UNet(nn.Module):
@@ -190,6 +195,7 @@ class UNet(nn.Module):
         # Improved DDPM: start by predicting ε = 0. Its gradient is not zero (it is the features
         # times the error), so the first optimisation step already moves this layer.
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None  # built with a bias; the stubs type it Optional
         nn.init.zeros_(self.conv_out.bias)
 
     def num_params(self) -> int:
@@ -216,4 +222,5 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb)  # (B, C_h + C_skip, H, W)
             else:
                 h = block(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        eps: torch.Tensor = self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
+        return eps

@@ -76,7 +76,8 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, label], dim=1)).view(-1, *self.shape)
-        return self.deconvs(h)
+        logits: torch.Tensor = self.deconvs(h)  # (B, C, S, S)
+        return logits
 
 
 class VAE(nn.Module):
@@ -89,11 +90,13 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x, y) for images ``x`` in [-1, 1]."""
-        return self.encoder(x, self.label_embedding(labels))
+        mean_logvar: tuple[torch.Tensor, torch.Tensor] = self.encoder(x, self.label_embedding(labels))
+        return mean_logvar
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1]: the mean of p(x | z, y)."""
-        return torch.sigmoid(self.decoder(z, self.label_embedding(labels))) * 2 - 1
+        logits: torch.Tensor = self.decoder(z, self.label_embedding(labels))
+        return torch.sigmoid(logits) * 2 - 1
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The training loss: the negative ELBO per image, reconstruction + β·KL (in nats)."""
@@ -104,10 +107,11 @@ class VAE(nn.Module):
         logits = self.decoder(z, embedded)
         reconstruction = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / x.size(0)
         kl = -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum() / x.size(0)
-        return reconstruction + self.config.beta * kl
+        loss: torch.Tensor = reconstruction + self.config.beta * kl
+        return loss
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, **_) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
         """New images of the given classes, decoded from z ~ N(0, I) (no sampling options to take)."""
         device = self.label_embedding.weight.device
         z = torch.randn(labels.size(0), self.config.latent_dim, generator=generator, device=device)
