@@ -111,9 +111,17 @@ def base_model_dir(base_model: str, run_dir: Path) -> Path:
     return target
 
 
-def peft_config(method: MethodConfig, task: str, total_steps: int):
-    """The peft config for ``method`` (None for full fine-tuning)."""
+# peft picks IA³'s modules by model type and knows no Arcee (Luoxia's rotary + ReLU² export): its
+# module names are Llama's, so Llama's choice (keys, values, the feed-forward's down projection) applies.
+IA3_MODULES_LIKE = {"arcee": "llama"}
+
+
+def peft_config(method: MethodConfig, task: str, total_steps: int, model_type: str = ""):
+    """The peft config for ``method`` (None for full fine-tuning); ``model_type`` is the base's
+    ``config.model_type``."""
     import peft
+    from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+                                      TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)
 
     task_type = peft.TaskType.SEQ_CLS if task == "classify" else peft.TaskType.CAUSAL_LM
     common = {"task_type": task_type}
@@ -124,7 +132,10 @@ def peft_config(method: MethodConfig, task: str, total_steps: int):
         return peft.AdaLoraConfig(target_r=method.r, init_r=2 * method.r, lora_alpha=method.alpha,
                                   lora_dropout=method.dropout, total_step=total_steps, **adapted, **common)
     if method.name == "ia3":
-        return peft.IA3Config(**common)  # peft's per-model attention + feed-forward choice
+        like = IA3_MODULES_LIKE.get(model_type)  # else peft's own per-model attention + feed-forward choice
+        modules = {"target_modules": TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[like],
+                   "feedforward_modules": TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[like]} if like else {}
+        return peft.IA3Config(**modules, **common)
     if method.name == "prefix":
         return peft.PrefixTuningConfig(num_virtual_tokens=method.num_virtual_tokens, **common)
     if method.name == "prompt":
@@ -170,7 +181,7 @@ def check_fits_context(recipe: FinetuneRecipe, model_config) -> None:
 def build_model(recipe: FinetuneRecipe, run_dir: Path, label_names: list[str] | None):
     base, tokenizer = load_base(base_model_dir(recipe.base_model, run_dir), recipe.task, label_names)
     check_fits_context(recipe, base.config)
-    config = peft_config(recipe.method, recipe.task, recipe.train.max_steps)
+    config = peft_config(recipe.method, recipe.task, recipe.train.max_steps, base.config.model_type)
     if config is None:
         return base, tokenizer
     import peft

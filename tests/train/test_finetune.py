@@ -17,7 +17,7 @@ from luoxia.evaluate.classify import classify_file
 from luoxia.export import export_run, write_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.load import load_finetuned
-from luoxia.train.finetune import FinetuneRecipe, build_model, finetune, trainable_share
+from luoxia.train.finetune import FinetuneRecipe, MethodConfig, build_model, finetune, peft_config, trainable_share
 from luoxia.runs import ADAPTER_DIR, read_metrics
 from tests.helpers import REPO, TEXT, tiny_gpt, tiny_recipe
 from tests.helpers import luoxia as run_cli
@@ -222,3 +222,17 @@ def test_a_hugging_face_base_and_packed_plain_text(base_run: Path, tmp_path: Pat
     rows = [row for row in read_metrics(tmp_path / "run") if row["kind"] == "train"]
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert luoxia.load(tmp_path / "run", device="cpu").generate(["To be"], GenerationConfig(max_new_tokens=5))[0].text
+
+
+def test_ia3_adapts_an_arcee_base_like_llama():
+    """The `make demo` recipe exports as Arcee, which peft has no IA³ choice for: without Llama's
+    modules it fails with "Please specify `target_modules`"."""
+    import peft
+    from transformers import ArceeConfig, ArceeForCausalLM
+
+    base = ArceeForCausalLM(ArceeConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    config = peft_config(MethodConfig(name="ia3"), "finetune", 10, base.config.model_type)
+    adapted = peft.get_peft_model(base, config)
+    names = {name.split(".ia3_l")[0].rsplit(".", 1)[-1] for name, _ in adapted.named_parameters() if "ia3_l" in name}
+    assert names == {"k_proj", "v_proj", "down_proj"}
