@@ -13,10 +13,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from luoxia import cli_safety, cli_serve
+from luoxia.cli_demo import run_demo
 from luoxia.cli_options import config_options
+from luoxia.config import build_config, load_config
 from luoxia.data.prepare import DataConfig
+from luoxia.data.prepare import prepare as run_prepare
 from luoxia.errors import ConfigError, LuoxiaError
+from luoxia.evaluate.classify import classify_file
+from luoxia.evaluate.image import evaluate_image_run, write_report
+from luoxia.evaluate.lm import evaluate_run
+from luoxia.export import export_run, import_hf
+from luoxia.generate.image import generate_image_files
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.templates import prepare_prompts
+from luoxia.registry import family, load, load_recipe, tasks
+from luoxia.runs import EVAL_IMAGE_DIR
+from luoxia.safety.audit import AuditStore
+from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy, write_guarded_images
+from luoxia.safety.pii import mask_pii
+from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
+from luoxia.train.finetune import check_data
+from luoxia.train.loop import TrainState
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
@@ -36,10 +53,6 @@ def prepare(
     options: dict,
 ) -> None:
     """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
-    from luoxia.config import build_config
-    from luoxia.data.prepare import prepare as run_prepare
-    from luoxia.safety.pii import mask_pii
-
     corpus = inputs[0] if len(inputs) == 1 else inputs
     config = build_config(DataConfig, {"corpus": corpus, **options}, source="from the command line")
     meta = run_prepare(config, out, mask=mask_pii)
@@ -59,8 +72,6 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
-    from luoxia.registry import load_recipe, tasks
-
     recipe = load_recipe(config, overrides, allowed=tasks("train"))
     _train_and_report(recipe, resume)
 
@@ -68,10 +79,6 @@ def train(
 def _train_and_report(recipe, resume: bool) -> None:
     """Run the recipe's family's train function and say where the run is (the PII masker goes to
     families whose data can ask for it)."""
-    from luoxia.registry import family
-    from luoxia.safety.pii import mask_pii
-    from luoxia.train.loop import TrainState
-
     found = family(recipe.task)
     result = found.train(recipe, resume=resume, **({"mask": mask_pii} if found.masks_data else {}))
     if not isinstance(result, TrainState):
@@ -88,9 +95,6 @@ def finetune(
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
-    from luoxia.registry import load_recipe, tasks
-    from luoxia.train.finetune import check_data
-
     recipe = load_recipe(config, overrides, allowed=tasks("finetune"))
     if check:
         console.print(check_data(recipe), highlight=False, markup=False)
@@ -106,8 +110,6 @@ def export(
     merge: Annotated[bool, typer.Option(help="fine-tuning runs: fold the adapter into the base")] = False,
 ) -> None:
     """Write a standard Hugging Face model directory (config, safetensors, tokenizer, generation config)."""
-    from luoxia.export import export_run
-
     if format != "hf":
         raise ConfigError(f"unknown export format '{format}'; valid: hf")
     console.print(f"exported {export_run(run, out, merge)} ({escape(str(out))})")
@@ -119,8 +121,6 @@ def import_model(
     out: Annotated[Path, typer.Option("--out", "-o", help="new Luoxia run directory")],
 ) -> None:
     """Import a Hugging Face checkpoint into Luoxia's own GPT (then generate, eval or fine-tune it)."""
-    from luoxia.export import import_hf
-
     config = import_hf(hf_dir, out)
     console.print(f"imported {escape(str(hf_dir))} as a {config.n_layer}-layer GPT × {config.n_embd} "
                   f"({escape(str(out))})", highlight=False)
@@ -136,8 +136,6 @@ def classify(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Label texts with a fine-tuned classifier; with gold labels, print accuracy, macro-F1 and the report."""
-    from luoxia.evaluate.classify import classify_file
-
     result = classify_file(model, input, text_field, label_field, device=device)
     metrics = result.get("metrics")
     if metrics:
@@ -184,11 +182,7 @@ def generate(
     options: dict | None = None,
 ) -> None:
     """Generate text from a trained model."""
-    from luoxia.config import build_config
-    from luoxia.registry import load
-
     config = build_config(GenerationConfig, options or {}, source="from the command line")
-    from luoxia.generate.templates import prepare_prompts
 
     generator = load(model, device, compile=compile)
     prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
@@ -218,14 +212,10 @@ def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None,
     """The generator behind the guard (``--guard``), or with the watermark's logits processor."""
     if not (watermark or guard):
         return generator, []
-    from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
 
     key = resolve_key(key_file=key_file)
     if not guard:
         return generator, [WatermarkLogitsProcessor(key)]
-    from luoxia.config import load_config
-    from luoxia.safety.audit import AuditStore
-    from luoxia.safety.guard import Guard, GuardedGenerator, GuardPolicy
 
     policy = load_config(GuardPolicy, policy_file) if policy_file else GuardPolicy()
     checks = Guard(policy, key=key, audit=AuditStore(data_dir), model_name=generator.name)
@@ -262,15 +252,9 @@ def generate_image(
                                                      "public demo key)")] = None,
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
-    from luoxia.generate.image import generate_image_files
-    from luoxia.registry import load
-
     options = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     inner = load(model, device)
     if watermark:
-        from luoxia.safety.guard import Guard, GuardedImageGenerator, write_guarded_images
-        from luoxia.safety.watermark import resolve_key
-
         generator = GuardedImageGenerator(inner, Guard(key=resolve_key(key_file=key_file), model_name=inner.name))
         written = write_guarded_images(generator, prompt, n, seed, out, str(model), **options)
     else:
@@ -293,9 +277,6 @@ def eval_image(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """FID and KID (in the classifier's feature space), conditional accuracy and per-class coverage of samples."""
-    from luoxia.evaluate.image import evaluate_image_run, write_report
-    from luoxia.runs import EVAL_IMAGE_DIR
-
     result = evaluate_image_run(model, classifier, n_per_class, seed, steps, guidance, device)
     out = out or model / EVAL_IMAGE_DIR
     console.print(write_report(result, out))
@@ -315,9 +296,6 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples."""
-    from luoxia.evaluate.lm import evaluate_run
-    from luoxia.generate.interface import GenerationConfig
-
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     report = evaluate_run(model, data, samples, prompt, generation, device=device)
     console.print(_report_table(report))
@@ -333,8 +311,6 @@ def demo(
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="recipe override key=value")] = None,
 ) -> None:
     """The main job: prepare a corpus, train a small GPT for a few minutes, print samples and perplexity."""
-    from luoxia.cli_demo import run_demo
-
     run_demo(corpus, out_dir, overrides or [], console)
 
 

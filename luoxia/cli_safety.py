@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from luoxia.config import build_config
 from luoxia.errors import ConfigError, LuoxiaError
+from luoxia.generate.load import load_tokenizer
+from luoxia.safety.audit import AuditStore
+from luoxia.safety.image_mark import detect_image_watermark
+from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
+from luoxia.safety.pii import redact as run_redact
+from luoxia.safety.provenance import verify_provenance
+from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
 
 console = Console()
 KeyOption = Annotated[Optional[str], typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
@@ -67,8 +75,6 @@ def moderate(
     rules: Annotated[Optional[list[Path]], typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
 ) -> None:
     """Moderate texts: one JSON object per input line with `flagged`, per-category `categories` and `scores`."""
-    from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
-
     texts = _moderation_texts(_read_input(file), jsonl, field)
     moderator = Moderator(RuleSet.load(rules), None if rules_only else (classifier or CLASSIFIER_DIR),
                           _parse_thresholds(threshold))
@@ -85,9 +91,6 @@ def redact(
     as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
 ) -> None:
     """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""
-    from luoxia.safety.pii import redact as run_redact
-    from luoxia.safety.watermark import resolve_key
-
     secret = resolve_key(key, key_file).secret if style == "hash" else None
     result = run_redact(_read_input(file), style=style, key=secret, default_region=region)
     if as_json:
@@ -110,10 +113,6 @@ def watermark_detect(
     z_threshold: Annotated[float, typer.Option(help="z-score from which text counts as watermarked")] = 4.0,
 ) -> None:
     """One JSON object: z, p_value, green_fraction, tokens_scored, watermarked."""
-    from luoxia.config import build_config
-    from luoxia.generate.load import load_tokenizer
-    from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
-
     config = build_config(WatermarkConfig, {"gamma": gamma, "z_threshold": z_threshold}, source="the command line")
     detector = WatermarkDetector(load_tokenizer(model), resolve_key(key, key_file), config)
     print(json.dumps(detector.detect(_read_input(file)).to_json()))
@@ -129,10 +128,6 @@ def provenance_verify(
     key_file: KeyFileOption = None,
 ) -> None:
     """Prints valid, tampered or absent (and why) and the record; exit status 0 only when valid."""
-    from luoxia.safety.image_mark import detect_image_watermark
-    from luoxia.safety.provenance import verify_provenance
-    from luoxia.safety.watermark import resolve_key
-
     from PIL import Image
 
     secret = resolve_key(key, key_file).secret
@@ -147,8 +142,6 @@ review_app = typer.Typer(no_args_is_help=True, help="The human review queue of f
 
 
 def _store(data_dir: Path | None):
-    from luoxia.safety.audit import AuditStore
-
     return AuditStore(data_dir)
 
 

@@ -33,6 +33,7 @@ from luoxia.generate.decode import (
 )
 from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
 from luoxia.generate.postprocess import trim_at_stop
+from luoxia.generate.templates import render_chat
 from luoxia.models.gpt import GPT
 
 __all__ = ["CausalLMGenerator", "Completion", "DecoderFactory", "GPTDecoder", "GPTGenerator", "StepDecoder",
@@ -165,8 +166,6 @@ class CausalLMGenerator:
         return seq.result(self.tokenizer, config)
 
     def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-        from luoxia.generate.templates import render_chat
-
         return render_chat(self.tokenizer, messages)
 
     @torch.no_grad()
