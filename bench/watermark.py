@@ -102,8 +102,13 @@ def rates(detections) -> dict:
 def main() -> None:
     from luoxia.generate.interface import GenerationConfig
     from luoxia.registry import load
-    from luoxia.safety.watermark import (WatermarkConfig, WatermarkDetector, WatermarkLogitsProcessor, detect_ids,
-                                         resolve_key)
+    from luoxia.safety.watermark import (
+        WatermarkConfig,
+        WatermarkDetector,
+        WatermarkLogitsProcessor,
+        detect_ids,
+        resolve_key,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -68,7 +68,7 @@ def prepare(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/lm/tiny.yaml) or a run directory")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. max_steps=100")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. max_steps=100")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
@@ -90,7 +90,7 @@ def _train_and_report(recipe, resume: bool) -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def finetune(
     config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/finetune/lora_chat.yaml)")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. method.name=ia3")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. method.name=ia3")] = None,
     check: Annotated[bool, typer.Option(help="validate the data and render two examples, then stop")] = False,
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
@@ -132,7 +132,7 @@ def classify(
     input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL with texts (and labels, to score)")],
     text_field: Annotated[str, typer.Option(help="text column/field")] = "text",
     label_field: Annotated[str, typer.Option(help="label column/field (optional in the file)")] = "label",
-    json_out: Annotated[Optional[Path], typer.Option(help="write predictions and metrics here as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="write predictions and metrics here as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Label texts with a fine-tuned classifier; with gold labels, print accuracy, macro-F1 and the report."""
@@ -163,21 +163,21 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
 @config_options(GenerationConfig, into="options")
 def generate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option(help="one prompt per line")] = None,
-    template: Annotated[Optional[Path], typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
-    var: Annotated[Optional[list[str]], typer.Option(help="template variable name=value (repeatable)")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
+    prompt_file: Annotated[Path | None, typer.Option(help="one prompt per line")] = None,
+    template: Annotated[Path | None, typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="template variable name=value (repeatable)")] = None,
     chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat template")] = False,
-    stream: Annotated[Optional[bool], typer.Option(help="print tokens as they come (default: one prompt)")] = None,
+    stream: Annotated[bool | None, typer.Option(help="print tokens as they come (default: one prompt)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow start")] = False,
     watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds it)")] = False,
     guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, audit")] = False,
-    key_file: Annotated[Optional[Path], typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
+    key_file: Annotated[Path | None, typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
                                                      "else the public demo key)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="--guard: audit database directory")] = None,
-    policy: Annotated[Optional[Path], typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
+    data_dir: Annotated[Path | None, typer.Option(help="--guard: audit database directory")] = None,
+    policy: Annotated[Path | None, typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
                                                    "settings)")] = None,
     options: dict | None = None,
 ) -> None:
@@ -240,15 +240,15 @@ def generate_image(
     model: Annotated[Path, typer.Option("--model", "-m", help="an image run directory (vae, gan, ddpm)")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='what to draw: "7", "seven", "digit 7"')],
     n: Annotated[int, typer.Option(help="how many images")] = 16,
-    seed: Annotated[Optional[int], typer.Option(help="same seed, same images")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+    seed: Annotated[int | None, typer.Option(help="same seed, same images")] = None,
+    steps: Annotated[int | None, typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[float | None, typer.Option(help="diffusion: classifier-free guidance weight "
                                                       "(default: the recipe's)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     watermark: Annotated[bool, typer.Option(help="moderate the prompt, watermark the images (256x256 RGB) and sign "
                                             "their provenance (`luoxia provenance verify`)")] = False,
-    key_file: Annotated[Optional[Path], typer.Option(help="key file (default: $LUOXIA_WATERMARK_KEY, else the "
+    key_file: Annotated[Path | None, typer.Option(help="key file (default: $LUOXIA_WATERMARK_KEY, else the "
                                                      "public demo key)")] = None,
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
@@ -269,10 +269,10 @@ def eval_image(
     classifier: Annotated[Path, typer.Option(help="a classifier run (configs/image/classifier.yaml) on the same data")],
     n_per_class: Annotated[int, typer.Option(help="samples drawn of each class")] = 100,
     seed: Annotated[int, typer.Option(help="class c is drawn with seed + c")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+    steps: Annotated[int | None, typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[float | None, typer.Option(help="diffusion: classifier-free guidance weight "
                                                       "(default: the recipe's)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="directory for report.json and report.png "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="directory for report.json and report.png "
                                                 "(default: RUN/eval-image)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
@@ -286,13 +286,13 @@ def eval_image(
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
-    data: Annotated[Optional[str], typer.Option(help="file, directory or corpus name (default: the run's val split)")] = None,
+    data: Annotated[str | None, typer.Option(help="file, directory or corpus name (default: the run's val split)")] = None,
     samples: Annotated[int, typer.Option(help="generate N samples and measure their diversity")] = 0,
     prompt: Annotated[str, typer.Option(help="prompt for the samples")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 100,
     temperature: Annotated[float, typer.Option(help="sampling temperature for the samples")] = 1.0,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option(help="also write the report here as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="also write the report here as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples."""
@@ -307,8 +307,8 @@ def evaluate(
 @app.command()
 def demo(
     corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems (../shared/data)")] = "pydoc",
-    out_dir: Annotated[Optional[str], typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="recipe override key=value")] = None,
+    out_dir: Annotated[str | None, typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="recipe override key=value")] = None,
 ) -> None:
     """The main job: prepare a corpus, train a small GPT for a few minutes, print samples and perplexity."""
     run_demo(corpus, out_dir, overrides or [], console)

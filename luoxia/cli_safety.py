@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,10 +23,10 @@ from luoxia.safety.provenance import verify_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
 
 console = Console()
-KeyOption = Annotated[Optional[str], typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
+KeyOption = Annotated[str | None, typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
                                                   "$LUOXIA_WATERMARK_KEY_FILE, else the public demo key)")]
-KeyFileOption = Annotated[Optional[Path], typer.Option(help="file holding the secret key in hex")]
-DataDirOption = Annotated[Optional[Path], typer.Option(help="where the audit database lives (default $LUOXIA_HOME "
+KeyFileOption = Annotated[Path | None, typer.Option(help="file holding the secret key in hex")]
+DataDirOption = Annotated[Path | None, typer.Option(help="where the audit database lives (default $LUOXIA_HOME "
                                                        "or ~/.luoxia)")]
 
 
@@ -65,14 +65,14 @@ def _moderation_texts(raw: str, jsonl: bool, field: str) -> list[str]:
 
 
 def moderate(
-    file: Annotated[Optional[Path], typer.Argument(help="one text per line (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="one text per line (default: standard input)")] = None,
     jsonl: Annotated[bool, typer.Option(help="the input is JSON Lines; the text is in --field")] = False,
     field: Annotated[str, typer.Option(help="JSONL field holding the text")] = "text",
-    threshold: Annotated[Optional[list[str]], typer.Option(help="CATEGORY=VALUE flag threshold (repeatable)")] = None,
-    classifier: Annotated[Optional[Path], typer.Option(help="a moderation classifier directory "
+    threshold: Annotated[list[str] | None, typer.Option(help="CATEGORY=VALUE flag threshold (repeatable)")] = None,
+    classifier: Annotated[Path | None, typer.Option(help="a moderation classifier directory "
                                                        "(default: the one shipped with Luoxia)")] = None,
     rules_only: Annotated[bool, typer.Option(help="skip the learned classifier (no model is loaded)")] = False,
-    rules: Annotated[Optional[list[Path]], typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
+    rules: Annotated[list[Path] | None, typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
 ) -> None:
     """Moderate texts: one JSON object per input line with `flagged`, per-category `categories` and `scores`."""
     texts = _moderation_texts(_read_input(file), jsonl, field)
@@ -83,7 +83,7 @@ def moderate(
 
 
 def redact(
-    file: Annotated[Optional[Path], typer.Argument(help="text to redact (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="text to redact (default: standard input)")] = None,
     style: Annotated[str, typer.Option(help="tag ([PHONE]), partial (138****5678) or hash (keyed pseudonym)")] = "tag",
     key: KeyOption = None,
     key_file: KeyFileOption = None,
@@ -106,7 +106,7 @@ watermark_app = typer.Typer(no_args_is_help=True, help="Detect the text watermar
 def watermark_detect(
     model: Annotated[Path, typer.Option("--model", "-m", help="a run, prepared data or Hugging Face directory: "
                                         "only its tokenizer is read")],
-    file: Annotated[Optional[Path], typer.Argument(help="text to check (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="text to check (default: standard input)")] = None,
     key: KeyOption = None,
     key_file: KeyFileOption = None,
     gamma: Annotated[float, typer.Option(help="green share the text was generated with")] = 0.25,
@@ -178,8 +178,8 @@ def _review(event_id: int, status: str, reviewer: str | None, note: str | None, 
 @review_app.command("approve")
 def review_approve(
     event_id: Annotated[int, typer.Argument(help="event id")],
-    note: Annotated[Optional[str], typer.Option(help="why")] = None,
-    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="who (default: the login name)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """The content was acceptable: a false positive."""
@@ -189,8 +189,8 @@ def review_approve(
 @review_app.command("reject")
 def review_reject(
     event_id: Annotated[int, typer.Argument(help="event id")],
-    note: Annotated[Optional[str], typer.Option(help="why")] = None,
-    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="who (default: the login name)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """The content violated the policy: the decision stands."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ from luoxia.serve.settings import ServeSettings
 from luoxia.serve.store import Store
 
 console = Console()
-DataDir = Annotated[Optional[Path], typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
+DataDir = Annotated[Path | None, typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
 
 
 @config_options(ServeSettings, into="options",

@@ -30,7 +30,7 @@ from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, LogitsProcessor, TextGenerator
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import embed_image_watermark
-from luoxia.safety.moderation import CATEGORIES, Moderator, ModerationResult
+from luoxia.safety.moderation import CATEGORIES, ModerationResult, Moderator
 from luoxia.safety.pii import MaskStyle, PIIRedactor
 from luoxia.safety.provenance import save_with_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkKey, WatermarkLogitsProcessor, resolve_key

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from luoxia.data.instruct import (IGNORE, detect_format, pack, preview, tokenize_conversation,
-                                  validate_file)
+from luoxia.data.instruct import IGNORE, detect_format, pack, preview, tokenize_conversation, validate_file
 from luoxia.data.tokenizer import train_bpe_tokenizer, train_char_tokenizer
 from luoxia.errors import ConfigError, DataError
 from tests.helpers import TEXT

@@ -11,8 +11,8 @@ import luoxia
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import ImageGenerator
 from luoxia.registry import load_recipe
-from luoxia.train.image import train_image
 from luoxia.runs import read_metrics
+from luoxia.train.image import train_image
 from tests.helpers import TINY_IMAGE as TINY
 from tests.helpers import luoxia as run_cli
 
