@@ -48,7 +48,8 @@ def _print_json(data: dict) -> None:
 @app.command()
 @config_options(DataConfig, into="options", exclude={"corpus"}, flags={"field": ("--field", "--column")})
 def prepare(
-    inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, shakespeare, poems)")],
+    inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, "
+                                                "shakespeare, poems)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for tokenizer.json, train/val.bin, meta.json")],
     options: dict,
 ) -> None:
@@ -167,13 +168,17 @@ def generate(
     prompt_file: Annotated[Path | None, typer.Option(help="one prompt per line")] = None,
     template: Annotated[Path | None, typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
     var: Annotated[list[str] | None, typer.Option(help="template variable name=value (repeatable)")] = None,
-    chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat template")] = False,
+    chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat "
+                                       "template")] = False,
     stream: Annotated[bool | None, typer.Option(help="print tokens as they come (default: one prompt)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow start")] = False,
-    watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds it)")] = False,
-    guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, audit")] = False,
+    compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow "
+                                          "start")] = False,
+    watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds "
+                                            "it)")] = False,
+    guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, "
+                                        "audit")] = False,
     key_file: Annotated[Path | None, typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
                                                      "else the public demo key)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="--guard: audit database directory")] = None,
@@ -197,7 +202,7 @@ def generate(
                 sys.stdout.flush()
             sys.stdout.write("\n")
         return
-    for p, result in zip(prompts, generator.generate(prompts, config, processors)):
+    for p, result in zip(prompts, generator.generate(prompts, config, processors), strict=True):
         if as_json:
             print(json.dumps({"prompt": p, "text": result.text, "finish_reason": result.finish_reason,
                               "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
@@ -244,7 +249,8 @@ def generate_image(
     steps: Annotated[int | None, typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
     guidance: Annotated[float | None, typer.Option(help="diffusion: classifier-free guidance weight "
                                                       "(default: the recipe's)")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single "
+                                      "images")] = Path("samples"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     watermark: Annotated[bool, typer.Option(help="moderate the prompt, watermark the images (256x256 RGB) and sign "
                                             "their provenance (`luoxia provenance verify`)")] = False,
@@ -286,7 +292,8 @@ def eval_image(
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
-    data: Annotated[str | None, typer.Option(help="file, directory or corpus name (default: the run's val split)")] = None,
+    data: Annotated[str | None, typer.Option(help="file, directory or corpus name (default: the run's val "
+                                             "split)")] = None,
     samples: Annotated[int, typer.Option(help="generate N samples and measure their diversity")] = 0,
     prompt: Annotated[str, typer.Option(help="prompt for the samples")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 100,
@@ -306,7 +313,8 @@ def evaluate(
 
 @app.command()
 def demo(
-    corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems (../shared/data)")] = "pydoc",
+    corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems "
+                                        "(../shared/data)")] = "pydoc",
     out_dir: Annotated[str | None, typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="recipe override key=value")] = None,
 ) -> None:

@@ -43,7 +43,7 @@ def run_demo(corpus: str, out_dir: str | None, overrides: list[str], console: Co
     generator = load(out_dir)
     config = GenerationConfig(max_new_tokens=160, top_k=50, seed=0)  # the default temperature
     console.rule("samples")
-    for prompt, result in zip(prompts, generator.generate(prompts, config)):
+    for prompt, result in zip(prompts, generator.generate(prompts, config), strict=True):
         console.print(f"[bold cyan]{escape(prompt)}[/bold cyan]{escape(result.text)}", highlight=False)
         console.rule(style="dim")
     report = evaluate_run(out_dir)

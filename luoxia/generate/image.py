@@ -22,7 +22,8 @@ SAMPLING_OPTIONS = ("steps", "guidance")
 
 
 class ClassConditionalGenerator:
-    """`luoxia.generate.interface.ImageGenerator` over a class-conditional model: the prompt names the class ("7", "seven")."""
+    """`luoxia.generate.interface.ImageGenerator` over a class-conditional model: the prompt names the
+    class ("7", "seven")."""
 
     def __init__(self, model: nn.Module, class_names: list[str], name: str, defaults: dict | None = None):
         self.model = model.eval()

@@ -135,7 +135,7 @@ def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
     family = hf_family(model.config)
     state = {}
     for name, tensor in own_parameters(model).items():
-        state.update(zip(hf_names(name, family), split_for_hf(name, tensor, family)))
+        state.update(zip(hf_names(name, family), split_for_hf(name, tensor, family), strict=True))
     return state
 
 

@@ -300,7 +300,10 @@ def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContex
     return state
 
 
-def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContext = DistributedContext(),
+ONE_PROCESS = DistributedContext()  # frozen, so one shared default is safe
+
+
+def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContext = ONE_PROCESS,
         resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainState:
     """Train ``task`` for ``cfg.max_steps`` steps, writing everything into ``run_dir``.
 

@@ -102,7 +102,7 @@ def test_accuracy_and_coverage_of_a_faithful_generator_are_the_classifiers_own(c
     predicted = classifier.predict(drawn)
     asked = torch.arange(10).repeat_interleave(20)
     expected = (predicted == asked).float().view(10, 20).mean(1)
-    assert result["per_class_accuracy"] == pytest.approx(dict(zip(train.class_names, expected.tolist())))
+    assert result["per_class_accuracy"] == pytest.approx(dict(zip(train.class_names, expected.tolist(), strict=True)))
     assert result["accuracy"] == pytest.approx(float((predicted == asked).float().mean()))
     coverage = torch.bincount(predicted, minlength=10) / 200
     assert list(result["coverage"].values()) == pytest.approx(coverage.tolist())

@@ -207,7 +207,8 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(base_run: Path, chat_f
     finetune(recipe(base_run, tmp_path / "killed", chat_file, *steps), resume=True)
     resumed = [row["loss"] for row in read_metrics(tmp_path / "killed") if row["kind"] == "train"]
     assert resumed == reference
-    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors") for run in ("reference", "killed")]
+    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors")
+             for run in ("reference", "killed")]
     assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
 
 

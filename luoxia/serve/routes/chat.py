@@ -65,5 +65,6 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
     """One entry per token that has a log-probability (a model may give none)."""
     tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
+    # not strict: a model without log-probabilities gives an empty list, and then no entries
     return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
-                                 for t, p in zip(tokens, result.token_logprobs)])
+                                 for t, p in zip(tokens, result.token_logprobs, strict=False)])
