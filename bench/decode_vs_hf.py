@@ -78,12 +78,13 @@ def main() -> dict:
     results: dict = {}
     for batch in (1, 8):
         for sample in (False, True):
-            theirs, their_tokens = tokens_per_s(lambda: hf_tokens(hf_model, tokenizer, batch, sample,
-                                                                  args.new_tokens), args.repeats)
+            theirs, their_tokens = tokens_per_s(lambda batch=batch, sample=sample: hf_tokens(
+                hf_model, tokenizer, batch, sample, args.new_tokens), args.repeats)
             row: dict = {"hf_tokens_per_s": round(theirs, 1)}
             for kind, generator in generators.items():
-                ours, our_tokens = tokens_per_s(lambda: luoxia_tokens(generator, batch, sample, args.new_tokens),
-                                                args.repeats)
+                ours, our_tokens = tokens_per_s(
+                    lambda generator=generator, batch=batch, sample=sample: luoxia_tokens(
+                        generator, batch, sample, args.new_tokens), args.repeats)
                 row[f"luoxia_{kind}_tokens_per_s"] = round(ours, 1)
                 row[f"ratio_{kind}"] = round(ours / theirs, 2)
                 if not sample:

@@ -86,6 +86,7 @@ def peak_memory(device: str) -> dict:
 def prepare(workdir: Path, args) -> dict:
     """Model directory, chat files and the training batches both sides read; returns the model's shape."""
     from pydoc_data.topics import topics
+
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from luoxia.data.instruct import tokenize_conversation, validate_file
@@ -129,8 +130,8 @@ def prepare(workdir: Path, args) -> dict:
 # Luoxia ---------------------------------------------------------------------------------------
 def run_luoxia(workdir: Path, args) -> dict:
     from luoxia.registry import load_recipe
-    from luoxia.train.finetune import finetune
     from luoxia.runs import read_metrics
+    from luoxia.train.finetune import finetune
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -174,11 +175,9 @@ class PaddedRows(torch.utils.data.Dataset):
 
 def run_hf(workdir: Path, args) -> dict:
     import numpy as np
-    from transformers import (AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments,
-                              default_data_collator)
-    from transformers.trainer_callback import PrinterCallback
-
     import peft
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+    from transformers.trainer_callback import PrinterCallback
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

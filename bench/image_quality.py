@@ -32,8 +32,8 @@ MNIST = ["data.source=mnist", "data.image_size=28", "train.progress=false"]
 
 def train(recipe: str, out_dir: Path, overrides: list[str]):
     from luoxia.registry import load_recipe
-    from luoxia.train.image import train_image
     from luoxia.runs import read_metrics
+    from luoxia.train.image import train_image
 
     started = time.perf_counter()
     train_image(load_recipe(recipe, [f"out_dir={out_dir}", *MNIST, *overrides]))

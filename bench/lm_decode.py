@@ -19,9 +19,9 @@ import torch
 def build_generator(run: str | None):
     from luoxia.config import load_config, resolve_recipe
     from luoxia.data.tokenizer import train_bpe_tokenizer
-    from luoxia.registry import load
     from luoxia.generate.text import GPTGenerator
     from luoxia.models.gpt import GPT
+    from luoxia.registry import load
     from luoxia.train.lm import LMRecipe
 
     if run:

@@ -42,8 +42,8 @@ TARGET = 1.886
 def main(overrides: list[str]) -> dict:
     from luoxia.config import load_config, resolve_recipe
     from luoxia.evaluate.lm import evaluate_run
-    from luoxia.train.lm import LMRecipe, train_lm
     from luoxia.runs import read_metrics
+    from luoxia.train.lm import LMRecipe, train_lm
 
     with tempfile.TemporaryDirectory() as tmp:
         recipe = load_config(LMRecipe, resolve_recipe("lm/shakespeare_char.yaml"), [

@@ -108,9 +108,9 @@ def main() -> None:
             if line and not line.startswith("#")]
     verdicts = moderator.moderate([text for _, text in rows])
     for label in ("benign", "harmful"):
-        picked = [v.flagged for (gold, _), v in zip(rows, verdicts) if gold == label]
+        picked = [v.flagged for (gold, _), v in zip(rows, verdicts, strict=True) if gold == label]
         result[f"lookalikes_{label}_flagged"] = {"rate": round(sum(picked) / len(picked), 4), "n": len(picked)}
-    result["missed_or_overblocked"] = [text for (gold, text), v in zip(rows, verdicts)
+    result["missed_or_overblocked"] = [text for (gold, text), v in zip(rows, verdicts, strict=True)
                                        if v.flagged != (gold == "harmful")]
     print(json.dumps(result, ensure_ascii=False), flush=True)
 

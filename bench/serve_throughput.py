@@ -86,7 +86,7 @@ async def one_stream(client: httpx.AsyncClient, url: str, prompt: str, max_token
                 arrivals.append(time.perf_counter())
                 text += piece
     return {"ttft": arrivals[0] - started if arrivals else None,
-            "gaps": [b - a for a, b in zip(arrivals, arrivals[1:])], "text": text}
+            "gaps": [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)], "text": text}
 
 
 async def run_level(url: str, streams: int, requests: int, max_tokens: int, prompts: list[str]) -> list[dict]:

@@ -46,7 +46,7 @@ def human_passages(tokenizer, n: int, length: int, rng: random.Random) -> dict[s
     sources = {}
     for name in ("shakespeare", "poems", "pydoc"):
         try:
-            texts = [d.text for _, d in zip(range(3000), corpus_documents(name))]
+            texts = [d.text for _, d in zip(range(3000), corpus_documents(name), strict=False)]
         except DataError:
             continue
         ids = [i for text in texts for i in tokenizer.encode(text + "\n")]
@@ -76,7 +76,7 @@ def substitute(ids: list[int], share: float, vocab_size: int, rng: random.Random
 def perplexity(generator, prompt_ids: list[list[int]], completions: list[list[int]]) -> float:
     """The model's perplexity of the completions given their prompts (no watermark)."""
     total, count = 0.0, 0
-    for prompt, completion in zip(prompt_ids, completions):
+    for prompt, completion in zip(prompt_ids, completions, strict=True):
         ids = torch.tensor([(prompt + completion)[-generator.context_length:]])
         logits = generator.sequence_logits(ids)[0, :-1].float()
         targets = ids[0, 1:]
@@ -102,8 +102,13 @@ def rates(detections) -> dict:
 def main() -> None:
     from luoxia.generate.interface import GenerationConfig
     from luoxia.registry import load
-    from luoxia.safety.watermark import (WatermarkConfig, WatermarkDetector, WatermarkLogitsProcessor, detect_ids,
-                                         resolve_key)
+    from luoxia.safety.watermark import (
+        WatermarkConfig,
+        WatermarkDetector,
+        WatermarkLogitsProcessor,
+        detect_ids,
+        resolve_key,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,10 +13,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from luoxia import cli_safety, cli_serve
+from luoxia.cli_demo import run_demo
 from luoxia.cli_options import config_options
+from luoxia.config import build_config, load_config
 from luoxia.data.prepare import DataConfig
+from luoxia.data.prepare import prepare as run_prepare
 from luoxia.errors import ConfigError, LuoxiaError
+from luoxia.evaluate.classify import classify_file
+from luoxia.evaluate.image import evaluate_image_run, write_report
+from luoxia.evaluate.lm import evaluate_run
+from luoxia.export import export_run, import_hf
+from luoxia.generate.image import generate_image_files
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.templates import prepare_prompts
+from luoxia.registry import family, load, load_recipe, tasks
+from luoxia.runs import EVAL_IMAGE_DIR
+from luoxia.safety.audit import AuditStore
+from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy, write_guarded_images
+from luoxia.safety.pii import mask_pii
+from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
+from luoxia.train.finetune import check_data
+from luoxia.train.loop import TrainState
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
@@ -31,15 +48,12 @@ def _print_json(data: dict) -> None:
 @app.command()
 @config_options(DataConfig, into="options", exclude={"corpus"}, flags={"field": ("--field", "--column")})
 def prepare(
-    inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, shakespeare, poems)")],
+    inputs: Annotated[list[str], typer.Argument(help="files, directories or a corpus name (pydoc, stdlib, "
+                                                "shakespeare, poems)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for tokenizer.json, train/val.bin, meta.json")],
     options: dict,
 ) -> None:
     """Clean, deduplicate, split and tokenize a corpus into memory-mapped token files."""
-    from luoxia.config import build_config
-    from luoxia.data.prepare import prepare as run_prepare
-    from luoxia.safety.pii import mask_pii
-
     corpus = inputs[0] if len(inputs) == 1 else inputs
     config = build_config(DataConfig, {"corpus": corpus, **options}, source="from the command line")
     meta = run_prepare(config, out, mask=mask_pii)
@@ -55,12 +69,10 @@ def prepare(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/lm/tiny.yaml) or a run directory")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. max_steps=100")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. max_steps=100")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Train a model from a recipe (under torchrun: distributed data parallel)."""
-    from luoxia.registry import load_recipe, tasks
-
     recipe = load_recipe(config, overrides, allowed=tasks("train"))
     _train_and_report(recipe, resume)
 
@@ -68,10 +80,6 @@ def train(
 def _train_and_report(recipe, resume: bool) -> None:
     """Run the recipe's family's train function and say where the run is (the PII masker goes to
     families whose data can ask for it)."""
-    from luoxia.registry import family
-    from luoxia.safety.pii import mask_pii
-    from luoxia.train.loop import TrainState
-
     found = family(recipe.task)
     result = found.train(recipe, resume=resume, **({"mask": mask_pii} if found.masks_data else {}))
     if not isinstance(result, TrainState):
@@ -83,14 +91,11 @@ def _train_and_report(recipe, resume: bool) -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def finetune(
     config: Annotated[str, typer.Argument(help="recipe YAML (e.g. configs/finetune/lora_chat.yaml)")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. method.name=ia3")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. method.name=ia3")] = None,
     check: Annotated[bool, typer.Option(help="validate the data and render two examples, then stop")] = False,
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
     """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
-    from luoxia.registry import load_recipe, tasks
-    from luoxia.train.finetune import check_data
-
     recipe = load_recipe(config, overrides, allowed=tasks("finetune"))
     if check:
         console.print(check_data(recipe), highlight=False, markup=False)
@@ -106,8 +111,6 @@ def export(
     merge: Annotated[bool, typer.Option(help="fine-tuning runs: fold the adapter into the base")] = False,
 ) -> None:
     """Write a standard Hugging Face model directory (config, safetensors, tokenizer, generation config)."""
-    from luoxia.export import export_run
-
     if format != "hf":
         raise ConfigError(f"unknown export format '{format}'; valid: hf")
     console.print(f"exported {export_run(run, out, merge)} ({escape(str(out))})")
@@ -119,8 +122,6 @@ def import_model(
     out: Annotated[Path, typer.Option("--out", "-o", help="new Luoxia run directory")],
 ) -> None:
     """Import a Hugging Face checkpoint into Luoxia's own GPT (then generate, eval or fine-tune it)."""
-    from luoxia.export import import_hf
-
     config = import_hf(hf_dir, out)
     console.print(f"imported {escape(str(hf_dir))} as a {config.n_layer}-layer GPT × {config.n_embd} "
                   f"({escape(str(out))})", highlight=False)
@@ -132,12 +133,10 @@ def classify(
     input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL with texts (and labels, to score)")],
     text_field: Annotated[str, typer.Option(help="text column/field")] = "text",
     label_field: Annotated[str, typer.Option(help="label column/field (optional in the file)")] = "label",
-    json_out: Annotated[Optional[Path], typer.Option(help="write predictions and metrics here as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="write predictions and metrics here as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Label texts with a fine-tuned classifier; with gold labels, print accuracy, macro-F1 and the report."""
-    from luoxia.evaluate.classify import classify_file
-
     result = classify_file(model, input, text_field, label_field, device=device)
     metrics = result.get("metrics")
     if metrics:
@@ -165,30 +164,30 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
 @config_options(GenerationConfig, into="options")
 def generate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option(help="one prompt per line")] = None,
-    template: Annotated[Optional[Path], typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
-    var: Annotated[Optional[list[str]], typer.Option(help="template variable name=value (repeatable)")] = None,
-    chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat template")] = False,
-    stream: Annotated[Optional[bool], typer.Option(help="print tokens as they come (default: one prompt)")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
+    prompt_file: Annotated[Path | None, typer.Option(help="one prompt per line")] = None,
+    template: Annotated[Path | None, typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="template variable name=value (repeatable)")] = None,
+    chat: Annotated[bool, typer.Option(help="send each prompt as a user turn through the model's chat "
+                                       "template")] = False,
+    stream: Annotated[bool | None, typer.Option(help="print tokens as they come (default: one prompt)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per completion")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow start")] = False,
-    watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds it)")] = False,
-    guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, audit")] = False,
-    key_file: Annotated[Optional[Path], typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
+    compile: Annotated[bool, typer.Option(help="compile the decode step (Luoxia GPTs): faster after a slow "
+                                          "start")] = False,
+    watermark: Annotated[bool, typer.Option(help="add the green-list watermark (`luoxia watermark detect` finds "
+                                            "it)")] = False,
+    guard: Annotated[bool, typer.Option(help="moderate prompt and output, redact personal data, watermark, "
+                                        "audit")] = False,
+    key_file: Annotated[Path | None, typer.Option(help="watermark key file (default: $LUOXIA_WATERMARK_KEY, "
                                                      "else the public demo key)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="--guard: audit database directory")] = None,
-    policy: Annotated[Optional[Path], typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
+    data_dir: Annotated[Path | None, typer.Option(help="--guard: audit database directory")] = None,
+    policy: Annotated[Path | None, typer.Option(help="--guard: policy YAML (default configs/safety/guard.yaml "
                                                    "settings)")] = None,
     options: dict | None = None,
 ) -> None:
     """Generate text from a trained model."""
-    from luoxia.config import build_config
-    from luoxia.registry import load
-
     config = build_config(GenerationConfig, options or {}, source="from the command line")
-    from luoxia.generate.templates import prepare_prompts
 
     generator = load(model, device, compile=compile)
     prompts, config = prepare_prompts(_read_prompts(prompt, prompt_file), generator, config, template, var, chat)
@@ -203,7 +202,7 @@ def generate(
                 sys.stdout.flush()
             sys.stdout.write("\n")
         return
-    for p, result in zip(prompts, generator.generate(prompts, config, processors)):
+    for p, result in zip(prompts, generator.generate(prompts, config, processors), strict=True):
         if as_json:
             print(json.dumps({"prompt": p, "text": result.text, "finish_reason": result.finish_reason,
                               "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
@@ -218,14 +217,10 @@ def _safety_wrap(generator, watermark: bool, guard: bool, key_file: Path | None,
     """The generator behind the guard (``--guard``), or with the watermark's logits processor."""
     if not (watermark or guard):
         return generator, []
-    from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
 
     key = resolve_key(key_file=key_file)
     if not guard:
         return generator, [WatermarkLogitsProcessor(key)]
-    from luoxia.config import load_config
-    from luoxia.safety.audit import AuditStore
-    from luoxia.safety.guard import Guard, GuardedGenerator, GuardPolicy
 
     policy = load_config(GuardPolicy, policy_file) if policy_file else GuardPolicy()
     checks = Guard(policy, key=key, audit=AuditStore(data_dir), model_name=generator.name)
@@ -250,27 +245,22 @@ def generate_image(
     model: Annotated[Path, typer.Option("--model", "-m", help="an image run directory (vae, gan, ddpm)")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='what to draw: "7", "seven", "digit 7"')],
     n: Annotated[int, typer.Option(help="how many images")] = 16,
-    seed: Annotated[Optional[int], typer.Option(help="same seed, same images")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+    seed: Annotated[int | None, typer.Option(help="same seed, same images")] = None,
+    steps: Annotated[int | None, typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[float | None, typer.Option(help="diffusion: classifier-free guidance weight "
                                                       "(default: the recipe's)")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single images")] = Path("samples"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for grid.png and the single "
+                                      "images")] = Path("samples"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     watermark: Annotated[bool, typer.Option(help="moderate the prompt, watermark the images (256x256 RGB) and sign "
                                             "their provenance (`luoxia provenance verify`)")] = False,
-    key_file: Annotated[Optional[Path], typer.Option(help="key file (default: $LUOXIA_WATERMARK_KEY, else the "
+    key_file: Annotated[Path | None, typer.Option(help="key file (default: $LUOXIA_WATERMARK_KEY, else the "
                                                      "public demo key)")] = None,
 ) -> None:
     """Draw images of a class with a trained image model; writes a PNG grid and one PNG per image."""
-    from luoxia.generate.image import generate_image_files
-    from luoxia.registry import load
-
     options = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     inner = load(model, device)
     if watermark:
-        from luoxia.safety.guard import Guard, GuardedImageGenerator, write_guarded_images
-        from luoxia.safety.watermark import resolve_key
-
         generator = GuardedImageGenerator(inner, Guard(key=resolve_key(key_file=key_file), model_name=inner.name))
         written = write_guarded_images(generator, prompt, n, seed, out, str(model), **options)
     else:
@@ -285,17 +275,14 @@ def eval_image(
     classifier: Annotated[Path, typer.Option(help="a classifier run (configs/image/classifier.yaml) on the same data")],
     n_per_class: Annotated[int, typer.Option(help="samples drawn of each class")] = 100,
     seed: Annotated[int, typer.Option(help="class c is drawn with seed + c")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance weight "
+    steps: Annotated[int | None, typer.Option(help="diffusion: DDIM steps (default: the recipe's)")] = None,
+    guidance: Annotated[float | None, typer.Option(help="diffusion: classifier-free guidance weight "
                                                       "(default: the recipe's)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="directory for report.json and report.png "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="directory for report.json and report.png "
                                                 "(default: RUN/eval-image)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """FID and KID (in the classifier's feature space), conditional accuracy and per-class coverage of samples."""
-    from luoxia.evaluate.image import evaluate_image_run, write_report
-    from luoxia.runs import EVAL_IMAGE_DIR
-
     result = evaluate_image_run(model, classifier, n_per_class, seed, steps, guidance, device)
     out = out or model / EVAL_IMAGE_DIR
     console.print(write_report(result, out))
@@ -305,19 +292,17 @@ def eval_image(
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
-    data: Annotated[Optional[str], typer.Option(help="file, directory or corpus name (default: the run's val split)")] = None,
+    data: Annotated[str | None, typer.Option(help="file, directory or corpus name (default: the run's val "
+                                             "split)")] = None,
     samples: Annotated[int, typer.Option(help="generate N samples and measure their diversity")] = 0,
     prompt: Annotated[str, typer.Option(help="prompt for the samples")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 100,
     temperature: Annotated[float, typer.Option(help="sampling temperature for the samples")] = 1.0,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option(help="also write the report here as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="also write the report here as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples."""
-    from luoxia.evaluate.lm import evaluate_run
-    from luoxia.generate.interface import GenerationConfig
-
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     report = evaluate_run(model, data, samples, prompt, generation, device=device)
     console.print(_report_table(report))
@@ -328,13 +313,12 @@ def evaluate(
 
 @app.command()
 def demo(
-    corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems (../shared/data)")] = "pydoc",
-    out_dir: Annotated[Optional[str], typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="recipe override key=value")] = None,
+    corpus: Annotated[str, typer.Option(help="pydoc (ships with Python), shakespeare or poems "
+                                        "(../shared/data)")] = "pydoc",
+    out_dir: Annotated[str | None, typer.Option(help="run directory (default runs/demo-CORPUS)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="recipe override key=value")] = None,
 ) -> None:
     """The main job: prepare a corpus, train a small GPT for a few minutes, print samples and perplexity."""
-    from luoxia.cli_demo import run_demo
-
     run_demo(corpus, out_dir, overrides or [], console)
 
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from luoxia.config import build_config
 from luoxia.errors import ConfigError, LuoxiaError
+from luoxia.generate.load import load_tokenizer
+from luoxia.safety.audit import AuditStore
+from luoxia.safety.image_mark import detect_image_watermark
+from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
+from luoxia.safety.pii import redact as run_redact
+from luoxia.safety.provenance import verify_provenance
+from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
 
 console = Console()
-KeyOption = Annotated[Optional[str], typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
+KeyOption = Annotated[str | None, typer.Option("--key", help="secret key in hex (default: $LUOXIA_WATERMARK_KEY, "
                                                   "$LUOXIA_WATERMARK_KEY_FILE, else the public demo key)")]
-KeyFileOption = Annotated[Optional[Path], typer.Option(help="file holding the secret key in hex")]
-DataDirOption = Annotated[Optional[Path], typer.Option(help="where the audit database lives (default $LUOXIA_HOME "
+KeyFileOption = Annotated[Path | None, typer.Option(help="file holding the secret key in hex")]
+DataDirOption = Annotated[Path | None, typer.Option(help="where the audit database lives (default $LUOXIA_HOME "
                                                        "or ~/.luoxia)")]
 
 
@@ -57,18 +65,16 @@ def _moderation_texts(raw: str, jsonl: bool, field: str) -> list[str]:
 
 
 def moderate(
-    file: Annotated[Optional[Path], typer.Argument(help="one text per line (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="one text per line (default: standard input)")] = None,
     jsonl: Annotated[bool, typer.Option(help="the input is JSON Lines; the text is in --field")] = False,
     field: Annotated[str, typer.Option(help="JSONL field holding the text")] = "text",
-    threshold: Annotated[Optional[list[str]], typer.Option(help="CATEGORY=VALUE flag threshold (repeatable)")] = None,
-    classifier: Annotated[Optional[Path], typer.Option(help="a moderation classifier directory "
+    threshold: Annotated[list[str] | None, typer.Option(help="CATEGORY=VALUE flag threshold (repeatable)")] = None,
+    classifier: Annotated[Path | None, typer.Option(help="a moderation classifier directory "
                                                        "(default: the one shipped with Luoxia)")] = None,
     rules_only: Annotated[bool, typer.Option(help="skip the learned classifier (no model is loaded)")] = False,
-    rules: Annotated[Optional[list[Path]], typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
+    rules: Annotated[list[Path] | None, typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
 ) -> None:
     """Moderate texts: one JSON object per input line with `flagged`, per-category `categories` and `scores`."""
-    from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
-
     texts = _moderation_texts(_read_input(file), jsonl, field)
     moderator = Moderator(RuleSet.load(rules), None if rules_only else (classifier or CLASSIFIER_DIR),
                           _parse_thresholds(threshold))
@@ -77,7 +83,7 @@ def moderate(
 
 
 def redact(
-    file: Annotated[Optional[Path], typer.Argument(help="text to redact (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="text to redact (default: standard input)")] = None,
     style: Annotated[str, typer.Option(help="tag ([PHONE]), partial (138****5678) or hash (keyed pseudonym)")] = "tag",
     key: KeyOption = None,
     key_file: KeyFileOption = None,
@@ -85,9 +91,6 @@ def redact(
     as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
 ) -> None:
     """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""
-    from luoxia.safety.pii import redact as run_redact
-    from luoxia.safety.watermark import resolve_key
-
     secret = resolve_key(key, key_file).secret if style == "hash" else None
     result = run_redact(_read_input(file), style=style, key=secret, default_region=region)
     if as_json:
@@ -103,17 +106,13 @@ watermark_app = typer.Typer(no_args_is_help=True, help="Detect the text watermar
 def watermark_detect(
     model: Annotated[Path, typer.Option("--model", "-m", help="a run, prepared data or Hugging Face directory: "
                                         "only its tokenizer is read")],
-    file: Annotated[Optional[Path], typer.Argument(help="text to check (default: standard input)")] = None,
+    file: Annotated[Path | None, typer.Argument(help="text to check (default: standard input)")] = None,
     key: KeyOption = None,
     key_file: KeyFileOption = None,
     gamma: Annotated[float, typer.Option(help="green share the text was generated with")] = 0.25,
     z_threshold: Annotated[float, typer.Option(help="z-score from which text counts as watermarked")] = 4.0,
 ) -> None:
     """One JSON object: z, p_value, green_fraction, tokens_scored, watermarked."""
-    from luoxia.config import build_config
-    from luoxia.generate.load import load_tokenizer
-    from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
-
     config = build_config(WatermarkConfig, {"gamma": gamma, "z_threshold": z_threshold}, source="the command line")
     detector = WatermarkDetector(load_tokenizer(model), resolve_key(key, key_file), config)
     print(json.dumps(detector.detect(_read_input(file)).to_json()))
@@ -129,10 +128,6 @@ def provenance_verify(
     key_file: KeyFileOption = None,
 ) -> None:
     """Prints valid, tampered or absent (and why) and the record; exit status 0 only when valid."""
-    from luoxia.safety.image_mark import detect_image_watermark
-    from luoxia.safety.provenance import verify_provenance
-    from luoxia.safety.watermark import resolve_key
-
     from PIL import Image
 
     secret = resolve_key(key, key_file).secret
@@ -147,8 +142,6 @@ review_app = typer.Typer(no_args_is_help=True, help="The human review queue of f
 
 
 def _store(data_dir: Path | None):
-    from luoxia.safety.audit import AuditStore
-
     return AuditStore(data_dir)
 
 
@@ -185,8 +178,8 @@ def _review(event_id: int, status: str, reviewer: str | None, note: str | None, 
 @review_app.command("approve")
 def review_approve(
     event_id: Annotated[int, typer.Argument(help="event id")],
-    note: Annotated[Optional[str], typer.Option(help="why")] = None,
-    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="who (default: the login name)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """The content was acceptable: a false positive."""
@@ -196,8 +189,8 @@ def review_approve(
 @review_app.command("reject")
 def review_reject(
     event_id: Annotated[int, typer.Argument(help="event id")],
-    note: Annotated[Optional[str], typer.Option(help="why")] = None,
-    reviewer: Annotated[Optional[str], typer.Option(help="who (default: the login name)")] = None,
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="who (default: the login name)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """The content violated the policy: the decision stands."""

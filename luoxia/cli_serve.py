@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -12,10 +12,12 @@ from rich.table import Table
 
 from luoxia.cli_options import config_options
 from luoxia.errors import ConfigError
+from luoxia.serve.app import create_app
 from luoxia.serve.settings import ServeSettings
+from luoxia.serve.store import Store
 
 console = Console()
-DataDir = Annotated[Optional[Path], typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
+DataDir = Annotated[Path | None, typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
 
 
 @config_options(ServeSettings, into="options",
@@ -24,8 +26,6 @@ def serve(options: dict) -> None:
     """Serve models over an OpenAI-compatible HTTP API, with the web studio at /. Options not given
     come from LUOXIA_SERVE_* environment variables, else the defaults shown."""
     import uvicorn
-
-    from luoxia.serve.app import create_app
 
     settings = _settings(options)
     console.print(f"Luoxia serving on http://{settings.host}:{settings.port} (studio at /, API at /v1)",
@@ -46,8 +46,6 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys of `luoxia serve` (s
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Option(help="what the key is for")] = "default", data_dir: DataDir = None):
     """Create a key; the key itself is printed once, as the last line."""
-    from luoxia.serve.store import Store
-
     key, secret = Store(data_dir).create_key(name)
     console.print(f"key {key.id} ({key.name}) created; store it now, it cannot be shown again:", highlight=False)
     print(secret)
@@ -56,8 +54,6 @@ def keys_create(name: Annotated[str, typer.Option(help="what the key is for")] =
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None):
     """Every key: id, name, first characters, created, revoked."""
-    from luoxia.serve.store import Store
-
     table = Table(title="API keys")
     for column in ("id", "name", "prefix", "created", "revoked"):
         table.add_column(column)
@@ -69,8 +65,6 @@ def keys_list(data_dir: DataDir = None):
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="key id (from `keys list`)")], data_dir: DataDir = None):
     """Revoke a key: requests with it get 401 from now on."""
-    from luoxia.serve.store import Store
-
     key = Store(data_dir).revoke_key(key_id)
     console.print(f"key {key.id} ({key.name}) revoked at {key.revoked}", highlight=False)
 

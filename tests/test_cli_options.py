@@ -60,11 +60,11 @@ def test_generate_options_are_generation_config_fields():
 def test_serve_options_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch):
     import uvicorn
 
-    import luoxia.serve.app
+    import luoxia.cli_serve
     from luoxia.cli import app
 
     captured: dict[str, ServeSettings] = {}
-    monkeypatch.setattr(luoxia.serve.app, "create_app", lambda settings: captured.setdefault("settings", settings))
+    monkeypatch.setattr(luoxia.cli_serve, "create_app", lambda settings: captured.setdefault("settings", settings))
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setenv("LUOXIA_SERVE_PORT", "9123")
     result = CliRunner().invoke(app, ["serve", "--max-batch", "3", "--no-batching", "-m", "runs/x"])

@@ -137,7 +137,7 @@ def make_placeholders(work: Path) -> None:
 
 def make_tiny_llama(out: Path) -> None:
     """A random 2-layer Llama with a byte-level tokenizer, saved as a local Hugging Face directory."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

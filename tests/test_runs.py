@@ -11,8 +11,18 @@ import torch.nn as nn
 
 from luoxia.checkpoint import save_checkpoint
 from luoxia.errors import CheckpointError
-from luoxia.runs import (BASE_DIR, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, base_dir, read_metrics,
-                         run_recipe, run_task, run_weights)
+from luoxia.runs import (
+    BASE_DIR,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    base_dir,
+    read_metrics,
+    run_recipe,
+    run_task,
+    run_weights,
+)
 
 
 def test_a_missing_run_says_how_to_make_one(tmp_path: Path):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from luoxia.data.augment import augment, load_synonyms
 from luoxia.data.corpora import resolve_data_path
-from luoxia.data.instruct import IGNORE
+from luoxia.data.instruct import IGNORE, detect_format, pack, tokenize_conversation, validate_file
 from luoxia.data.readers import list_files, read_documents, read_records
 from luoxia.errors import ConfigError, DataError
 
@@ -48,8 +49,6 @@ def encode_labelled(pairs: list[tuple[str, str]], data, tokenizer, label_names: 
 
 def augmented(pairs: list[tuple[str, str]], data, seed: int) -> list[tuple[str, str]]:
     """Each example followed by ``data.augment`` EDA variants with the same label."""
-    from luoxia.data.augment import augment, load_synonyms
-
     synonyms = load_synonyms(data.synonyms)
     out = []
     for i, (text, label) in enumerate(pairs):
@@ -68,8 +67,6 @@ def document_ids(path: str | Path, tokenizer) -> list[list[int]]:
 
 
 def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
-    from luoxia.data.instruct import tokenize_conversation, validate_file
-
     rows = [tokenize_conversation(conv, tokenizer, data.max_length) for conv in validate_file(Path(path), data.format)]
     # A row whose assistant turns all lie past max_length teaches nothing (and a batch of such
     # rows has no loss at all): drop it, and say so.
@@ -84,8 +81,6 @@ def conversation_rows(path: str | Path, data, tokenizer) -> list[Row]:
 
 
 def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
-    from luoxia.data.instruct import detect_format
-
     path = resolve_data_path(path)
     fmt = data.format if data.format != "auto" else detect_format(Path(path))
     if fmt == "text":  # long documents become several rows, nothing is cut away
@@ -98,7 +93,6 @@ def generation_rows(path: str | Path, data, tokenizer) -> list[Row]:
 def packed(rows: list[Row], data, tokenizer) -> list[Row]:
     if not data.packing:
         return rows
-    from luoxia.data.instruct import pack
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     return [(ids, labels) for ids, labels, *_ in pack(rows, data.max_length, pad)]

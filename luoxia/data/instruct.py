@@ -174,7 +174,7 @@ def tokenize_conversation(messages: Conversation, tokenizer,
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoding["input_ids"])
     labels = [token if any(start < hi and end > lo for lo, hi in spans) else IGNORE
-              for token, (start, end) in zip(ids, encoding["offset_mapping"])]
+              for token, (start, end) in zip(ids, encoding["offset_mapping"], strict=True)]
     return ids[:max_length], labels[:max_length]
 
 
@@ -211,7 +211,7 @@ def pack(rows: Iterable[tuple[list[int], list[int]]], max_length: int,
 def marked(ids: list[int], labels: list[int], tokenizer) -> str:
     """Decoded tokens with every run of loss-carrying tokens wrapped in ``[[`` … ``]]``."""
     pieces = []
-    for carries_loss, run in groupby(zip(ids, labels), key=lambda pair: pair[1] != IGNORE):
+    for carries_loss, run in groupby(zip(ids, labels, strict=True), key=lambda pair: pair[1] != IGNORE):
         text = tokenizer.decode([token for token, _ in run])
         pieces.append(f"{LOSS_START}{text}{LOSS_END}" if carries_loss else text)
     return "".join(pieces)

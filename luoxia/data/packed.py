@@ -97,7 +97,8 @@ class WindowSampler:
         mine = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         return self._windows(mine)
 
-    def sequential(self, batch_size: int, max_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def sequential(self, batch_size: int,
+                   max_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Non-overlapping windows that cover the file in order (full-data evaluation)."""
         starts = np.arange(0, len(self.tokens) - self.block_size - 1, self.block_size)
         for count, first in enumerate(range(0, len(starts), batch_size)):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -78,7 +78,8 @@ def source_hashes(config: DataConfig) -> list[dict[str, str | int]]:
         base = shared_data_dir()
         paths = [base / SHARED_CORPORA[corpus].relative_path] if base else []
     else:
-        paths = [file for given in ([corpus] if isinstance(corpus, str) else corpus) for file in list_files(Path(given))]
+        given_paths = [corpus] if isinstance(corpus, str) else corpus
+        paths = [file for given in given_paths for file in list_files(Path(given))]
     return [{"source": str(p), "bytes": p.stat().st_size, "sha256": _sha256_file(p)} for p in paths if p.exists()]
 
 
@@ -129,14 +130,15 @@ def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -
     personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`)."""
     out = Path(out_dir)
     documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
-    raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents)]
+    raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents, strict=False)]
     pii_found = 0
     if config.redact_pii:
         if mask is None:
             raise ConfigError("redact_pii is set but no personal-data masker was given "
                               "(pass mask=luoxia.safety.pii.mask_pii)")
         raw_texts, pii_found = redact_texts(raw_texts, mask)
-    texts, stats = clean_and_dedup(raw_texts, config.normalization, config.near_dup_threshold, config.dedup, config.seed)
+    texts, stats = clean_and_dedup(raw_texts, config.normalization, config.near_dup_threshold, config.dedup,
+                                   config.seed)
     if not texts:
         raise DataError(f"{corpus_label(config)}: empty corpus after cleaning "
                         f"({len(raw_texts)} documents read, none with text left)")

@@ -56,7 +56,7 @@ class TextTokenizer:
         except Exception:
             return [self.encode(text) for text in texts]  # re-run one by one to name the culprit
         ids: list[list[int]] = [[] for _ in texts]
-        for owner, encoding in zip(owners, encoded):
+        for owner, encoding in zip(owners, encoded, strict=True):
             ids[owner].extend(encoding.ids)
         return ids
 

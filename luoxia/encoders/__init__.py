@@ -2,9 +2,9 @@
 (`load_encoder`). They sit beside `generate` and `train`: they may import `models` and `data`,
 and `safety`, `serve` and applications import them."""
 
-from luoxia.runs import BUNDLED_MODELS, model_path
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.minilm import MiniLMEncoder
 from luoxia.encoders.registry import ENCODERS, load_encoder
+from luoxia.runs import BUNDLED_MODELS, model_path
 
 __all__ = ["BUNDLED_MODELS", "ENCODERS", "Encoder", "MiniLMEncoder", "load_encoder", "model_path"]

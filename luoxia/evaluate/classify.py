@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_records
@@ -18,6 +17,9 @@ from luoxia.runs import run_recipe
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
     """Accuracy, macro-F1, the confusion matrix (rows: gold, columns: predicted) and the report."""
+    # scikit-learn (with scipy) takes seconds to import: here, not at the top, so `luoxia --help` stays quick
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
     labels = list(labels)
     return {
         "accuracy": float(accuracy_score(gold, predicted)),

@@ -139,8 +139,8 @@ def image_quality(generator, classifier: DigitClassifier, real: ImageDataset, n_
         "samples_per_s": len(fake) / max(seconds, 1e-9),
         "n": len(fake), "n_per_class": n_per_class, "n_real": len(real), "seed": seed,
         **{"steps": None, "guidance": None, **getattr(generator, "defaults", {}), **options},
-        "per_class_accuracy": dict(zip(names, per_class_accuracy)),
-        "coverage": dict(zip(names, coverage.tolist())),
+        "per_class_accuracy": dict(zip(names, per_class_accuracy, strict=True)),
+        "coverage": dict(zip(names, coverage.tolist(), strict=True)),
     }
 
 

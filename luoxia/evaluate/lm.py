@@ -17,7 +17,8 @@ from luoxia.evaluate.perplexity import perplexity_report
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.text import CausalLMGenerator
 from luoxia.registry import load
-from luoxia.runs import data_dir as run_data_dir, is_run_dir, run_recipe
+from luoxia.runs import data_dir as run_data_dir
+from luoxia.runs import is_run_dir, run_recipe
 
 
 def held_out_tokens(path: Path, generator: CausalLMGenerator, data: str | None) -> tuple[np.ndarray, str]:

@@ -81,7 +81,7 @@ class HFDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence; return the logits for the token after it."""
-        for history, token in zip(self.histories, next_ids.tolist()):
+        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
             history.append(token)
         if not self.use_cache:
             self.logits = self._refill(self.context)

@@ -14,15 +14,14 @@ import torch
 import torch.nn as nn
 
 from luoxia.config import Config
+from luoxia.data.images import ImageDataset, load_and_split, parse_class_prompt, save_grid, to_pil
 from luoxia.errors import ConfigError
 from luoxia.models.vae import VAE
 from luoxia.runs import load_run_module, read_class_names, run_recipe
 from luoxia.runtime import resolve_device
 
-if TYPE_CHECKING:  # imported where used at run time: PIL and the image readers are heavy
+if TYPE_CHECKING:  # PIL's types only; luoxia.data.images imports PIL itself when it draws
     from PIL import Image
-
-    from luoxia.data.images import ImageDataset
 
 SAMPLING_OPTIONS = ("steps", "guidance")
 
@@ -47,8 +46,6 @@ class ClassConditionalGenerator:
         """(n, C, H, W) images in [-1, 1] of the class the prompt names; ``options`` such as
         ``steps`` and ``guidance`` (default: the recipe's) go to the model (a family ignores those it
         has no use for)."""
-        from luoxia.data.images import parse_class_prompt
-
         label = parse_class_prompt(prompt, self.class_names)
         generator = torch.Generator(self.device).manual_seed(seed) if seed is not None else None
         labels = torch.full((n,), label, dtype=torch.long, device=self.device)
@@ -57,8 +54,6 @@ class ClassConditionalGenerator:
         return sample(labels, generator=generator, **{**self.defaults, **options}).cpu()
 
     def generate(self, prompt: str, n: int = 16, seed: int | None = None, **options: Any) -> list[Image.Image]:
-        from luoxia.data.images import to_pil
-
         return [to_pil(image) for image in self.sample(prompt, n, seed, **options)]
 
 
@@ -73,8 +68,6 @@ def load_image_model(run_dir: str | Path, recipe: dict[str, Any], device: str = 
 
 def eval_split(run_dir: str | Path) -> ImageDataset:
     """The held-out part of an image run's data, split exactly as training split it."""
-    from luoxia.data.images import load_and_split
-
     recipe = run_recipe(run_dir)
     data = recipe["data"]
     return load_and_split(data["source"], data["image_size"], data["channels"], data["eval_fraction"],
@@ -84,8 +77,6 @@ def eval_split(run_dir: str | Path) -> ImageDataset:
 def write_samples(generator: ClassConditionalGenerator, prompt: str, n: int, seed: int | None, out_dir: str | Path,
                   **options: Any) -> Path:
     """``luoxia generate-image``: ``grid.png`` and ``0000.png`` … in ``out_dir``; returns the grid's path."""
-    from luoxia.data.images import save_grid, to_pil
-
     if not isinstance(generator, ClassConditionalGenerator):
         raise ConfigError(f"{generator.name}: not an image model (train one with configs/image/*.yaml)")
     out_dir = Path(out_dir)
@@ -102,8 +93,6 @@ def write_vae_figures(model: VAE, real: ImageDataset, label: int, out_dir: str |
     """What a VAE's latent space holds: ``reconstructions.png`` (held-out images of class ``label``
     above their reconstructions from the latent mean) and ``interpolation.png`` (decodings along the
     line between the first two of them)."""
-    from luoxia.data.images import save_grid
-
     device = next(model.parameters()).device
     originals = real.images[real.labels == label][:count].to(device)
     if len(originals) < 2:
@@ -122,8 +111,6 @@ def generate_image_files(generator: ClassConditionalGenerator, run_dir: str | Pa
     """Everything ``luoxia generate-image`` writes for ``generator`` (loaded from ``run_dir``): the
     samples and their grid, and for a VAE its reconstructions and a latent interpolation of the
     prompt's class."""
-    from luoxia.data.images import parse_class_prompt
-
     written = [write_samples(generator, prompt, n, seed, out_dir, **options)]
     if isinstance(generator.model, VAE):
         label = parse_class_prompt(prompt, generator.class_names)

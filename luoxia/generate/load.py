@@ -12,8 +12,17 @@ from luoxia.errors import CheckpointError, ConfigError
 from luoxia.generate.hf import HFGenerator, HFModel, HFTokenizer, HFTokenizerLike, load_hf_model
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
-from luoxia.runs import (ADAPTER_DIR, FULL_DIR, TOKENIZER_FILE, base_dir, finetuned_dir, is_run_dir,
-                         load_run_module, require_path, run_recipe)
+from luoxia.runs import (
+    ADAPTER_DIR,
+    FULL_DIR,
+    TOKENIZER_FILE,
+    base_dir,
+    finetuned_dir,
+    is_run_dir,
+    load_run_module,
+    require_path,
+    run_recipe,
+)
 from luoxia.runtime import resolve_device
 
 MERGEABLE_METHODS = ("lora", "adalora", "ia3")

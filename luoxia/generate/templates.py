@@ -14,6 +14,7 @@ from typing import Protocol
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from luoxia.data.instruct import DEFAULT_CHAT_TEMPLATE
 from luoxia.data.readers import read_text_file
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import GenerationConfig
@@ -68,8 +69,6 @@ def render_chat(tokenizer: object, messages: list[dict[str, str]]) -> tuple[str,
     """A conversation rendered through the model's chat template — ChatML where it has none, as in
     fine-tuning — ending where the assistant's reply starts; and the stop strings that end the reply
     (ChatML's end marker, which a small tokenizer may spell as plain text rather than one token)."""
-    from luoxia.data.instruct import DEFAULT_CHAT_TEMPLATE
-
     hf_tokenizer = getattr(tokenizer, "hf", None)
     template = getattr(hf_tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
     if hf_tokenizer is not None:

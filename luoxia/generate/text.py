@@ -33,6 +33,7 @@ from luoxia.generate.decode import (
 )
 from luoxia.generate.interface import FinishReason, GenerationConfig, GenerationResult, LogitsProcessor
 from luoxia.generate.postprocess import trim_at_stop
+from luoxia.generate.templates import render_chat
 from luoxia.models.gpt import GPT
 
 __all__ = ["CausalLMGenerator", "Completion", "DecoderFactory", "GPTDecoder", "GPTGenerator", "StepDecoder",
@@ -69,7 +70,7 @@ class GPTDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence; return the logits for the token after it."""
-        for history, token in zip(self.histories, next_ids.tolist()):
+        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
             history.append(token)
         if not self.use_cache:
             self.logits = self._refill(self.block_size)
@@ -145,8 +146,8 @@ class CausalLMGenerator:
         if config.num_beams > 1:
             return [self._beam_search(p, config, logits_processors) for p in prompts]
         sequences: list[Completion] = []
-        for sequences in self._decode_steps(prompts, config, logits_processors):
-            pass
+        for step in self._decode_steps(prompts, config, logits_processors):
+            sequences = step  # every step yields the sequences so far: the last one holds the results
         return [seq.result(self.tokenizer, config) for seq in sequences]
 
     def stream(self, prompt: str, config: GenerationConfig | None = None,
@@ -166,8 +167,6 @@ class CausalLMGenerator:
         return seq.result(self.tokenizer, config)
 
     def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-        from luoxia.generate.templates import render_chat
-
         return render_chat(self.tokenizer, messages)
 
     @torch.no_grad()
@@ -190,7 +189,7 @@ class CausalLMGenerator:
             candidates = (scores[:, None] + logprobs).view(-1)  # (width * V,)
             top_scores, top_index = candidates.topk(min(2 * width, candidates.numel()))
             kept: list[tuple[float, int, int]] = []  # (score, origin beam, token) of open beams
-            for score, index in zip(top_scores.tolist(), top_index.tolist()):
+            for score, index in zip(top_scores.tolist(), top_index.tolist(), strict=True):
                 origin, token = divmod(index, logprobs.size(-1))
                 ids = beams[origin] + [token]
                 if token == self.tokenizer.eos_id:
@@ -210,7 +209,8 @@ class CausalLMGenerator:
             if step + 1 < config.max_new_tokens:
                 decoder.reorder(torch.tensor([origin for _, origin, _ in kept]))
                 logits = decoder.push(torch.tensor([token for _, _, token in kept]))
-        for score, ids in zip(scores.tolist(), beams):
+        # not strict: an early stop empties ``beams`` but leaves the last ``scores``, and then adds nothing
+        for score, ids in zip(scores.tolist(), beams, strict=False):
             finished.append((score / max(1, len(ids)) ** config.length_penalty, ids, "length"))
         _, ids, reason = max(finished, key=lambda f: f[0])
         return Completion(len(prompt_ids), list(ids), [], reason).result(self.tokenizer, config)

@@ -50,7 +50,8 @@ def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator |
     n, _, height, width = images.shape
     padded = F.pad(images, (pixels,) * 4, value=-1.0)
     offsets = torch.randint(0, 2 * pixels + 1, (2, n), generator=generator, device=images.device).tolist()
-    return torch.stack([padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(zip(*offsets))])
+    return torch.stack([padded[i, :, y : y + height, x : x + width]
+                        for i, (y, x) in enumerate(zip(*offsets, strict=True))])
 
 
 class DigitClassifier(nn.Module):

@@ -213,7 +213,7 @@ class NoiseScheduler:
         try:
             x = torch.randn((labels.shape[0], *image_shape), generator=generator, device=device)
             timesteps = self.sampling_timesteps(steps)
-            for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+            for t, t_prev in zip(timesteps, timesteps[1:] + [-1], strict=True):
                 eps = self.guided_eps(model, x, t, labels, guidance, null_label)
                 noise = torch.randn(x.shape, generator=generator, device=device) if eta > 0 and t_prev >= 0 else None
                 x, _ = self.ddim_step(x, eps, t, t_prev, eta, noise)

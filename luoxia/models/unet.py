@@ -167,7 +167,7 @@ class UNet(nn.Module):
         ch, skip_channels = base, [base]
         last = len(config.channel_mults) - 1
         self.down = nn.ModuleList()
-        for level, (mult, size) in enumerate(zip(config.channel_mults, config.resolutions)):
+        for level, (mult, size) in enumerate(zip(config.channel_mults, config.resolutions, strict=True)):
             for i in range(config.num_res_blocks):
                 attention = size == config.attention_resolution and i == config.num_res_blocks - 1
                 self.down.append(ResBlock(ch, base * mult, emb_dim, config.dropout, attention, config.scale_shift))

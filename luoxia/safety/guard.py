@@ -30,7 +30,7 @@ from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, LogitsProcessor, TextGenerator
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import embed_image_watermark
-from luoxia.safety.moderation import CATEGORIES, Moderator, ModerationResult
+from luoxia.safety.moderation import CATEGORIES, ModerationResult, Moderator
 from luoxia.safety.pii import MaskStyle, PIIRedactor
 from luoxia.safety.provenance import save_with_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkKey, WatermarkLogitsProcessor, resolve_key
@@ -106,7 +106,7 @@ class Guard:
                  ) -> list[tuple[Decision, ModerationResult]]:
         results = self.moderator.moderate(list(texts))
         out = []
-        for text, result in zip(texts, results):
+        for text, result in zip(texts, results, strict=True):
             flagged = [c for c, hit in result.categories.items() if hit]
             decision = Decision(stage, "moderation", self.policy.action_for(flagged), flagged)
             scores = {c: round(result.scores[c], 4) for c in flagged}
@@ -117,7 +117,7 @@ class Guard:
         """The text with every sentence the moderator flags replaced by a notice."""
         sentences = _SENTENCE.findall(text) or [text]
         verdicts = self.moderator.moderate(sentences)
-        return "".join(WITHHELD if v.flagged else s for s, v in zip(sentences, verdicts))
+        return "".join(WITHHELD if v.flagged else s for s, v in zip(sentences, verdicts, strict=True))
 
     def clean_output(self, text: str) -> tuple[str, list[Decision], bool]:
         """PII redaction then output moderation: the text to return, the decisions, whether it is withheld."""
@@ -189,10 +189,10 @@ class GuardedGenerator:
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         checks = self._check_prompts(prompts)
-        allowed = [p for p, d in zip(prompts, checks) if d is None or d.action != "block"]
+        allowed = [p for p, d in zip(prompts, checks, strict=True) if d is None or d.action != "block"]
         generated = iter(self.inner.generate(allowed, config, self.processors(logits_processors)) if allowed else [])
         results = []
-        for prompt, check in zip(prompts, checks):
+        for prompt, check in zip(prompts, checks, strict=True):
             inputs = [check.to_json()] if check else []
             if check is not None and check.action == "block":
                 results.append(GenerationResult(REFUSAL, [], "content_filter", self.prompt_tokens(prompt),

@@ -117,6 +117,6 @@ def detect_image_watermark(
             f"{MIN_SIZE}×{MIN_SIZE} pixels (marked images are upscaled to that size)"
         )
     decoded = WatermarkDecoder("bits", n_bits).decode(_bgr(image), METHOD)
-    matched = int(sum(int(bool(got)) == want for got, want in zip(decoded, bits)))
+    matched = int(sum(int(bool(got)) == want for got, want in zip(decoded, bits, strict=True)))
     p_value = float(binom.sf(matched - 1, n_bits, 0.5))
     return ImageWatermarkResult(matched, n_bits, p_value, p_value < threshold)

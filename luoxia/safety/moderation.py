@@ -119,7 +119,7 @@ class Moderator:
         unknown = sorted(set(overrides) - set(CATEGORIES))
         if unknown:
             raise ConfigError(f"unknown moderation categories {unknown}; valid: {', '.join(CATEGORIES)}")
-        tuned = dict(zip(self.head.categories, self.head.thresholds.tolist())) if self.head else {}
+        tuned = dict(zip(self.head.categories, self.head.thresholds.tolist(), strict=True)) if self.head else {}
         return {c: float(overrides.get(c, tuned.get(c, DEFAULT_THRESHOLD))) for c in CATEGORIES}
 
     @cached_property
@@ -133,13 +133,13 @@ class Moderator:
         Python process" is judged as "how do I" — the classifier alone would call it violent."""
         stripped = [self.rules.strip_allowed(text) for text in texts]
         learned = self._learned_scores(stripped)
-        return [self._verdict(self.rules.scores(text), scores) for text, scores in zip(stripped, learned)]
+        return [self._verdict(self.rules.scores(text), scores) for text, scores in zip(stripped, learned, strict=True)]
 
     def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if self.head is None or not texts:
             return [{} for _ in texts]
         probabilities = self.head.probabilities(self.encoder.encode(texts))
-        return [dict(zip(self.head.categories, row.tolist())) for row in probabilities]
+        return [dict(zip(self.head.categories, row.tolist(), strict=True)) for row in probabilities]
 
     def _verdict(self, rule_scores: dict[str, float], learned: dict[str, float]) -> ModerationResult:
         scores = {c: max(rule_scores[c], learned.get(c, 0.0)) for c in CATEGORIES}

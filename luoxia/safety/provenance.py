@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import io
+import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -174,7 +174,7 @@ def sign_image(image: Image.Image, *, model: str, run: str, seed: int | None, pa
         raise LuoxiaError(
             f"cannot sign a mode {image.mode!r} image; convert it to one of {', '.join(SIGNABLE_MODES)} first"
         )
-    moment = (created or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (created or datetime.now(UTC)).astimezone(UTC)
     record = ProvenanceRecord(
         model=str(model),
         run=str(run),

@@ -153,7 +153,7 @@ class Detection:
 def detect_ids(ids: Sequence[int], key: WatermarkKey, config: WatermarkConfig | None = None) -> Detection:
     """Score a token sequence: each distinct (previous, token) pair once."""
     config = config or WatermarkConfig()
-    pairs = sorted(set(zip(ids[:-1], ids[1:])))
+    pairs = sorted(set(zip(ids[:-1], ids[1:], strict=True)))
     if not pairs:
         raise LuoxiaError(f"nothing to score: the text is {len(ids)} token(s) long; the detector needs at least 2")
     previous, tokens = np.array(pairs, dtype=np.int64).T

@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from luoxia.config import load_config
+from luoxia.encoders import load_encoder
 from luoxia.errors import ConfigError, ModelNotFound
 from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import ImageGenerator, TextGenerator
-from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator
+from luoxia.generate.load import load_tokenizer
+from luoxia.generate.text import CausalLMGenerator
+from luoxia.registry import load
+from luoxia.safety.audit import AuditStore
+from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy
+from luoxia.safety.moderation import Moderator
 from luoxia.serve.settings import ServeSettings
 
 DEMO_RUN = Path("runs/demo-pydoc")  # what `make demo` trains
@@ -44,19 +51,12 @@ class Models:
 
     @cached_property
     def guard(self):
-        from luoxia.config import load_config
-        from luoxia.safety.audit import AuditStore
-        from luoxia.safety.guard import Guard, GuardPolicy
-        from luoxia.safety.moderation import Moderator
-
         settings = self.settings
         policy = load_config(GuardPolicy, settings.policy_file) if settings.policy_file else GuardPolicy()
         return Guard(policy, Moderator(thresholds=policy.thresholds), AuditStore(settings.data_dir))
 
     @cached_property
     def encoder(self):
-        from luoxia.encoders import load_encoder
-
         return load_encoder(self.settings.embedding_model, device="cpu")
 
     def queue_depth(self) -> int:
@@ -83,8 +83,6 @@ def _pick(served: dict, name: str | None, kind: str):
 
 def serve_text(models: Models, name: str, generator: TextGenerator, tokenizer) -> None:
     """Add a text generator: behind a continuous batcher when it is a causal LM, then the guard."""
-    from luoxia.generate.text import CausalLMGenerator
-
     settings, batcher, guarded = models.settings, None, None
     if isinstance(generator, CausalLMGenerator):
         batcher = ContinuousBatcher(generator, settings.max_batch if settings.batching else 1, settings.max_queue)
@@ -111,9 +109,6 @@ def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
 def load_models(settings: ServeSettings) -> Models:
     """Load every model the settings name; with no text model named, the one `make demo` trains
     (when it exists)."""
-    from luoxia.generate.load import load_tokenizer
-    from luoxia.registry import load
-
     models = Models(settings)
     paths = settings.models or ([str(DEMO_RUN)] if DEMO_RUN.is_dir() else [])
     if not paths and not settings.image_models:

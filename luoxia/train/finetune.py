@@ -20,22 +20,45 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
+from luoxia.checkpoint import atomic_directory, load_weights
 from luoxia.config import Config, dump_config
+from luoxia.data.corpora import resolve_data_path
 from luoxia.data.finetune import load_rows, read_labelled
-from luoxia.data.instruct import IGNORE
+from luoxia.data.instruct import IGNORE, chat_template, preview
 from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
+from luoxia.generate.hf import HFGenerator, context_length, load_hf_model
+from luoxia.generate.interface import GenerationConfig
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import save_hf
-from luoxia.runs import (ADAPTER_DIR, BASE_DIR, CONFIG_FILE, FULL_DIR, HF_CONFIG_FILE, WEIGHTS_FILE, base_dir,
-                         load_run_module)
+from luoxia.runs import (
+    ADAPTER_DIR,
+    BASE_DIR,
+    CONFIG_FILE,
+    FULL_DIR,
+    HF_CONFIG_FILE,
+    WEIGHTS_FILE,
+    base_dir,
+    load_run_module,
+)
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.lm import SampleConfig
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
 from luoxia.train.optim import OptimizerConfig, build_optimizers
-from luoxia.train.task import (Amp, Batch, CompileConfig, ExampleSampler, Learner, LossFn, gradient_step,
-                               mean_across_ranks, mean_eval_loss, to_device, wrap_model)
+from luoxia.train.task import (
+    Amp,
+    Batch,
+    CompileConfig,
+    ExampleSampler,
+    Learner,
+    LossFn,
+    gradient_step,
+    mean_across_ranks,
+    mean_eval_loss,
+    to_device,
+    wrap_model,
+)
 
 Method = Literal["full", "lora", "adalora", "ia3", "prefix", "prompt"]
 
@@ -120,8 +143,10 @@ def peft_config(method: MethodConfig, task: str, total_steps: int, model_type: s
     """The peft config for ``method`` (None for full fine-tuning); ``model_type`` is the base's
     ``config.model_type``."""
     import peft
-    from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
-                                      TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+    )
 
     task_type = peft.TaskType.SEQ_CLS if task == "classify" else peft.TaskType.CAUSAL_LM
     common = {"task_type": task_type}
@@ -147,11 +172,7 @@ def load_base(base_dir: Path, task: str, label_names: list[str] | None):
     """Base model and tokenizer; a classification head on top for ``task == "classify"``."""
     from transformers import AutoModelForSequenceClassification
 
-    from luoxia.generate.hf import load_hf_model
-
     if task != "classify":
-        from luoxia.data.instruct import chat_template
-
         model, tokenizer = load_hf_model(base_dir, device="cpu")
         # The template used in training travels with the saved tokenizer (and every export), so
         # inference renders chats exactly as training did.
@@ -168,8 +189,6 @@ def load_base(base_dir: Path, task: str, label_names: list[str] | None):
 
 def check_fits_context(recipe: FinetuneRecipe, model_config) -> None:
     """Rows longer than the base's context would index past its positions: refuse them up front."""
-    from luoxia.generate.hf import context_length
-
     context = context_length(model_config)
     virtual = recipe.method.num_virtual_tokens if recipe.method.name in ("prefix", "prompt") else 0
     if recipe.data.max_length + virtual > context:
@@ -288,8 +307,6 @@ class FinetuneTask:
     def log_samples(self, logger: RunLogger, step: int) -> None:
         if self.classify or self.recipe.method.name in ("prefix", "prompt"):
             return
-        from luoxia.generate.hf import HFGenerator
-        from luoxia.generate.interface import GenerationConfig
 
         sample = self.recipe.sample
         generator = HFGenerator(self.model, self.tokenizer)
@@ -344,8 +361,6 @@ def resolve_label_names(recipe: FinetuneRecipe) -> list[str] | None:
 
 def save_outputs(task: FinetuneTask, run_dir: Path) -> Path:
     """The best weights as an adapter directory (peft) or a full Hugging Face directory."""
-    from luoxia.checkpoint import atomic_directory, load_weights
-
     load_weights(task.model, run_dir / WEIGHTS_FILE)
     target = run_dir / (FULL_DIR if task.recipe.method.name == "full" else ADAPTER_DIR)
     with atomic_directory(target) as tmp:
@@ -371,8 +386,6 @@ def check_data(recipe: FinetuneRecipe) -> str:
             lines.append(f"{path}: {len(pairs)} examples; labels {dict(sorted(counts.items()))}")
             lines += [f"  [{label}] {text}" for text, label in pairs[:2]]
         return "\n".join(lines)
-    from luoxia.data.corpora import resolve_data_path
-    from luoxia.data.instruct import preview
 
     tokenizer_dir = base_model_dir(recipe.base_model, Path(recipe.out_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)

@@ -18,6 +18,7 @@ import torch.nn as nn
 from pydantic import Field
 
 from luoxia.config import Config, dump_config
+from luoxia.data.images import grid_array, load_and_split
 from luoxia.errors import ConfigError
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
 from luoxia.models.dcgan import DCGAN, DCGANConfig
@@ -28,8 +29,17 @@ from luoxia.runtime import DistributedContext, init_distributed, resolve_device,
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
 from luoxia.train.optim import OptimizerConfig, build_optimizers
-from luoxia.train.task import (Amp, Batch, CompileConfig, ExampleSampler, Learner, LossFn, gradient_step,
-                               mean_across_ranks, wrap_model)
+from luoxia.train.task import (
+    Amp,
+    Batch,
+    CompileConfig,
+    ExampleSampler,
+    Learner,
+    LossFn,
+    gradient_step,
+    mean_across_ranks,
+    wrap_model,
+)
 
 # Why image tasks refuse Muon: this Muon orthogonalises 2-D matrices, and these networks are mostly
 # convolution filters (4-D), whose updates it would leave to AdamW anyway.
@@ -173,8 +183,6 @@ class ImageFeed:
 
     @torch.no_grad()
     def log_samples(self, model: nn.Module, logger: RunLogger, step: int) -> None:
-        from luoxia.data.images import grid_array
-
         if not hasattr(model, "sample"):  # a classifier draws nothing
             return
         sample = self.recipe.sample
@@ -295,8 +303,6 @@ TASKS: dict[str, type[ImageTask] | type[GANTask]] = {"gan": GANTask}  # recipe t
 
 
 def load_splits(recipe: ImageRecipe):
-    from luoxia.data.images import load_and_split
-
     data = recipe.data
     return load_and_split(data.source, data.image_size, data.channels, data.eval_fraction, recipe.seed)
 

@@ -22,14 +22,25 @@ from luoxia.config import Config, dump_config
 from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, Mask, prepare_cached
 from luoxia.data.tokenizer import TextTokenizer
+from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
-from luoxia.runs import CONFIG_FILE, TOKENIZER_FILE, data_dir as run_data_dir
+from luoxia.runs import CONFIG_FILE, TOKENIZER_FILE
+from luoxia.runs import data_dir as run_data_dir
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
 from luoxia.train.optim import MuonConfig, OptimizerConfig, build_optimizers
-from luoxia.train.task import (Amp, Batch, CompileConfig, Learner, gradient_step, mean_across_ranks, mean_eval_loss,
-                               wrap_model)
+from luoxia.train.task import (
+    Amp,
+    Batch,
+    CompileConfig,
+    Learner,
+    gradient_step,
+    mean_across_ranks,
+    mean_eval_loss,
+    wrap_model,
+)
 
 
 class SampleConfig(Config):
@@ -99,9 +110,6 @@ class LMTask:
         self.learner.amp.load_state(state)
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
-        from luoxia.generate.interface import GenerationConfig
-        from luoxia.generate.text import GPTGenerator
-
         generator = GPTGenerator(self.model, self.tokenizer)
         config = GenerationConfig(max_new_tokens=self.sample.max_new_tokens, temperature=self.sample.temperature,
                                   seed=step)

@@ -25,15 +25,22 @@ import torch.nn as nn
 from pydantic import Field
 from torch.optim import Optimizer
 
-from luoxia.checkpoint import (LATEST_FILE, atomic_write_text, capture_rng, latest_checkpoint, load_checkpoint,
-                               restore_rng, save_checkpoint, save_weights)
+from luoxia.checkpoint import (
+    LATEST_FILE,
+    atomic_write_text,
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+)
 from luoxia.config import Config
 from luoxia.errors import LuoxiaError
 from luoxia.runs import CHECKPOINT_DIR, SUMMARY_FILE, WEIGHTS_FILE
 from luoxia.runtime import DistributedContext, Precision
 from luoxia.train.logging import RunLogger, truncate_metrics
 from luoxia.train.schedule import Schedule, lr_multiplier
-
 
 
 class LoopConfig(Config):
@@ -293,7 +300,10 @@ def _prepare_run(task: Task, run_dir: Path, resume: bool, ctx: DistributedContex
     return state
 
 
-def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContext = DistributedContext(),
+ONE_PROCESS = DistributedContext()  # frozen, so one shared default is safe
+
+
+def fit(task: Task, cfg: LoopConfig, run_dir: str | Path, ctx: DistributedContext = ONE_PROCESS,
         resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainState:
     """Train ``task`` for ``cfg.max_steps`` steps, writing everything into ``run_dir``.
 

@@ -80,7 +80,7 @@ class Muon(Optimizer):
                                         group["ns_steps"])
                 # Scale so tall and wide matrices take steps of the same RMS size (Jordan's rule).
                 scale = max(1.0, shape[0] / shape[1]) ** 0.5
-                for p, update in zip(params, updates):
+                for p, update in zip(params, updates, strict=True):
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                     p.add_(update, alpha=-group["lr"] * scale)
         return loss

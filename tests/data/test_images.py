@@ -7,8 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from luoxia.data.images import (DIGIT_NAMES, ImageDataset, grid_array, load_images, parse_class_prompt,
-                                save_grid, split_dataset, to_pil)
+from luoxia.data.images import (
+    DIGIT_NAMES,
+    ImageDataset,
+    grid_array,
+    load_images,
+    parse_class_prompt,
+    save_grid,
+    split_dataset,
+    to_pil,
+)
 from luoxia.errors import ConfigError, DataError
 
 DIGITS = [str(d) for d in range(10)]

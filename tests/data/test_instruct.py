@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from luoxia.data.instruct import (IGNORE, detect_format, pack, preview, tokenize_conversation,
-                                  validate_file)
+from luoxia.data.instruct import IGNORE, detect_format, pack, preview, tokenize_conversation, validate_file
 from luoxia.data.tokenizer import train_bpe_tokenizer, train_char_tokenizer
 from luoxia.errors import ConfigError, DataError
 from tests.helpers import TEXT
@@ -53,8 +52,8 @@ def write_lines(path: Path, records: list) -> Path:
 def labelled_runs(ids: list[int], labels: list[int], tokenizer) -> tuple[list[str], str]:
     """The decoded runs of loss-carrying tokens, and all the other tokens decoded together."""
     runs = [tokenizer.decode([i for i, _ in run])
-            for carries, run in groupby(zip(ids, labels), key=lambda p: p[1] != IGNORE) if carries]
-    rest = tokenizer.decode([i for i, label in zip(ids, labels) if label == IGNORE])
+            for carries, run in groupby(zip(ids, labels, strict=True), key=lambda p: p[1] != IGNORE) if carries]
+    rest = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label == IGNORE])
     return runs, rest
 
 
@@ -63,7 +62,8 @@ def labelled_runs(ids: list[int], labels: list[int], tokenizer) -> tuple[list[st
 def test_loss_mask_covers_exactly_the_assistant_turns(kind: str, template: str | None, end: str):
     tokenizer = hf_tokenizer(kind, template)
     ids, labels = tokenize_conversation(CHAT, tokenizer, max_length=1000)
-    assert [label for label in labels if label != IGNORE] == [i for i, label in zip(ids, labels) if label != IGNORE]
+    assert [label for label in labels if label != IGNORE] == [i for i, label in zip(ids, labels, strict=True)
+                                                              if label != IGNORE]
     runs, rest = labelled_runs(ids, labels, tokenizer)
     answers = [m["content"] for m in CHAT if m["role"] == "assistant"]
     # byte-level BPE may merge the space that ends "### Reply: " into the answer's first token
@@ -98,8 +98,10 @@ def test_detect_format(tmp_path: Path):
 
 
 def test_instruction_records_become_conversations(tmp_path: Path):
-    path = write_lines(tmp_path / "i.jsonl", [{"instruction": "Summarise.", "input": "A long text.", "output": "Short."},
-                                              {"instruction": "Say hi.", "output": "Hi."}])
+    path = write_lines(tmp_path / "i.jsonl", [
+        {"instruction": "Summarise.", "input": "A long text.", "output": "Short."},
+        {"instruction": "Say hi.", "output": "Hi."},
+    ])
     assert validate_file(path, "auto") == [
         [{"role": "user", "content": "Summarise.\n\nA long text."}, {"role": "assistant", "content": "Short."}],
         [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi."}],

@@ -31,7 +31,7 @@ def test_jsonl_field_and_list_field(tmp_path: Path):
 
 def test_csv_column_and_gzip(tmp_path: Path):
     path = tmp_path / "rows.csv.gz"
-    path.write_bytes(gzip.compress('text,label\n"hello, world",1\nbye,0\n'.encode()))
+    path.write_bytes(gzip.compress(b'text,label\n"hello, world",1\nbye,0\n'))
     assert texts([path]) == ["hello, world", "bye"]
 
 

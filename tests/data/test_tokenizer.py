@@ -5,7 +5,8 @@ import pytest
 from luoxia.data.tokenizer import EOS_TOKEN, TextTokenizer, train_bpe_tokenizer, train_char_tokenizer, train_tokenizer
 from luoxia.errors import DataError
 
-SAMPLES = ["Hello, world!", "床前明月光，疑是地上霜。", "emoji 🙂👍🏽 and\ttabs\nnewlines", "  leading spaces", "é vs e\u0301"]
+SAMPLES = ["Hello, world!", "床前明月光，疑是地上霜。", "emoji 🙂👍🏽 and\ttabs\nnewlines", "  leading spaces",
+           "é vs e\u0301"]
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,19 @@ from PIL import Image
 import luoxia
 from luoxia.data.images import load_and_split
 from luoxia.errors import ConfigError
-from luoxia.evaluate.image import (ClassifierFeatures, evaluate_image_run, feature_distances, fid_between,
-                                   image_quality, load_classifier, write_report)
+from luoxia.evaluate.image import (
+    ClassifierFeatures,
+    evaluate_image_run,
+    feature_distances,
+    fid_between,
+    image_quality,
+    load_classifier,
+    write_report,
+)
 from luoxia.models.classifier import DigitClassifier, DigitClassifierConfig
 from luoxia.registry import load_recipe
-from luoxia.train.image import train_image
 from luoxia.runs import read_metrics
+from luoxia.train.image import train_image
 from tests.helpers import luoxia as run_cli
 
 QUIET = ["train.warmup_steps=0", "train.eval_batches=2", "train.batch_size=32", "train.progress=false",
@@ -95,7 +102,7 @@ def test_accuracy_and_coverage_of_a_faithful_generator_are_the_classifiers_own(c
     predicted = classifier.predict(drawn)
     asked = torch.arange(10).repeat_interleave(20)
     expected = (predicted == asked).float().view(10, 20).mean(1)
-    assert result["per_class_accuracy"] == pytest.approx(dict(zip(train.class_names, expected.tolist())))
+    assert result["per_class_accuracy"] == pytest.approx(dict(zip(train.class_names, expected.tolist(), strict=True)))
     assert result["accuracy"] == pytest.approx(float((predicted == asked).float().mean()))
     coverage = torch.bincount(predicted, minlength=10) / 200
     assert list(result["coverage"].values()) == pytest.approx(coverage.tolist())

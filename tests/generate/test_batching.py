@@ -31,7 +31,7 @@ def test_batched_greedy_results_equal_plain_generation(generator: GPTGenerator):
         results = BatchedGenerator(batcher).generate(PROMPTS, config)
     finally:
         batcher.close()
-    for prompt, result in zip(PROMPTS, results):
+    for prompt, result in zip(PROMPTS, results, strict=True):
         expected = generator.generate(prompt, config)[0]
         assert result.token_ids == expected.token_ids and result.text == expected.text
 
@@ -103,6 +103,6 @@ def test_a_row_running_past_the_context_refills_without_changing_its_neighbours(
     config = GenerationConfig(max_new_tokens=50, temperature=0.8, seed=5)
     prompts = [PROMPTS[3] * 2, PROMPTS[0]]  # 64 tokens of prompt: full from the first step
     together = generator.generate(prompts, config, [no_eos])
-    for i, (prompt, result) in enumerate(zip(prompts, together)):
+    for i, (prompt, result) in enumerate(zip(prompts, together, strict=True)):
         alone = generator.generate([prompt], config.model_copy(update={"seed": config.seed + i}), [no_eos])[0]
         assert result.token_ids == alone.token_ids and result.completion_tokens == 50

@@ -89,7 +89,8 @@ def test_logits_processor_is_applied(generator: GPTGenerator):
 
 def test_repetition_penalty_changes_greedy_output(generator: GPTGenerator):
     plain = generator.generate(["To"], GenerationConfig(max_new_tokens=60, temperature=0))[0]
-    penalised = generator.generate(["To"], GenerationConfig(max_new_tokens=60, temperature=0, repetition_penalty=3.0))[0]
+    penalised = generator.generate(["To"], GenerationConfig(max_new_tokens=60, temperature=0,
+                                                            repetition_penalty=3.0))[0]
     assert len(set(penalised.token_ids)) > len(set(plain.token_ids))
 
 
@@ -124,7 +125,7 @@ def test_collapse_repeats_is_applied(generator: GPTGenerator):
     config = GenerationConfig(max_new_tokens=80, temperature=0, collapse_repeats=3)
     text = generator.generate(["the the the"], config)[0].text
     words = text.split()
-    assert all(a != b for a, b in zip(words, words[1:]))
+    assert all(a != b for a, b in zip(words, words[1:], strict=False))
 
 
 @pytest.mark.slow

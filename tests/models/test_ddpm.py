@@ -119,7 +119,7 @@ def test_min_snr_weights_the_v_loss_as_the_epsilon_loss_in_x0_terms():
     for prediction in ("epsilon", "v"):
         scheduler = NoiseScheduler(1000, prediction=prediction)
 
-        def off_by_delta(x_t, t, _labels):  # the target as if x_0 were δ everywhere
+        def off_by_delta(x_t, t, _labels, scheduler=scheduler):  # the target as if x_0 were δ everywhere
             x0_hat, a = torch.full_like(x_t, delta), scheduler.alpha_bars[t].float().view(-1, 1, 1, 1)
             return scheduler.target(x0_hat, (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt(), t)
 
@@ -203,7 +203,7 @@ def test_ema_decay_zero_copies_and_decay_one_keeps():
     ema_update(ema, net, decay=1.0)
     assert all(torch.equal(v, kept[k]) for k, v in ema.state_dict().items())
     ema_update(ema, net, decay=0.5)
-    for e, p, k in zip(ema.parameters(), net.parameters(), kept.values()):
+    for e, p, k in zip(ema.parameters(), net.parameters(), kept.values(), strict=True):
         assert torch.allclose(e, (p + k) / 2)
     ema_update(ema, net, decay=0.0)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in ema.state_dict().items())

@@ -83,7 +83,7 @@ def test_config_validation():
 
 def test_same_seed_same_initialisation():
     a, b = tiny_gpt(seed=5), tiny_gpt(seed=5)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

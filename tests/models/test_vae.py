@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from luoxia.errors import ConfigError
 from luoxia.config import build_config
+from luoxia.errors import ConfigError
 from luoxia.models.vae import VAE, VAEConfig
 
 

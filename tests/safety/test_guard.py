@@ -14,13 +14,21 @@ import pytest
 from PIL import Image
 
 from luoxia.data.tokenizer import train_char_tokenizer
+from luoxia.database import MIGRATIONS
 from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, TextGenerator
 from luoxia.generate.text import GPTGenerator
-from luoxia.database import MIGRATIONS
 from luoxia.safety.audit import AuditStore
-from luoxia.safety.guard import (REFUSAL, WITHHELD, Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy,
-                                 PromptBlocked, write_guarded_images)
+from luoxia.safety.guard import (
+    REFUSAL,
+    WITHHELD,
+    Guard,
+    GuardedGenerator,
+    GuardedImageGenerator,
+    GuardPolicy,
+    PromptBlocked,
+    write_guarded_images,
+)
 from luoxia.safety.image_mark import detect_image_watermark
 from luoxia.safety.moderation import Moderator
 from luoxia.safety.provenance import verify_provenance

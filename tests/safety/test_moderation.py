@@ -47,7 +47,7 @@ def test_clear_examples_are_flagged_in_both_languages(moderator: Moderator, text
 
 def test_benign_look_alikes_pass(moderator: Moderator):
     results = moderator.moderate(BENIGN)
-    assert [text for text, r in zip(BENIGN, results) if r.flagged] == []
+    assert [text for text, r in zip(BENIGN, results, strict=True) if r.flagged] == []
 
 
 def test_rules_alone_flag_and_allow_patterns_blank_the_look_alike():

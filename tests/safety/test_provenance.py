@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +165,7 @@ def test_bad_inputs_to_save_error(tmp_path):
 
 
 def test_numpy_parameters_and_fixed_time_are_recorded(tmp_path):
-    when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     record = save_with_provenance(
         digit(), tmp_path / "a.png", key=KEY, created=when, **{**FIELDS, "parameters": {"eta": np.float32(0.5)}}
     )

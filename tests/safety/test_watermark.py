@@ -13,10 +13,20 @@ from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.load import load_tokenizer
-from luoxia.registry import load
 from luoxia.generate.text import GPTGenerator
-from luoxia.safety.watermark import (DEMO_KEY, KEY_ENV, KEY_FILE_ENV, WatermarkConfig, WatermarkDetector,
-                                     WatermarkLogitsProcessor, detect_ids, green_mask, parse_key, resolve_key)
+from luoxia.registry import load
+from luoxia.safety.watermark import (
+    DEMO_KEY,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    WatermarkConfig,
+    WatermarkDetector,
+    WatermarkLogitsProcessor,
+    detect_ids,
+    green_mask,
+    parse_key,
+    resolve_key,
+)
 from tests.helpers import TEXT, tiny_gpt, tiny_hf_model
 
 KEY = parse_key("00112233445566778899aabbccddeeff", "test")

@@ -17,8 +17,8 @@ from luoxia.evaluate.classify import classify_file
 from luoxia.export import export_run, write_run
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.load import load_finetuned
-from luoxia.train.finetune import FinetuneRecipe, MethodConfig, build_model, finetune, peft_config, trainable_share
 from luoxia.runs import ADAPTER_DIR, read_metrics
+from luoxia.train.finetune import FinetuneRecipe, MethodConfig, build_model, finetune, peft_config, trainable_share
 from tests.helpers import REPO, TEXT, tiny_gpt, tiny_recipe
 from tests.helpers import luoxia as run_cli
 
@@ -172,9 +172,9 @@ def test_classification_learns_a_separable_set(base_run: Path, tmp_path: Path):
 def test_conversations_with_no_assistant_token_in_range_are_dropped(chat_file: Path, tmp_path: Path):
     from transformers import PreTrainedTokenizerFast
 
+    from luoxia.data.finetune import conversation_rows
     from luoxia.errors import DataError
     from luoxia.train.finetune import FinetuneData
-    from luoxia.data.finetune import conversation_rows
 
     char = train_char_tokenizer([CHARS], special_tokens=[EOS_TOKEN])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=char.backend, eos_token=EOS_TOKEN)
@@ -207,7 +207,8 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(base_run: Path, chat_f
     finetune(recipe(base_run, tmp_path / "killed", chat_file, *steps), resume=True)
     resumed = [row["loss"] for row in read_metrics(tmp_path / "killed") if row["kind"] == "train"]
     assert resumed == reference
-    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors") for run in ("reference", "killed")]
+    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors")
+             for run in ("reference", "killed")]
     assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
 
 

@@ -11,8 +11,8 @@ import luoxia
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import ImageGenerator
 from luoxia.registry import load_recipe
-from luoxia.train.image import train_image
 from luoxia.runs import read_metrics
+from luoxia.train.image import train_image
 from tests.helpers import TINY_IMAGE as TINY
 from tests.helpers import luoxia as run_cli
 
@@ -51,8 +51,8 @@ def test_unknown_class_lists_the_valid_ones(vae_run: Path):
 def test_cli_generate_image_writes_a_grid_and_the_images(vae_run: Path, tmp_path: Path):
     run_cli("generate-image", "--model", str(vae_run), "--prompt", "3", "--n", "4", "--seed", "0",
             "--out", str(tmp_path / "out"))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0000.png", "0001.png", "0002.png", "0003.png",
-                                                                    "grid.png", "interpolation.png", "reconstructions.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "0000.png", "0001.png", "0002.png", "0003.png", "grid.png", "interpolation.png", "reconstructions.png"]
     assert Image.open(tmp_path / "out" / "reconstructions.png").size == (8 * 10 + 2, 2 * 10 + 2)  # 2 rows of 8
     bad = run_cli("generate-image", "--model", str(vae_run), "--prompt", "eleven", check=False)
     assert bad.returncode == 2 and "unknown class 'eleven'" in bad.stderr
@@ -90,7 +90,7 @@ def test_diffusion_trains_with_ema_and_samples_through_the_same_interface(tmp_pa
     assert len(evals) == 2 and evals[1] < evals[0]
     generator = luoxia.load(run, device="cpu")
     model = generator.model
-    assert any(not torch.equal(a, b) for a, b in zip(model.ema.parameters(), model.unet.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(model.ema.parameters(), model.unet.parameters(), strict=True))
     first = generator.generate("4", n=2, seed=3, steps=5, guidance=2.0)
     again = generator.generate("four", n=2, seed=3, steps=5, guidance=2.0)
     assert [i.tobytes() for i in first] == [i.tobytes() for i in again] and first[0].size == (8, 8)

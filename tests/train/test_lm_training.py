@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from luoxia.checkpoint import latest_checkpoint
 from luoxia.errors import CheckpointError, LuoxiaError
-from luoxia.train.lm import train_lm
 from luoxia.runs import read_metrics
+from luoxia.train.lm import train_lm
 from tests.helpers import REPO, TEXT, tiny_recipe
 
 LUOXIA = [sys.executable, "-m", "luoxia.cli"]

@@ -20,7 +20,7 @@ from tests.helpers import tiny_gpt
 def test_warmup_then_cosine_to_floor():
     values = [lr_multiplier(s, 100, 10, 0.1) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(values[10:], values[11:]))  # monotone decay
+    assert all(a >= b for a, b in zip(values[10:], values[11:], strict=False))  # monotone decay
     assert lr_multiplier(100, 100, 10, 0.1) == pytest.approx(0.1)
     assert lr_multiplier(55, 100, 10, 0.1) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)
 

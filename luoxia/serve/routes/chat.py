@@ -11,8 +11,16 @@ from luoxia.generate.interface import GenerationResult
 from luoxia.serve import schemas
 from luoxia.serve.deps import CallerDep, MetricsDep, ModelsDep, OffloadDep, SettingsDep, StoreDep
 from luoxia.serve.errors import APIError
-from luoxia.serve.generation import (check_context, collect_recorded, generation_config, new_id, start_recording,
-                                     stream_events, stream_response, usage)
+from luoxia.serve.generation import (
+    check_context,
+    collect_recorded,
+    generation_config,
+    new_id,
+    start_recording,
+    stream_events,
+    stream_response,
+    usage,
+)
 from luoxia.serve.models import ServedText
 from luoxia.serve.responses import AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, TokenLogprob
 
@@ -57,5 +65,6 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
     """One entry per token that has a log-probability (a model may give none)."""
     tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
+    # not strict: a model without log-probabilities gives an empty list, and then no entries
     return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
-                                 for t, p in zip(tokens, result.token_logprobs)])
+                                 for t, p in zip(tokens, result.token_logprobs, strict=False)])

@@ -11,8 +11,16 @@ from luoxia.generate.interface import GenerationResult
 from luoxia.serve import schemas
 from luoxia.serve.deps import CallerDep, MetricsDep, ModelsDep, OffloadDep, SettingsDep, StoreDep
 from luoxia.serve.errors import APIError
-from luoxia.serve.generation import (check_context, collect_recorded, generation_config, new_id, start_recording,
-                                     stream_events, stream_response, usage)
+from luoxia.serve.generation import (
+    check_context,
+    collect_recorded,
+    generation_config,
+    new_id,
+    start_recording,
+    stream_events,
+    stream_response,
+    usage,
+)
 from luoxia.serve.models import ServedText
 from luoxia.serve.responses import Completion, CompletionChoice, CompletionLogprobs
 
