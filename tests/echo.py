@@ -1,0 +1,81 @@
+"""A stand-in text model that echoes its prompt, behind Luoxia's real guard and server: the
+attacker's view of the guard, since whatever personal data the prompt carries reaches the output.
+
+One token per character (id = code point), log-probability -0.5 each, streamed in pieces of
+``chunk`` characters so that a value is split across stream chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
+from luoxia.serve.models import Models, serve_text
+from luoxia.serve.settings import ServeSettings
+
+LOGPROB = -0.5
+
+
+class CharTokenizer:
+    """``encode``/``decode`` by code point: what the server's logprobs and watermark detection use."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(map(chr, ids))
+
+
+class EchoGenerator:
+    """A `TextGenerator` whose completion is its prompt (cut at ``max_new_tokens`` characters and at
+    the first stop string); chat echoes the last user message."""
+
+    def __init__(self, name: str = "echo", chunk: int = 3, context_length: int = 100_000):
+        self.name, self.chunk, self.context_length = name, chunk, context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        return (users[-1] if users else ""), []
+
+    def _completion(self, prompt: str, config: GenerationConfig) -> tuple[str, str]:
+        text = prompt[:config.max_new_tokens]
+        reason = "length" if len(prompt) > config.max_new_tokens else "stop"
+        for stop in config.stop:
+            if stop in text:
+                text, reason = text[:text.index(stop)], "stop"
+        return text, reason
+
+    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None,
+                 logits_processors: Sequence[LogitsProcessor] = ()) -> list[GenerationResult]:
+        config = config or GenerationConfig()
+        results = []
+        for prompt in prompts:
+            text, reason = self._completion(prompt, config)
+            results.append(GenerationResult(text, [ord(c) for c in text], reason,  # type: ignore[arg-type]
+                                            len(prompt), [LOGPROB] * len(text)))
+        return results
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None,
+               logits_processors: Sequence[LogitsProcessor] = ()) -> Generator[str, None, GenerationResult]:
+        (result,) = self.generate([prompt], config, logits_processors)
+        for start in range(0, len(result.text), self.chunk):
+            yield result.text[start:start + self.chunk]
+        return result
+
+
+def echo_models(settings: ServeSettings, chunk: int = 3) -> Models:
+    """The server's models: one echo text model (named ``echo``) behind the guard when
+    ``settings.safety`` is on. Pass to ``create_app(settings, models=...)``."""
+    models = Models(settings)
+    serve_text(models, "echo", EchoGenerator(chunk=chunk), CharTokenizer())
+    return models
+
+
+def echo_settings(data_dir: Path, **overrides: object) -> ServeSettings:
+    """Settings for an echo server: a temporary data directory, no model paths to load."""
+    values: dict[str, object] = dict(models=["echo"], device="cpu", data_dir=data_dir, max_tokens_limit=4096)
+    return ServeSettings(**{**values, **overrides})  # type: ignore[arg-type]
