@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Annotated
 
@@ -138,7 +140,25 @@ def provenance_verify(
     raise typer.Exit(0 if check.status == "valid" else 1)
 
 
-review_app = typer.Typer(no_args_is_help=True, help="The human review queue of flagged and blocked content.")
+review_app = typer.Typer(no_args_is_help=True, help="The human review queue of flagged and blocked content. "
+                         "These commands act as the admin of the data directory they can read.")
+UNPRINTABLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # controls, format (bidi, zero-width), unassigned
+
+
+def terminal_safe(text: str, keep: str = "") -> str:
+    """``text`` with every control, format (bidi override, zero-width) and line-separator character
+    written as a visible ``\\uXXXX`` escape, so stored content cannot drive the reviewer's terminal
+    (ANSI escapes, cursor moves, reordered text); characters in ``keep`` stay as they are."""
+    return "".join(c if c in keep or unicodedata.category(c) not in UNPRINTABLE else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    """``\\uXXXX`` (a UTF-16 surrogate pair beyond the BMP): the same character to a JSON reader."""
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _store(data_dir: Path | None):
@@ -157,22 +177,25 @@ def review_list(
     for column in ("id", "created", "stage", "action", "categories", "status", "excerpt"):
         table.add_column(column)
     for e in events:
-        table.add_row(str(e.id), e.created, e.stage, e.action, ", ".join(e.categories), e.status,
-                      escape(e.excerpt[:60].replace("\n", " ")))
+        table.add_row(*(escape(terminal_safe(cell)) for cell in (
+            str(e.id), e.created, e.stage, e.action, ", ".join(e.categories), e.status,
+            e.excerpt[:60].replace("\n", " "))))
     console.print(table)
 
 
 @review_app.command("show")
 def review_show(event_id: Annotated[int, typer.Argument(help="event id")], data_dir: DataDirOption = None) -> None:
-    """One event as JSON."""
-    print(json.dumps(_store(data_dir).get(event_id).to_json(), ensure_ascii=False, indent=2))
+    """One event as JSON, with its review log (every verdict and reopening, by whom)."""
+    store = _store(data_dir)
+    record = {**store.get(event_id).to_json(), "decisions": store.decisions(event_id)}
+    # JSON escapes C0 controls itself; the rest become \uXXXX escapes, which JSON reads back as the same text.
+    print(terminal_safe(json.dumps(record, ensure_ascii=False, indent=2), keep="\n"))
 
 
 def _review(event_id: int, status: str, reviewer: str | None, note: str | None, data_dir: Path | None) -> None:
-    import getpass
-
     event = _store(data_dir).review(event_id, status, reviewer or getpass.getuser(), note)
-    console.print(f"event {event.id}: {event.status} by {escape(event.reviewer or '')}", highlight=False)
+    console.print(f"event {event.id}: {event.status} by {escape(terminal_safe(event.reviewer or ''))}",
+                  highlight=False)
 
 
 @review_app.command("approve")
@@ -195,6 +218,18 @@ def review_reject(
 ) -> None:
     """The content violated the policy: the decision stands."""
     _review(event_id, "rejected", reviewer, note, data_dir)
+
+
+@review_app.command("reopen")
+def review_reopen(
+    event_id: Annotated[int, typer.Argument(help="event id")],
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="who (default: the login name)")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Undo a verdict: the event is pending again (a verdict is otherwise final)."""
+    event = _store(data_dir).reopen(event_id, reviewer or getpass.getuser(), note)
+    console.print(f"event {event.id}: reopened, {event.status}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

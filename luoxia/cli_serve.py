@@ -1,4 +1,4 @@
-"""``luoxia serve`` and ``luoxia keys``."""
+"""``luoxia serve``, ``luoxia keys`` and ``luoxia purge``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from luoxia.cli_options import config_options
 from luoxia.errors import ConfigError
 from luoxia.serve.app import create_app
 from luoxia.serve.settings import ServeSettings
-from luoxia.serve.store import Store
+from luoxia.serve.store import ROLES, Store
 
 console = Console()
 DataDir = Annotated[Path | None, typer.Option(help="database directory (default $LUOXIA_HOME or ~/.luoxia)")]
@@ -44,21 +45,26 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys of `luoxia serve` (s
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Option(help="what the key is for")] = "default", data_dir: DataDir = None):
+def keys_create(name: Annotated[str, typer.Option(help="what the key is for")] = "default",
+                role: Annotated[str, typer.Option(help=f"{', '.join(ROLES)}: users generate; reviewers also list "
+                                                       "and decide the review queue; admins also reopen verdicts")]
+                = "user",
+                data_dir: DataDir = None):
     """Create a key; the key itself is printed once, as the last line."""
-    key, secret = Store(data_dir).create_key(name)
-    console.print(f"key {key.id} ({key.name}) created; store it now, it cannot be shown again:", highlight=False)
+    key, secret = Store(data_dir).create_key(name, role)
+    console.print(f"key {key.id} ({escape(key.name)}, {key.role}) created; store it now, it cannot be shown again:",
+                  highlight=False)
     print(secret)
 
 
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None):
-    """Every key: id, name, first characters, created, revoked."""
+    """Every key: id, name, role, first characters, created, revoked."""
     table = Table(title="API keys")
-    for column in ("id", "name", "prefix", "created", "revoked"):
+    for column in ("id", "name", "role", "prefix", "created", "revoked"):
         table.add_column(column)
     for key in Store(data_dir).list_keys():
-        table.add_row(str(key.id), key.name, key.prefix + "…", key.created, key.revoked or "")
+        table.add_row(str(key.id), escape(key.name), key.role, key.prefix + "…", key.created, key.revoked or "")
     console.print(table)
 
 
@@ -69,6 +75,20 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="key id (from `keys l
     console.print(f"key {key.id} ({key.name}) revoked at {key.revoked}", highlight=False)
 
 
+def purge(retention_days: Annotated[int, typer.Option(min=1, help="delete what is older than this many days")],
+          data_dir: DataDir = None) -> None:
+    """Delete generations, conversations and reviewed audit events older than --retention-days (the
+    server does it hourly with its --retention-days); pending review items are kept."""
+    store = Store(data_dir)
+    try:
+        deleted = store.purge(retention_days)
+    finally:
+        store.close()
+    console.print(", ".join(f"{count} {table.replace('_', ' ')}" for table, count in deleted.items()) + " deleted",
+                  highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.add_typer(keys_app, name="keys")
+    app.command()(purge)

@@ -9,17 +9,20 @@ its own transaction.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from luoxia.errors import LuoxiaError
 
 DATA_HOME_ENV = "LUOXIA_HOME"
 DB_FILE = "luoxia.db"
+DB_SUFFIXES = ("", "-wal", "-shm", "-journal")  # the database and the files SQLite keeps beside it
+log = logging.getLogger("luoxia.database")
 
 MIGRATIONS: list[str] = [
     # 1: the audit trail of the guard's decisions, with the human review status
@@ -77,6 +80,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX generations_key ON generations(key_id, created);
     """,
+    # 3: roles for API keys (existing keys become plain users: they keep generating, but reviewing
+    # now needs a reviewer or admin key), the log of every review decision and reopening, and the
+    # indexes the retention purge walks
+    """
+    ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    CREATE TABLE review_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        action TEXT NOT NULL,           -- approved, rejected or reopened
+        actor TEXT NOT NULL,            -- "key 3", "studio (open mode)" or the CLI's --reviewer
+        key_id INTEGER,                 -- the deciding API key; NULL from the CLI or open mode
+        note TEXT
+    );
+    CREATE INDEX review_log_event ON review_log(event_id, id);
+    CREATE INDEX generations_created ON generations(created);
+    CREATE INDEX audit_events_created ON audit_events(created);
+    """,
 ]
 
 
@@ -91,9 +112,11 @@ def now() -> str:
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection to the database at ``path`` (created, migrated, WAL), usable from any thread
-    (callers serialise their own use of it)."""
+    (callers serialise their own use of it). It holds prompts and review excerpts, so its directory
+    is private (0700) and its files are readable by their owner only (0600)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
+    private_files(path)
     try:
         connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         connection.row_factory = sqlite3.Row
@@ -102,7 +125,69 @@ def connect(path: str | Path) -> sqlite3.Connection:
         migrate(connection)
     except sqlite3.DatabaseError as error:
         raise LuoxiaError(f"{path}: not a usable Luoxia database ({error})") from None
+    private_files(path)  # the -wal and -shm files SQLite has just created (with the database's mode)
     return connection
+
+
+def private_directory(directory: Path) -> None:
+    """Create ``directory`` 0700; an existing one of ours that already holds a database is tightened
+    to 0700, any other one that others can read is left alone with a warning."""
+    if directory.exists() and not directory.is_dir():
+        raise LuoxiaError(f"{directory}: not a directory (the data directory must be one)")
+    if not directory.exists():
+        try:
+            directory.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+        except OSError as error:
+            raise LuoxiaError(f"{directory}: cannot create the data directory ({error.strerror})") from None
+        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask; this is exact
+        return
+    mode = directory.stat().st_mode & 0o777
+    if mode & 0o077 == 0:
+        return
+    if (directory / DB_FILE).exists() and directory.stat().st_uid == os.getuid():
+        os.chmod(directory, 0o700)
+    else:
+        log.warning("data directory %s is readable by other users (mode %o); it will hold prompts", directory, mode)
+
+
+def private_files(path: Path) -> None:
+    """The database and its -wal/-shm/-journal files 0600: created so when missing (SQLite gives
+    its side files the database's mode), tightened when ours and wider."""
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as error:
+            raise LuoxiaError(f"{path}: cannot create the database ({error.strerror})") from None
+    for suffix in DB_SUFFIXES:
+        file = path.with_name(path.name + suffix)
+        try:
+            info = file.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+
+
+def cutoff(days: int) -> str:
+    """The `now` of ``days`` days ago: rows created before it are past their retention."""
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
+
+
+def purge(connection: sqlite3.Connection, before: str) -> dict[str, int]:
+    """Delete what was stored before ``before`` (an ISO time as `now` writes it): generations,
+    conversations with no generation left, and audit events already reviewed (with their review
+    log); pending events wait for their reviewer. How many rows of each went."""
+    with transaction(connection) as db:
+        generations = db.execute("DELETE FROM generations WHERE created < ?", (before,)).rowcount
+        conversations = db.execute(
+            "DELETE FROM conversations WHERE created < ? AND NOT EXISTS "
+            "(SELECT 1 FROM generations WHERE generations.conversation_id = conversations.id)", (before,)).rowcount
+        db.execute("DELETE FROM review_log WHERE event_id IN "
+                   "(SELECT id FROM audit_events WHERE created < ? AND status != 'pending')", (before,))
+        events = db.execute("DELETE FROM audit_events WHERE created < ? AND status != 'pending'", (before,)).rowcount
+    return {"generations": generations, "conversations": conversations, "audit_events": events}
 
 
 @contextmanager

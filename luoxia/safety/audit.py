@@ -1,5 +1,8 @@
 """The audit trail: every flagged, redacted or blocked decision of the guard, in SQLite, and the
-human review queue over it (`luoxia review list|show|approve|reject`).
+human review queue over it (`luoxia review list|show|approve|reject|reopen`).
+
+A verdict is final: deciding an event that is not pending raises `AlreadyDecided` until it is
+reopened (by an admin). Every verdict and reopening is kept in the review log with who made it.
 
 The events live in the data directory's database (`luoxia.database`: WAL, versioned schema), so
 each is durable once `record` returns and a killed process loses nothing committed.
@@ -18,9 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from luoxia.database import DB_FILE, connect, default_data_dir, now, transaction
-from luoxia.errors import LuoxiaError
+from luoxia.errors import LuoxiaError, NotFound
 
 EXCERPT_CHARS = 2000
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names no event
 ReviewStatus = Literal["pending", "approved", "rejected"]
 REVIEW_STATUSES: tuple[str, ...] = ("pending", "approved", "rejected")
 
@@ -51,6 +55,10 @@ class AuditEvent:
         return dict(self.__dict__)
 
 
+class AlreadyDecided(LuoxiaError):
+    """A verdict on an event that already has one: reopen it first."""
+
+
 class AuditStore:
     """The audit table of one data directory."""
 
@@ -73,6 +81,8 @@ class AuditStore:
     def list(self, status: str | None = "pending", limit: int = 50) -> list[AuditEvent]:
         if status is not None and status not in REVIEW_STATUSES:
             raise LuoxiaError(f"unknown review status '{status}'; valid: {', '.join(REVIEW_STATUSES)}")
+        if not 1 <= limit <= MAX_ID:
+            raise LuoxiaError(f"limit must be a positive number, not {limit}")
         query, args = "SELECT * FROM audit_events", ()
         if status is not None:
             query, args = query + " WHERE status = ?", (status,)
@@ -81,21 +91,51 @@ class AuditStore:
         return [AuditEvent.from_row(row) for row in rows]
 
     def get(self, event_id: int) -> AuditEvent:
-        with self.lock:
-            row = self.connection.execute("SELECT * FROM audit_events WHERE id = ?", (event_id,)).fetchone()
+        row = None
+        if 0 < event_id <= MAX_ID:
+            with self.lock:
+                row = self.connection.execute("SELECT * FROM audit_events WHERE id = ?", (event_id,)).fetchone()
         if row is None:
-            raise LuoxiaError(f"no audit event {event_id} in {self.path}")
+            raise NotFound(f"no audit event {event_id}")
         return AuditEvent.from_row(row)
 
-    def review(self, event_id: int, status: ReviewStatus, reviewer: str, note: str | None = None) -> AuditEvent:
-        """A human's verdict: ``approved`` (the content is acceptable after all) or ``rejected``."""
+    def review(self, event_id: int, status: ReviewStatus, reviewer: str, note: str | None = None,
+               key_id: int | None = None) -> AuditEvent:
+        """A human's verdict on a pending event: ``approved`` (the content is acceptable after all) or
+        ``rejected``; logged with ``reviewer`` and the deciding API key (None: the CLI or open mode)."""
         if status not in ("approved", "rejected"):
             raise LuoxiaError(f"a review ends in approved or rejected, not '{status}'")
         self.get(event_id)
         with self.lock, transaction(self.connection) as db:
-            db.execute("UPDATE audit_events SET status = ?, reviewer = ?, review_note = ?, reviewed = ? WHERE id = ?",
-                       (status, reviewer, note, now(), event_id))
+            changed = db.execute("UPDATE audit_events SET status = ?, reviewer = ?, review_note = ?, reviewed = ? "
+                                 "WHERE id = ? AND status = 'pending'", (status, reviewer, note, now(), event_id))
+            if changed.rowcount == 0:
+                raise AlreadyDecided(f"audit event {event_id} is already decided; an admin can reopen it")
+            self._log(db, event_id, status, reviewer, key_id, note)
         return self.get(event_id)
+
+    def reopen(self, event_id: int, actor: str, note: str | None = None, key_id: int | None = None) -> AuditEvent:
+        """Back to pending, for a new verdict (an admin's act: callers check the role); logged."""
+        self.get(event_id)
+        with self.lock, transaction(self.connection) as db:
+            db.execute("UPDATE audit_events SET status = 'pending', reviewer = NULL, review_note = NULL, "
+                       "reviewed = NULL WHERE id = ?", (event_id,))
+            self._log(db, event_id, "reopened", actor, key_id, note)
+        return self.get(event_id)
+
+    def decisions(self, event_id: int) -> list[dict]:
+        """The review log of one event, oldest first: action, actor, key_id, note, created."""
+        self.get(event_id)
+        with self.lock:
+            rows = self.connection.execute("SELECT created, action, actor, key_id, note FROM review_log "
+                                           "WHERE event_id = ? ORDER BY id", (event_id,)).fetchall()
+        return [dict(row) for row in rows]
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, event_id: int, action: str, actor: str, key_id: int | None,
+             note: str | None) -> None:
+        db.execute("INSERT INTO review_log (event_id, created, action, actor, key_id, note) VALUES (?, ?, ?, ?, ?, ?)",
+                   (event_id, now(), action, actor, key_id, note))
 
     def close(self) -> None:
         self.connection.close()

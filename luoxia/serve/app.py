@@ -39,7 +39,7 @@ def create_app(settings: ServeSettings, models: Models | None = None) -> FastAPI
         # Requests' blocking work runs in at most `worker_threads` threads (not anyio's default cap).
         app.state.offload = Offload(CapacityLimiter(settings.worker_threads))
         app.state.models = models or await anyio.to_thread.run_sync(load_models, settings)
-        app.state.store = Store(settings.data_dir)
+        app.state.store = Store(settings.data_dir, settings.store_raw_prompts, settings.retention_days)
         yield
         app.state.models.close()
         app.state.store.close()

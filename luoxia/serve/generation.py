@@ -20,7 +20,7 @@ from luoxia.serve.metrics import Metrics
 from luoxia.serve.models import ServedText
 from luoxia.serve.schemas import SamplingRequest
 from luoxia.serve.settings import ServeSettings
-from luoxia.serve.store import Store
+from luoxia.serve.store import ConversationTaken, Store
 from luoxia.serve.streams import Job, run_choices
 
 Chunk = Callable[[int, str, "str | None"], dict]  # (choice index, text, finish reason) → one SSE chunk
@@ -81,8 +81,13 @@ class Recording:
 
 async def start_recording(store: Store, metrics: Metrics, offload: Offload, who: Caller, served: ServedText,
                           endpoint: str, prompt: object, parameters: dict, conversation: str | None) -> Recording:
-    generation_id = await offload(store.start_generation, who.key_id, endpoint, served.name, prompt, parameters,
-                                  conversation)
+    """The request's record; 403 when ``conversation`` is another key's."""
+    try:
+        generation_id = await offload(store.start_generation, who.key_id, endpoint, served.name, prompt, parameters,
+                                      conversation)
+    except ConversationTaken as error:
+        raise APIError(403, str(error), "permission_error", param="X-Conversation-Id",
+                       code="conversation_not_yours") from None
     return Recording(store, metrics, offload, generation_id, served.name, time.perf_counter())
 
 

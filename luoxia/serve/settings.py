@@ -37,6 +37,10 @@ class ServeSettings(BaseSettings):
     policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")
     embedding_model: str = Field("minilm", description="encoder behind /v1/embeddings")
     runs_dir: Path = Field(Path("runs"), description="run directories whose loss curves the studio shows")
+    store_raw_prompts: bool = Field(False, description="store prompts, outputs and conversation titles as sent "
+                                    "(default: with personal data masked)")
+    retention_days: int = Field(30, ge=0, description="delete generations, conversations and reviewed audit events "
+                                "older than this many days (0: keep forever)")
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ServeSettings:
