@@ -90,8 +90,8 @@ MIGRATIONS: list[str] = [
         event_id INTEGER NOT NULL,
         created TEXT NOT NULL,
         action TEXT NOT NULL,           -- approved, rejected or reopened
-        actor TEXT NOT NULL,            -- "key 3", "studio (open mode)" or the CLI's --reviewer
-        key_id INTEGER,                 -- the deciding API key; NULL from the CLI or open mode
+        actor TEXT NOT NULL,            -- "key 3", "studio (open mode)" or the --reviewer of the CLI
+        key_id INTEGER,                 -- the deciding API key (NULL: the CLI or open mode)
         note TEXT
     );
     CREATE INDEX review_log_event ON review_log(event_id, id);

@@ -68,3 +68,19 @@ def test_bad_jsonl_line_names_the_line(tmp_path: Path):
     bad.write_text('{"text": "fine"}\nnot json at all\n')
     result = luoxia("prepare", str(bad), "--out", str(tmp_path / "out"), check=False)
     assert result.returncode == 2 and "bad.jsonl:2: line 2 is not valid JSON" in result.stderr
+
+
+def test_keys_get_roles_and_a_file_as_data_dir_is_one_line(tmp_path: Path):
+    created = luoxia("keys", "create", "--name", "rev", "--role", "reviewer", "--data-dir", str(tmp_path))
+    assert "reviewer" in created.stdout and created.stdout.strip().splitlines()[-1].startswith("lx-")
+    listed = luoxia("keys", "list", "--data-dir", str(tmp_path)).stdout
+    assert "reviewer" in listed
+    bad_role = luoxia("keys", "create", "--role", "root", "--data-dir", str(tmp_path), check=False)
+    assert bad_role.returncode == 2 and "unknown role 'root'" in bad_role.stderr
+    file = tmp_path / "a-file"
+    file.write_text("not a directory")
+    for args in (["keys", "create"], ["keys", "list"], ["purge", "--retention-days", "1"]):
+        result = luoxia(*args, "--data-dir", str(file), check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error:") and "not a directory" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

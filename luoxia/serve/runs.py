@@ -25,6 +25,8 @@ def list_runs(runs_dir: Path) -> list[dict]:
         return found
     for run in sorted(runs_dir.iterdir(), key=_mtime, reverse=True):
         try:
+            if not run.exists():
+                raise FileNotFoundError(run.name)  # a broken link
             if not (run / METRICS_FILE).is_file():
                 continue
             rows, task = read_metrics(run), run_family(run).task

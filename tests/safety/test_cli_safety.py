@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from luoxia.safety.audit import AuditStore
 from tests.helpers import luoxia
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -90,3 +91,40 @@ def test_provenance_verify_valid_tampered_absent(tmp_path: Path):
     pixels.save(tmp_path / "edited.png", pnginfo=None)
     absent = luoxia("provenance", "verify", str(tmp_path / "edited.png"), "--key", KEY, check=False)
     assert absent.returncode == 1 and json.loads(absent.stdout)["status"] == "absent"
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil\u2066 \u200bhi"
+
+
+def test_review_output_cannot_drive_the_terminal(tmp_path: Path):
+    audit = AuditStore(tmp_path)
+    event = audit.record("input", "flag", ["violence\x1b[5m"], {}, "x", HOSTILE)
+    audit.close()
+    listed = luoxia("review", "list", "--data-dir", str(tmp_path)).stdout
+    shown = luoxia("review", "show", str(event), "--data-dir", str(tmp_path)).stdout
+    for output in (listed, shown):
+        assert not any(c in output for c in "\x1b\x07\x9b\u202e\u2066\u200b"), repr(output)
+    assert "\\u001b" in listed and json.loads(shown)["excerpt"] == HOSTILE  # visible, and the same text to a reader
+
+
+def test_review_verdicts_are_final_until_reopened_and_logged(tmp_path: Path):
+    audit = AuditStore(tmp_path)
+    event = str(audit.record("input", "block", ["violence"], {}, "x", "we will kill you"))
+    audit.close()
+    home = ["--data-dir", str(tmp_path)]
+    luoxia("review", "reject", event, "--reviewer", "ana", *home)
+    again = luoxia("review", "approve", event, "--reviewer", "bo", *home, check=False)
+    assert again.returncode == 2 and "already decided" in again.stderr and "Traceback" not in again.stderr
+    luoxia("review", "reopen", event, "--reviewer", "admin", "--note", "second look", *home)
+    luoxia("review", "approve", event, "--reviewer", "bo", *home)
+    shown = json.loads(luoxia("review", "show", event, *home).stdout)
+    assert (shown["status"], shown["reviewer"]) == ("approved", "bo")
+    assert [(d["action"], d["actor"]) for d in shown["decisions"]] == [
+        ("rejected", "ana"), ("reopened", "admin"), ("approved", "bo")]
+
+
+@pytest.mark.parametrize("command", ["approve", "reject", "reopen", "show"])
+def test_review_of_a_huge_id_is_one_line(tmp_path: Path, command: str):
+    result = luoxia("review", command, str(2**64), "--data-dir", str(tmp_path), check=False)
+    assert result.returncode == 2 and result.stderr.startswith("error: no audit event")
+    assert len(result.stderr.strip().splitlines()) == 1 and str(tmp_path) not in result.stderr

@@ -5,12 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from luoxia.serve.store import Store
+
 pytestmark = pytest.mark.slow
 
 
-def call(server, method: str, path: str, body=None) -> httpx.Response:
+def call(server, method: str, path: str, body=None, key: str | None = None) -> httpx.Response:
     return httpx.request(method, server.url + path, json=body, timeout=60,
-                         headers={"Authorization": f"Bearer {server.key}"})
+                         headers={"Authorization": f"Bearer {key or server.key}"})
 
 
 def test_studio_page_is_served_offline(live_server):
@@ -29,12 +31,15 @@ def test_review_queue_lists_and_records_a_verdict(live_server):
     blocked = {"model": "tiny-chat", "messages": [{"role": "user", "content": "we will kill you"}], "max_tokens": 4}
     audit_id = call(live_server, "POST", "/v1/chat/completions", blocked).json()["choices"][0]["safety"][
         "decisions"][0]["audit_id"]
-    pending = call(live_server, "GET", "/v1/review?status=pending").json()["data"]
+    _, reviewer = Store(live_server.data_dir).create_key("reviewer", "reviewer")
+    assert call(live_server, "GET", "/v1/review?status=pending").status_code == 403  # a user key
+    pending = call(live_server, "GET", "/v1/review?status=pending", key=reviewer).json()["data"]
     assert audit_id in [e["id"] for e in pending]
-    decided = call(live_server, "POST", f"/v1/review/{audit_id}", {"status": "rejected", "note": "threat"}).json()
+    decided = call(live_server, "POST", f"/v1/review/{audit_id}", {"status": "rejected", "note": "threat"},
+                   key=reviewer).json()
     assert decided["status"] == "rejected" and decided["review_note"] == "threat"
-    missing = call(live_server, "POST", "/v1/review/999999", {"status": "approved"})
-    assert missing.status_code == 400 and "no audit event" in missing.json()["error"]["message"]
+    missing = call(live_server, "POST", "/v1/review/999999", {"status": "approved"}, key=reviewer)
+    assert missing.status_code == 404 and "no audit event" in missing.json()["error"]["message"]
 
 
 def test_runs_page_reads_loss_curves(live_server, chat_run, settings_for):
