@@ -180,11 +180,11 @@ class Store:
                           finish_reason: str | None = None, safety: dict | None = None, prompt_tokens: int = 0,
                           completion_tokens: int = 0, latency_ms: float = 0.0) -> None:
         watermark = (safety or {}).get("watermark", {}).get("key_id")
+        output = self._masked_json(output)  # before taking the lock: masking is CPU work
         with self.lock, transaction(self.connection) as db:
             db.execute("UPDATE generations SET status = ?, output = ?, finish_reason = ?, safety = ?, "
                        "watermark_key_id = ?, prompt_tokens = ?, completion_tokens = ?, latency_ms = ? WHERE id = ?",
-                       (status, self._masked_json(output), finish_reason, json.dumps(safety or {}), watermark,
-                        prompt_tokens,
+                       (status, output, finish_reason, json.dumps(safety or {}), watermark, prompt_tokens,
                         completion_tokens, latency_ms, generation_id))
 
     def history(self, key_id: int | None, limit: int = 50) -> list[dict]:
