@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from luoxia.generate.interface import GenerationConfig
 
 MAX_SEED = 2**63  # exclusive: seed + choice index must stay within torch's generator seeds
-MAX_STOP_CHARS, MAX_STOPS, MAX_USER_CHARS = 256, 16, 256
+MAX_STOP_CHARS, MAX_STOPS, MAX_USER_CHARS = 256, 4, 256
 
 
 def _encodable(value: object) -> object:

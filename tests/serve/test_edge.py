@@ -150,7 +150,7 @@ def test_a_surrogate_pair_is_text(tmp_path):
 # Low: huge seeds, unbounded user and stop strings, unhandled 500s.
 
 @pytest.mark.parametrize("fields", [{"seed": 2**64}, {"seed": 2**63}, {"seed": -1}, {"user": "u" * 257},
-                                    {"stop": ["s" * 257]}, {"stop": [f"s{i}" for i in range(17)]}])
+                                    {"stop": ["s" * 257]}])
 def test_out_of_range_fields_are_400s(tmp_path, fields):
     with TestClient(echo_app(tmp_path), raise_server_exceptions=False) as client:
         response = client.post("/v1/completions", json={"prompt": "hi", **fields}, headers=keyed(tmp_path))
@@ -223,7 +223,7 @@ def test_requests_are_charged_by_their_size(tmp_path):
 def test_settings_refuse_a_byte_budget_below_the_body_limit(tmp_path):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="rate_limit_bytes_per_minute"):
+    with pytest.raises(ValidationError, match="at least max_body_bytes"):
         echo_settings(tmp_path, max_body_bytes=10_000, rate_limit_bytes_per_minute=5000)
 
 
