@@ -31,7 +31,10 @@ def serve(options: dict) -> None:
     settings = _settings(options)
     console.print(f"Luoxia serving on http://{settings.host}:{settings.port} (studio at /, API at /v1)",
                   highlight=False)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # proxy headers (X-Forwarded-For) believed only from the configured proxies: uvicorn's default trusts 127.0.0.1
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None,
+                server_header=False)
 
 
 def _settings(values: dict) -> ServeSettings:

@@ -2,37 +2,43 @@
 
     uvicorn --factory luoxia.serve.app:app_from_env      # or: luoxia serve --model RUN
 
-The parts live by concern: `errors` (exception types → OpenAI-shaped HTTP errors), `deps` (what
-routes receive: settings, models, store, the caller), `streams` (batcher → event loop), `routes`
-(one module per resource, with response models).
+The parts live by concern: `errors` (exception types → OpenAI-shaped HTTP errors), `middleware`
+(security headers, metrics and unexpected errors, and the gate: Host, body limit, keys and rate
+limits before a body is read), `deps` (what routes receive: settings, models, store, the caller),
+`streams` (batcher → event loop), `routes` (one module per resource, with response models).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from luoxia.errors import ConfigError
+from luoxia.safety.watermark import KEY_ENV, KEY_FILE_ENV, resolve_key
 from luoxia.serve.deps import Offload
-from luoxia.serve.errors import APIError, install_error_handlers
+from luoxia.serve.errors import install_error_handlers
 from luoxia.serve.metrics import Metrics
+from luoxia.serve.middleware import Gate, Observed, SecurityHeaders
 from luoxia.serve.models import Models, load_models
 from luoxia.serve.ratelimit import RateLimiter
 from luoxia.serve.routes import ROUTERS
-from luoxia.serve.settings import ServeSettings
+from luoxia.serve.settings import ServeSettings, is_loopback
 from luoxia.serve.store import Store
 
 STUDIO_DIR = Path(__file__).with_name("studio")
+log = logging.getLogger("luoxia.serve")
 
 
 def create_app(settings: ServeSettings, models: Models | None = None) -> FastAPI:
     """The application; ``models`` (already loaded) replaces loading them from ``settings``."""
+    _check_signing_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,14 +50,20 @@ def create_app(settings: ServeSettings, models: Models | None = None) -> FastAPI
         app.state.models.close()
         app.state.store.close()
 
-    app = FastAPI(title="Luoxia", version="0.1.0", lifespan=lifespan,
+    docs = settings.docs  # off by default: FastAPI's pages load their scripts from a CDN, on the studio's origin
+    app = FastAPI(title="Luoxia", version="0.1.0", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None,
                   description="OpenAI-compatible API over Luoxia's models, with moderation, PII redaction, "
                               "watermarks and an audit trail.")
     app.state.settings = settings
     app.state.metrics = Metrics(lambda: app.state.models.queue_depth(), lambda: app.state.models.active_sequences())
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.budget = RateLimiter(settings.rate_limit_bytes_per_minute)
     install_error_handlers(app)
-    _install_limits(app, settings)
+    app.add_middleware(Gate, state=app.state)  # the last added is the outermost
+    app.add_middleware(Observed, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeaders, docs=docs)
+    install_access_log_filter()
     for router in ROUTERS:
         app.include_router(router)
     if STUDIO_DIR.is_dir():
@@ -64,15 +76,35 @@ def app_from_env() -> FastAPI:
     return create_app(ServeSettings())
 
 
-def _install_limits(app: FastAPI, settings: ServeSettings) -> None:
-    @app.middleware("http")
-    async def body_limit_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                                     ) -> Response:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            response: Response = APIError(413, f"request body larger than {settings.max_body_bytes} bytes").response()
-        else:
-            response = await call_next(request)
-        app.state.metrics.observe_request(request.url.path, response.status_code, time.perf_counter() - started)
-        return response
+def _check_signing_key(settings: ServeSettings) -> None:
+    """Signing with the public demo key is refused on a non-loopback host (anyone could forge the
+    server's watermarks and image provenance), and said on loopback."""
+    if not resolve_key().is_demo:
+        return
+    if not is_loopback(settings.host):
+        raise ConfigError(f"refusing to serve on {settings.host} with the public demo watermark key (anyone could "
+                          f"forge this server's watermarks and image provenance); set {KEY_ENV} (or {KEY_FILE_ENV}) "
+                          "to a secret key: `python -c 'import secrets; print(secrets.token_hex(32))'`")
+    log.warning("watermarks and image provenance are signed with the public demo key; set %s for real use", KEY_ENV)
+
+
+class QueryRedaction(logging.Filter):
+    """Drops query strings from access-log lines: a key sent as ``?api_key=...`` never reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(a) for a in record.args)
+        return True
+
+
+def _without_query(value: object) -> object:
+    if isinstance(value, str) and value.startswith("/") and "?" in value:
+        return value.split("?", 1)[0] + "?[redacted]"
+    return value
+
+
+def install_access_log_filter() -> None:
+    """Install `QueryRedaction` on uvicorn's access logger (once per process)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QueryRedaction) for f in access.filters):
+        access.addFilter(QueryRedaction())

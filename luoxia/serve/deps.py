@@ -4,7 +4,7 @@ here, so a test swaps any of it with ``app.dependency_overrides[get_models] = ..
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, ParamSpec, TypeVar
@@ -12,21 +12,32 @@ from typing import Annotated, ParamSpec, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 from fastapi import Depends, Request
+from starlette.datastructures import Headers, State
+from starlette.types import Scope
 
 from luoxia.serve.errors import APIError
 from luoxia.serve.metrics import Metrics
 from luoxia.serve.models import Models
 from luoxia.serve.ratelimit import RateLimiter
-from luoxia.serve.settings import ServeSettings
+from luoxia.serve.settings import ServeSettings, is_loopback_address
 from luoxia.serve.store import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
+CALLER = "luoxia.caller"  # the ASGI scope key where the gate leaves the admitted `Caller`
+
+
 @dataclass
 class Caller:
     key_id: int | None  # None: open mode
+
+    @property
+    def bucket(self) -> Hashable:
+        """Whose rate limits it uses: its key's, or the one open-mode caller's (never a client address,
+        which a forwarded header could rotate)."""
+        return self.key_id if self.key_id is not None else "open"
 
 
 @dataclass
@@ -71,27 +82,46 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 OffloadDep = Annotated[Offload, Depends(get_offload)]
 
 
-async def authenticated(request: Request, settings: SettingsDep, store: StoreDep, offload: OffloadDep,
-                        limiter: Annotated[RateLimiter, Depends(get_limiter)]) -> Caller:
-    """The caller of a /v1 route: its API key (or open mode), within its rate limit."""
-    header = request.headers.get("authorization", "")
+async def admit(scope: Scope, state: State) -> Caller:
+    """The caller of a /v1 route (its API key, or open mode on loopback), within its request rate:
+    else a 401, 403 or 429. Reads only headers and addresses, so it runs before any body is read."""
+    settings: ServeSettings = state.settings
+    headers = Headers(scope=scope)
+    header = headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if token:
-        key = await offload(store.authenticate, token)
+        key = await state.offload(state.store.authenticate, token)  # a hash and a lookup: off the event loop
         if key is None:
             raise APIError(401, "invalid or revoked API key", "authentication_error", code="invalid_api_key")
         who = Caller(key.id)
     elif settings.open_access:
+        _check_loopback(scope, headers, settings)
         who = Caller(None)
     else:
         raise APIError(401, "missing API key: send 'Authorization: Bearer <key>' (create one with "
                             "`luoxia keys create`)", "authentication_error", code="invalid_api_key")
-    client = request.client.host if request.client else "unknown"
-    wait = limiter.acquire(who.key_id if who.key_id is not None else client)
+    wait = state.limiter.acquire(who.bucket)
     if wait > 0:
         raise APIError(429, "rate limit reached; retry later", "rate_limit_error", code="rate_limit_exceeded",
                        headers={"Retry-After": str(max(1, round(wait)))})
     return who
+
+
+def _check_loopback(scope: Scope, headers: Headers, settings: ServeSettings) -> None:
+    """Open access is for this machine only: both ends of the connection loopback, and no proxy in
+    between (unless proxies are configured, whose forwarded client address is then checked)."""
+    server, client = (scope.get("server") or (None,))[0], (scope.get("client") or (None,))[0]
+    proxied = not settings.trusted_proxies and ("x-forwarded-for" in headers or "forwarded" in headers)
+    if proxied or not (is_loopback_address(server) and is_loopback_address(client)):
+        raise APIError(403, "open access (no API key) is loopback-only: this request did not come from and to a "
+                            "loopback address; send 'Authorization: Bearer <key>' (create one with "
+                            "`luoxia keys create`)", "permission_error", code="open_access_loopback_only")
+
+
+async def authenticated(request: Request) -> Caller:
+    """The caller the gate (`luoxia.serve.middleware.Gate`) admitted before the body was read."""
+    who = request.scope.get(CALLER)
+    return who if isinstance(who, Caller) else await admit(request.scope, request.app.state)
 
 
 CallerDep = Annotated[Caller, Depends(authenticated)]

@@ -1,14 +1,15 @@
 """Errors as HTTP answers: OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``,
 with the status chosen by the exception's type (never by its message).
 
-Every error a client can cause is a 4xx; anything else is logged and answered with a bare 500,
-never a traceback.
+Every error a client can cause is a 4xx; anything else is logged once and answered with a bare
+500 (by `luoxia.serve.middleware`), never a traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +48,21 @@ ANSWERS: dict[type[Exception], Callable[[Exception], APIError]] = {
 }
 
 
+class RefusedWhileReading(StarletteHTTPException):
+    """An `APIError` raised while a request's body is read (too large, over its budget): FastAPI
+    lets HTTP exceptions out of its body parsing, where others would become a 400."""
+
+    def __init__(self, error: APIError):
+        super().__init__(error.status, error.message, error.headers)
+        self.error = error
+
+
+def internal_error(method: str, path: str) -> APIError:
+    """Log the error being handled, once, with its traceback; answer a bare 500."""
+    log.exception("unhandled error on %s %s", method, path)
+    return APIError(500, "internal server error", "server_error")
+
+
 def error_for(error: Exception) -> APIError:
     """The HTTP answer to an error raised while serving a request (500 for a type not in `ANSWERS`)."""
     if isinstance(error, APIError):
@@ -70,17 +86,28 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
-        return APIError(400, message, param=where or None).response()
+        first = _most_specific(error.errors())
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body" and not _branch(part))
+        what = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        return APIError(400, f"{where}: {what}" if where else what, param=where or None).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error, RefusedWhileReading):
+            return error.error.response()
         kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        return APIError(error.status_code, str(error.detail), kind).response()
+        return APIError(error.status_code, str(error.detail), kind, headers=dict(error.headers or {})).response()
+    # Unexpected errors: `luoxia.serve.middleware.Observed` answers them (logged once, counted in /metrics).
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return APIError(500, "internal server error", "server_error").response()
+
+def _most_specific(errors: Sequence[Any]) -> dict:
+    """The error to report: our own validators' (a value error) first, then the deepest (a union's
+    list branch says which item is wrong, its string branch only that a list is not a string)."""
+    if not errors:
+        return {}
+    return max(errors, key=lambda e: (e.get("type") == "value_error", len(e.get("loc", ()))))
+
+
+def _branch(part: object) -> bool:
+    """A union branch's name in an error's location (``list[str]``), not a field."""
+    return isinstance(part, str) and "[" in part

@@ -9,7 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 KNOWN_PATHS = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/images/generations", "/v1/moderations",
-               "/v1/embeddings", "/v1/watermark/detect", "/v1/history", "/health", "/metrics")
+               "/v1/embeddings", "/v1/watermark/detect", "/v1/redact", "/v1/history", "/v1/review", "/v1/runs",
+               "/health", "/metrics")
 
 
 class Metrics:

@@ -1,4 +1,6 @@
-"""Per-key request rate limits: a token bucket per caller, refilled continuously."""
+"""Per-caller rate limits: a token bucket per caller, refilled continuously. The server keeps two:
+requests a minute, and request-body bytes a minute (so that a few huge requests cost what they
+weigh, not what a small one does)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Hashable
 
 
 class RateLimiter:
-    """``per_minute`` requests a minute per caller, with bursts up to the same number."""
+    """``per_minute`` units a minute per caller, with bursts up to the same number."""
 
     def __init__(self, per_minute: int, clock=time.monotonic):
         self.capacity, self.rate = float(per_minute), per_minute / 60.0
@@ -16,14 +18,14 @@ class RateLimiter:
         self.buckets: dict[Hashable, tuple[float, float]] = {}  # caller → (tokens, last refill time)
         self.lock = threading.Lock()
 
-    def acquire(self, caller: Hashable) -> float:
-        """Take one request's token: 0 when allowed, else the seconds until the next one."""
+    def acquire(self, caller: Hashable, amount: float = 1.0) -> float:
+        """Take ``amount`` units: 0 when allowed, else the seconds until they are there (none taken)."""
         with self.lock:
             now = self.clock()
             tokens, last = self.buckets.get(caller, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self.buckets[caller] = (tokens - 1, now)
+            if tokens >= amount:
+                self.buckets[caller] = (tokens - amount, now)
                 return 0.0
             self.buckets[caller] = (tokens, now)
-            return (1 - tokens) / self.rate
+            return (amount - tokens) / self.rate

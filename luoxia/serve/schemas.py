@@ -1,13 +1,36 @@
 """Request and response bodies of the OpenAI-compatible API (the fields Luoxia supports; unknown
-fields are ignored, as OpenAI's own server does)."""
+fields are ignored, as OpenAI's own server does).
+
+Every text field is a `Text`: a lone UTF-16 surrogate (``"x\\ud800y"`` in JSON) is a 400 here, not
+a 500 wherever the text is first encoded. Seeds, the ``user`` field and stop strings are bounded.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from luoxia.generate.interface import GenerationConfig
+
+MAX_SEED = 2**63  # exclusive: seed + choice index must stay within torch's generator seeds
+MAX_STOP_CHARS, MAX_STOPS, MAX_USER_CHARS = 256, 4, 256
+
+
+def _encodable(value: object) -> object:
+    """Text that is valid Unicode: no lone surrogate, which UTF-8 cannot encode (checked before
+    pydantic's own string checks, so that the error says what is wrong)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)") from None
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_encodable)]
+Seed = Annotated[int, Field(ge=0, lt=MAX_SEED)]
+StopText = Annotated[Text, Field(max_length=MAX_STOP_CHARS)]
 
 
 def generation_field(name: str, **overrides: Any) -> Any:
@@ -21,18 +44,18 @@ def generation_field(name: str, **overrides: Any) -> Any:
 class SamplingRequest(BaseModel):
     """What completions and chat completions share."""
 
-    model: str | None = None
+    model: Text | None = None
     temperature: float = generation_field("temperature", le=2)
     top_p: float = generation_field("top_p", default=1.0)  # OpenAI spells "no nucleus" as 1
     n: int = Field(1, ge=1)
     stream: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = generation_field("seed")
-    user: str | None = None
+    stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOPS)] | None = None
+    seed: Seed | None = generation_field("seed")
+    user: Annotated[Text, Field(max_length=MAX_USER_CHARS)] | None = None
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[str] = Field(..., description="one prompt or several")
+    prompt: Text | list[Text] = Field(..., description="one prompt or several")
     # OpenAI's documented default for completions (a protocol default, kept for its clients)
     max_tokens: int = generation_field("max_new_tokens", default=16)
     logprobs: int | None = Field(None, ge=0, le=5)
@@ -40,7 +63,7 @@ class CompletionRequest(SamplingRequest):
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -51,35 +74,35 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 class ImageRequest(BaseModel):
-    model: str | None = None
-    prompt: str = Field(..., min_length=1)
+    model: Text | None = None
+    prompt: Text = Field(..., min_length=1)
     n: int = Field(1, ge=1)
     response_format: Literal["b64_json"] = "b64_json"
-    seed: int | None = None
-    size: str | None = None
+    seed: Seed | None = None
+    size: Text | None = None
 
 
 class ModerationRequest(BaseModel):
-    input: str | list[str]
-    model: str | None = None
+    input: Text | list[Text]
+    model: Text | None = None
 
 
 class EmbeddingRequest(BaseModel):
-    input: str | list[str]
-    model: str | None = None
+    input: Text | list[Text]
+    model: Text | None = None
     encoding_format: Literal["float", "base64"] = "float"
 
 
 class RedactRequest(BaseModel):
-    text: str
+    text: Text
     style: Literal["tag", "partial"] = "tag"
 
 
 class ReviewDecision(BaseModel):
     status: Literal["approved", "rejected"]
-    note: str | None = Field(None, max_length=2000)
+    note: Text | None = Field(None, max_length=2000)
 
 
 class WatermarkDetectRequest(BaseModel):
-    text: str = Field(..., min_length=1)
-    model: str | None = None
+    text: Text = Field(..., min_length=1)
+    model: Text | None = None

@@ -33,6 +33,17 @@ class ServeSettings(BaseSettings):
     worker_threads: int = Field(16, ge=1, description="threads for requests' blocking work (guard checks per "
                                 "sentence, database, images); the event loop never runs it")
     rate_limit_per_minute: int = Field(120, ge=1, description="requests per key per minute")
+    rate_limit_bytes_per_minute: int = Field(4_000_000, ge=1, description="request-body bytes per key per minute: "
+                                             "requests are charged by their size, not only counted")
+    max_input_chars: int = Field(100_000, ge=1, description="longest text of one moderation, embedding, "
+                                 "redaction or watermark input")
+    max_total_chars: int = Field(400_000, ge=1, description="characters of all the texts of one moderation or "
+                                 "embedding request")
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses of reverse proxies whose "
+                                       "X-Forwarded-For is believed (none: proxy headers are ignored)")
+    allowed_hosts: list[str] = Field(default_factory=list, description="names the Host header may carry "
+                                     "(none: any)")
+    docs: bool = Field(False, description="serve /docs and /redoc (their scripts come from a CDN)")
     safety: bool = Field(True, description="guard every request: moderation, PII redaction, watermark")
     policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")
     embedding_model: str = Field("minilm", description="encoder behind /v1/embeddings")
@@ -43,10 +54,13 @@ class ServeSettings(BaseSettings):
                                 "older than this many days (0: keep forever)")
 
     @model_validator(mode="after")
-    def _open_only_on_loopback(self) -> ServeSettings:
+    def _consistent(self) -> ServeSettings:
         if self.open_access and not is_loopback(self.host):
             raise ValueError(f"open access (no API keys) is only allowed on a loopback address, not {self.host}; "
                              "create a key with `luoxia keys create`")
+        if self.rate_limit_bytes_per_minute < self.max_body_bytes:
+            raise ValueError(f"rate_limit_bytes_per_minute ({self.rate_limit_bytes_per_minute}) must be at least "
+                             f"max_body_bytes ({self.max_body_bytes}), or the largest request could never pass")
         return self
 
 
@@ -57,3 +71,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_address(host: str | None) -> bool:
+    """Whether a socket address (an IP, as ASGI servers report it; never a name) is loopback."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

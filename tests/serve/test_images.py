@@ -27,7 +27,9 @@ def test_concurrent_image_requests_each_get_their_own_safety_record(tmp_path: Pa
     app = create_app(settings, Models(settings))
     app.dependency_overrides[get_models] = lambda: models  # the served models, swapped in
     prompts = ["7", "we will kill you"]
-    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+    # open access is served to loopback only: the test client says it is on 127.0.0.1
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client, \
+            ThreadPoolExecutor(2) as pool:
         replies = list(pool.map(lambda p: client.post("/v1/images/generations", json={"prompt": p, "seed": 0}),
                                 prompts))
     assert [r.status_code for r in replies] == [200, 200]

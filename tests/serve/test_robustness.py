@@ -119,3 +119,18 @@ def test_sigkill_mid_stream_keeps_the_database_consistent(chat_run: Path, tmp_pa
     assert [r for r in after if r["id"] in {b["id"] for b in before}] == before
     interrupted = [r for r in after if r["id"] not in {b["id"] for b in before}]
     assert [r["status"] for r in interrupted] == ["started"]
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b'{"model": "tiny-chat", "prompt": "To be", "seed": 18446744073709551616}', "seed"),  # 2**64: was a 500
+    (b'{"model": "tiny-chat", "prompt": "To be", "max_tokens": 18446744073709551616}', "max_tokens"),
+    (b'{"model": "tiny-chat", "prompt": "x\\ud800y"}', "surrogate"),
+    (b'{"model": "tiny-chat", "messages": [{"role": "user", "content": "\\udfff"}], "stream": true}', "surrogate"),
+])
+def test_hostile_fields_on_the_real_model_are_400s(live_server, body, fragment):
+    """Huge integers and lone surrogates through the real server and model: 400s, never a 500."""
+    path = "/v1/chat/completions" if b"messages" in body else "/v1/completions"
+    response = httpx.post(live_server.url + path, content=body, timeout=60,
+                          headers={"Authorization": f"Bearer {live_server.key}", "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]["message"]

@@ -37,7 +37,7 @@ def served_texts(settings_for, others: int = 0, **settings) -> list[str]:
     body = {"prompt": PROMPTS, "n": N, "max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P,
             "seed": SEED}
     config = settings_for(image_models=[], open_access=True, safety=False, **settings)
-    with TestClient(create_app(config)) as client:
+    with TestClient(create_app(config), base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client:
         crowd = [threading.Thread(target=client.post, args=("/v1/completions",), kwargs={"json": {
             "prompt": f"And by opposing {i}", "max_tokens": 64, "temperature": 0.7, "seed": i}})
             for i in range(others)]

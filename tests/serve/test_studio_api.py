@@ -48,7 +48,7 @@ def test_runs_page_reads_loss_curves(live_server, chat_run, settings_for):
     from luoxia.serve.app import create_app
 
     settings = settings_for(runs_dir=chat_run.parent, image_models=[], open_access=True)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client:
         runs = client.get("/v1/runs").json()["data"]
     (run,) = [r for r in runs if r["name"] == "tiny-chat"]
     assert run["task"] == "lm" and len(run["train"]) > 1 and len(run["eval"]) >= 1

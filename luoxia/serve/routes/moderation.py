@@ -7,27 +7,37 @@ from fastapi import APIRouter
 from luoxia.safety.pii import redact as find_and_mask
 from luoxia.safety.watermark import WatermarkDetector
 from luoxia.serve import schemas
-from luoxia.serve.deps import CallerDep, ModelsDep, OffloadDep
+from luoxia.serve.deps import CallerDep, ModelsDep, OffloadDep, SettingsDep
 from luoxia.serve.errors import APIError
 from luoxia.serve.generation import new_id
 from luoxia.serve.responses import Moderation, ModerationVerdict, Redaction, WatermarkDetection
+from luoxia.serve.settings import ServeSettings
 
 router = APIRouter()
 MAX_INPUTS = 256  # texts per moderation or embedding request
 
 
-def inputs(value: str | list[str]) -> list[str]:
-    """The texts of an ``input`` field, between 1 and `MAX_INPUTS` of them."""
+def inputs(value: str | list[str], settings: ServeSettings) -> list[str]:
+    """The texts of an ``input`` field: between 1 and `MAX_INPUTS` of them, each within
+    `max_input_chars` and all within `max_total_chars` (a request's work is bounded)."""
     texts = [value] if isinstance(value, str) else list(value)
     if not texts or len(texts) > MAX_INPUTS:
         raise APIError(400, f"input: between 1 and {MAX_INPUTS} texts", param="input")
+    check_length(texts, settings, "input")
     return texts
 
 
+def check_length(texts: list[str], settings: ServeSettings, param: str) -> None:
+    if any(len(t) > settings.max_input_chars for t in texts):
+        raise APIError(400, f"{param}: a text is longer than {settings.max_input_chars} characters", param=param)
+    if sum(map(len, texts)) > settings.max_total_chars:
+        raise APIError(400, f"{param}: more than {settings.max_total_chars} characters in all", param=param)
+
+
 @router.post("/v1/moderations", response_model=Moderation)
-async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: ModelsDep,
+async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: ModelsDep, settings: SettingsDep,
                       offload: OffloadDep) -> Moderation:
-    texts = inputs(body.input)
+    texts = inputs(body.input, settings)
     results = await offload(models.guard.moderator.moderate, texts)
     return Moderation(id=new_id("modr"), model="luoxia-moderation",
                       results=[ModerationVerdict(flagged=r.flagged, categories=r.categories, category_scores=r.scores)
@@ -35,13 +45,15 @@ async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: M
 
 
 @router.post("/v1/redact", response_model=Redaction)
-async def redact(body: schemas.RedactRequest, who: CallerDep, offload: OffloadDep) -> dict:
+async def redact(body: schemas.RedactRequest, who: CallerDep, settings: SettingsDep, offload: OffloadDep) -> dict:
+    check_length([body.text], settings, "text")
     return (await offload(find_and_mask, body.text, body.style)).to_json()
 
 
 @router.post("/v1/watermark/detect", response_model=WatermarkDetection)
 async def watermark_detect(body: schemas.WatermarkDetectRequest, who: CallerDep, models: ModelsDep,
-                           offload: OffloadDep) -> dict:
+                           settings: SettingsDep, offload: OffloadDep) -> dict:
+    check_length([body.text], settings, "text")
     served = models.text_model(body.model)
     guard = models.guard
     detector = WatermarkDetector(served.tokenizer, guard.key, guard.policy.watermark_config)
