@@ -79,3 +79,8 @@ def echo_settings(data_dir: Path, **overrides: object) -> ServeSettings:
     """Settings for an echo server: a temporary data directory, no model paths to load."""
     values: dict[str, object] = dict(models=["echo"], device="cpu", data_dir=data_dir, max_tokens_limit=4096)
     return ServeSettings(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+# A TestClient's default addresses ("testclient", "testserver") are not loopback, and open mode
+# answers only requests from and to a loopback address: ``TestClient(app, **LOOPBACK)``.
+LOOPBACK: dict = dict(base_url="http://127.0.0.1", client=("127.0.0.1", 50000))

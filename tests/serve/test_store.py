@@ -18,7 +18,7 @@ from luoxia.safety.audit import AuditStore
 from luoxia.serve.app import create_app
 from luoxia.serve.runs import list_runs
 from luoxia.serve.store import Store
-from tests.echo import echo_models, echo_settings
+from tests.echo import LOOPBACK, echo_models, echo_settings
 from tests.helpers import luoxia
 
 PII = "mail amy@example.org or call 13812345678"
@@ -63,7 +63,7 @@ def test_a_shared_directory_without_a_database_is_left_alone_with_a_warning(tmp_
 def test_prompts_outputs_and_titles_are_stored_masked_by_default(tmp_path):
     for raw in (False, True):
         settings = echo_settings(tmp_path / f"data-{raw}", open_access=True, safety=False, store_raw_prompts=raw)
-        with TestClient(create_app(settings, models=echo_models(settings))) as client:
+        with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
             client.post("/v1/completions", json={"model": "echo", "prompt": PII, "max_tokens": 100},
                         headers={"X-Conversation-Id": "c1"})
             client.post("/v1/chat/completions", json={"model": "echo", "max_tokens": 100,
@@ -114,7 +114,7 @@ def test_the_server_purges_at_start_and_the_cli_on_demand(tmp_path):
     old_rows(store, audit, 40)
     old_rows(store, audit, 20)
     settings = echo_settings(tmp_path, open_access=True, retention_days=30)
-    with TestClient(create_app(settings, models=echo_models(settings))) as client:
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
         for _ in range(200):  # the first purge runs in its thread as the server starts
             if [r["prompt"] for r in client.get("/v1/history").json()["data"]] == ["20 days"]:
                 break
@@ -152,7 +152,7 @@ def test_runs_page_skips_and_logs_entries_it_cannot_read(tmp_path, caplog):
     assert [r["name"] for r in runs] == ["good"] and runs[0]["train"] == [(1, 2.0)]
     assert all(name in caplog.text for name in ("bad-yaml", "list-yaml", "no-step", "list-row", "broken"))
     settings = echo_settings(tmp_path / "data", open_access=True, runs_dir=tmp_path)
-    with TestClient(create_app(settings, models=echo_models(settings))) as client:
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
         reply = client.get("/v1/runs")
     assert reply.status_code == 200 and [r["name"] for r in reply.json()["data"]] == ["good"]
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from luoxia.serve.app import create_app
 from luoxia.serve.store import Store
-from tests.echo import echo_models, echo_settings
+from tests.echo import LOOPBACK, echo_models, echo_settings
 
 BLOCKED = {"model": "echo", "prompt": "we will kill you", "max_tokens": 20}
 
@@ -75,7 +75,7 @@ def test_a_verdict_is_final_until_an_admin_reopens_it_and_each_is_logged(server:
 
 def test_open_mode_on_loopback_is_the_local_admin(tmp_path):
     settings = echo_settings(tmp_path / "data", open_access=True)
-    with TestClient(create_app(settings, models=echo_models(settings))) as client:
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
         event = client.post("/v1/completions", json=BLOCKED).json()["choices"][0]["safety"]["decisions"][0][
             "audit_id"]
         assert client.post(f"/v1/review/{event}", json={"status": "approved"}).json()["reviewer"] == \
