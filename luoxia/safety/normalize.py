@@ -33,10 +33,12 @@ HOMOGLYPHS = {
 LEET = str.maketrans("013457@$", "oieastas")
 LEET_ONE_AS_L = str.maketrans("1", "l")
 INVISIBLE_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"  # Hangul fillers, braille blank: letters that show nothing
-# Linear in any engine: one character class; a literal space between one-character lookarounds.
+# Linear in any engine: character classes with no nested repetition, a one-character lookahead.
 WORD = re.compile(r"[0-9A-Za-z@$]+")
+SPACES = re.compile(r" {2,}")
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 SPACE_IN_CHINESE = re.compile(f"(?<=[{HAN}]) (?=[{HAN}])")
+ANY_HAN = re.compile(f"[{HAN}]")
 
 
 def normalize(text: str) -> str:
@@ -47,7 +49,9 @@ def normalize(text: str) -> str:
 def variants(text: str) -> tuple[str, ...]:
     """The normalised text, and when a word holds a "1" also that text with "1" read as "l" (`ki11`)."""
     base = unicodedata.normalize("NFC", unicodedata.normalize("NFKD", text).translate(_table()))
-    base = SPACE_IN_CHINESE.sub("", " ".join(base.split()))
+    base = SPACES.sub(" ", base).strip(" ")
+    if ANY_HAN.search(base):
+        base = SPACE_IN_CHINESE.sub("", base)
     if not any(char in base for char in "013457@$"):
         return (base,)
     ones: list[bool] = []  # one entry per folded word that holds a "1"
@@ -73,7 +77,9 @@ def _table() -> dict[int, str | None]:
     table: dict[int, str | None] = {ord(k): v for k, v in _traditional_to_simplified().items()}
     for code in (*range(0x20000), *range(0xE0000, 0xE1000)):  # planes 0, 1 and 14 hold every such mark
         char = chr(code)
-        if unicodedata.category(char) in ("Cc", "Cf", "Mn", "Me") and not char.isspace():
+        if char.isspace():
+            table[code] = " "  # tabs, newlines, no-break and ideographic spaces
+        elif unicodedata.category(char) in ("Cc", "Cf", "Mn", "Me"):
             table[code] = None
     table.update({ord(char): None for char in INVISIBLE_LETTERS})
     table.update({ord(k): v for k, v in HOMOGLYPHS.items()})
