@@ -92,7 +92,8 @@ class RuleSet:
                 raise ConfigError(f"{path}: unknown category '{category}'; valid: {', '.join(CATEGORIES)}")
             for entry in entries or []:
                 if not isinstance(entry, dict) or "pattern" not in entry:
-                    raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: ..., score: ...}}, not {entry!r}")
+                    raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: ..., score: ...}}, "
+                                      f"not {entry!r}")
                 self.rules.append(Rule(category, _compile(entry["pattern"], path), float(entry.get("score", 0.9))))
         self.allow.extend(_compile(pattern, path) for pattern in data.get("allow") or [])
 
@@ -110,8 +111,8 @@ class RuleSet:
     def _read(self, text: bytes) -> tuple[dict[str, float], str]:
         """Rule matches not wholly inside one allow match count; allow matches that touch none are blanked."""
         allowed = _Spans(sorted(match.span() for pattern in self.allow for match in pattern.finditer(text)))
-        counted = [(rule, span) for rule in self.rules for span in _matches(rule.pattern, text, all_of_them=bool(allowed))
-                   if not allowed.cover(span)]
+        counted = [(rule, span) for rule in self.rules
+                   for span in _matches(rule.pattern, text, all_of_them=bool(allowed)) if not allowed.cover(span)]
         scores = dict.fromkeys(CATEGORIES, 0.0)
         for rule, _ in counted:
             scores[rule.category] = max(scores[rule.category], rule.score)

@@ -90,7 +90,8 @@ def test_the_classifier_reads_the_normalised_text():
 
 
 def test_numbers_stay_numbers_and_benign_formatting_stays_benign(moderator: Moderator):
-    texts = ["The 12-year-old scored 1337 points in 2024.", "双十一 秒杀 活动", "kill  the\tprocess", "ｋｉｌｌ ｔｈｅ ｊｏｂ"]
+    texts = ["The 12-year-old scored 1337 points in 2024.", "双十一 秒杀 活动", "kill  the\tprocess",
+             "ｋｉｌｌ ｔｈｅ ｊｏｂ"]
     assert [r.flagged for r in moderator.moderate(texts)] == [False] * len(texts)
     assert RuleSet.load().read(texts[0]).classifier_text == texts[0]
 
