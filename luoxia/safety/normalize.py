@@ -79,7 +79,7 @@ def _table() -> dict[int, str | None]:
         char = chr(code)
         if char.isspace():
             table[code] = " "  # tabs, newlines, no-break and ideographic spaces
-        elif unicodedata.category(char) in ("Cc", "Cf", "Mn", "Me"):
+        elif unicodedata.category(char) in ("Cc", "Cf", "Cs", "Mn", "Me"):  # Cs: lone surrogates
             table[code] = None
     table.update({ord(char): None for char in INVISIBLE_LETTERS})
     table.update({ord(k): v for k, v in HOMOGLYPHS.items()})
