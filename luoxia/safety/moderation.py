@@ -87,15 +87,15 @@ class RuleSet:
             raise ConfigError(f"{path}: not a YAML rules file ({str(error).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a rules file is a mapping with `categories` and `allow`")
-        for category, entries in (data.get("categories") or {}).items():
+        categories, allow = data.get("categories") or {}, data.get("allow") or []
+        if not isinstance(categories, dict) or not isinstance(allow, list):
+            raise ConfigError(f"{path}: `categories` maps a category to a list of rules; `allow` is a list")
+        for category, entries in categories.items():
             if category not in CATEGORIES:
                 raise ConfigError(f"{path}: unknown category '{category}'; valid: {', '.join(CATEGORIES)}")
             for entry in entries or []:
-                if not isinstance(entry, dict) or "pattern" not in entry:
-                    raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: ..., score: ...}}, "
-                                      f"not {entry!r}")
-                self.rules.append(Rule(category, _compile(entry["pattern"], path), float(entry.get("score", 0.9))))
-        self.allow.extend(_compile(pattern, path) for pattern in data.get("allow") or [])
+                self.rules.append(_rule(category, entry, path))
+        self.allow.extend(_compile(pattern, path) for pattern in allow)
 
     def scores(self, text: str) -> dict[str, float]:
         """Each category's highest counted rule score (0 when none counts)."""
@@ -157,6 +157,14 @@ def _blank(text: bytes, spans: list[Span]) -> bytes:
             pieces += [text[cursor:max(start, cursor)], b" "]
             cursor = end
     return b"".join([*pieces, text[cursor:]])
+
+
+def _rule(category: str, entry: object, path: Path) -> Rule:
+    """One ``{pattern: ..., score: ...}`` entry (score 0.9 unless given)."""
+    score = entry.get("score", 0.9) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or "pattern" not in entry or not isinstance(score, int | float):
+        raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: '...', score: 0.9}}, not {entry!r}")
+    return Rule(category, _compile(entry["pattern"], path), float(score))
 
 
 def _compile(pattern: object, path: Path) -> Any:

@@ -202,3 +202,9 @@ def test_bad_rules_files_are_clear_errors(tmp_path: Path):
         RuleSet.load([bad])
     with pytest.raises(ConfigError, match="not found"):
         RuleSet.load([tmp_path / "missing.yaml"])
+    for text in ("categories:\n  violence:\n    - {pattern: 'x', score: high}\n",
+                 "categories:\n  violence:\n    - 'x'\n", "categories: [x]\n", "allow: 'x'\n", "[unclosed\n",
+                 "- a list\n"):
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match="bad.yaml"):
+            RuleSet.load([bad])
