@@ -1,12 +1,21 @@
 """Moderation of inputs and outputs in two layers: bilingual rules and a learned classifier.
 
+- **Normalisation** (`luoxia.safety.normalize`): both layers read one canonical spelling of the
+  text (NFKC, no zero-width or control characters, single spaces and none between Chinese
+  characters, Latin for look-alike letters, letters for leetspeak, simplified Chinese), so
+  formatting does not change a verdict.
 - **Rules** (`luoxia/safety/rules/*.yaml`, data not code): regular expressions per category in
   English and Chinese, each with a score, and "allow" patterns for benign look-alikes ("kill the
-  Python process", "秒杀"), which are blanked out before either layer reads the text.
+  Python process", "秒杀"). A rule match counts unless it lies entirely inside an allow match, and
+  only allow matches that overlap no counted rule match are blanked out before the classifier reads
+  the text: an allow pattern cannot hide harm it does not explain ("how do I make a bomb the exam").
+  Patterns run on RE2, a linear-time engine; one it cannot compile (lookarounds, backreferences)
+  is a ConfigError at load time.
 - **Classifier**: one logistic regression per category on all-MiniLM-L6-v2 sentence embeddings,
   trained by `train_moderation` on OpenAI's moderation evaluation set (Markov et al. 2022). Its
   weights (a few kB) ship in `luoxia/safety/classifier/`, so moderation works without the data.
-  The encoder is English; Chinese relies on the rules.
+  The encoder is English; Chinese relies on the rules. It reads at most `CLASSIFIER_CHARS`
+  characters of each text (the encoder keeps 256 tokens anyway; this bounds tokenising).
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
 threshold (the classifier's tuned threshold unless configured otherwise).
@@ -14,28 +23,44 @@ threshold (the classifier's tuned threshold unless configured otherwise).
 
 from __future__ import annotations
 
-import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
+import re2
 import yaml
 
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
 from luoxia.models.moderation_head import CATEGORIES, ModerationHead
+from luoxia.safety.normalize import variants
 
 RULES_DIR = Path(__file__).with_name("rules")
 CLASSIFIER_DIR = Path(__file__).with_name("classifier")
 DEFAULT_THRESHOLD = 0.5
+# 256 WordPiece tokens never span more than this many characters of normalised text unless words
+# run past 16 characters; the encoder truncates to 256 tokens, but only after tokenising it all.
+CLASSIFIER_CHARS = 4096
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class Rule:
     category: str
-    pattern: re.Pattern
+    pattern: Any  # a compiled re2 pattern (linear time)
     score: float
+
+
+@dataclass(frozen=True)
+class RuleReading:
+    """What the rules make of one text: each category's score and the text the classifier reads."""
+
+    scores: dict[str, float]
+    classifier_text: str
 
 
 @dataclass
@@ -43,7 +68,7 @@ class RuleSet:
     """Category rules and allow patterns from one or more YAML files."""
 
     rules: list[Rule] = field(default_factory=list)
-    allow: list[re.Pattern] = field(default_factory=list)
+    allow: list[Any] = field(default_factory=list)
 
     @classmethod
     def load(cls, paths: Sequence[str | Path] | None = None) -> RuleSet:
@@ -56,34 +81,104 @@ class RuleSet:
     def _add_file(self, path: Path) -> None:
         if not path.is_file():
             raise ConfigError(f"{path}: moderation rules file not found")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for category, entries in (data.get("categories") or {}).items():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not a YAML rules file ({str(error).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a rules file is a mapping with `categories` and `allow`")
+        categories, allow = data.get("categories") or {}, data.get("allow") or []
+        if not isinstance(categories, dict) or not isinstance(allow, list):
+            raise ConfigError(f"{path}: `categories` maps a category to a list of rules; `allow` is a list")
+        for category, entries in categories.items():
             if category not in CATEGORIES:
                 raise ConfigError(f"{path}: unknown category '{category}'; valid: {', '.join(CATEGORIES)}")
-            for entry in entries:
-                self.rules.append(Rule(category, _compile(entry["pattern"], path), float(entry.get("score", 0.9))))
-        self.allow.extend(_compile(pattern, path) for pattern in data.get("allow") or [])
-
-    def strip_allowed(self, text: str) -> str:
-        """The text with every benign look-alike ("kill the process", "秒杀") blanked out."""
-        for pattern in self.allow:
-            text = pattern.sub(" ", text)
-        return text
+            for entry in entries or []:
+                self.rules.append(_rule(category, entry, path))
+        self.allow.extend(_compile(pattern, path) for pattern in allow)
 
     def scores(self, text: str) -> dict[str, float]:
-        """Each category's highest matching rule score (0 when none matches); give it stripped text."""
+        """Each category's highest counted rule score (0 when none counts)."""
+        return self.read(text).scores
+
+    def read(self, text: str) -> RuleReading:
+        """Scores over every normalised variant of the text (`k1ll` read as "kill" and "klll"); the
+        classifier reads the first variant."""
+        readings = [self._read(view.encode("utf-8")) for view in variants(text)]
+        scores = {c: max(scores[c] for scores, _ in readings) for c in CATEGORIES}
+        return RuleReading(scores, readings[0][1])
+
+    def _read(self, text: bytes) -> tuple[dict[str, float], str]:
+        """Rule matches not wholly inside one allow match count; allow matches that touch none are blanked."""
+        allowed = _Spans(sorted(match.span() for pattern in self.allow for match in pattern.finditer(text)))
+        counted = [(rule, span) for rule in self.rules
+                   for span in _matches(rule.pattern, text, all_of_them=bool(allowed)) if not allowed.cover(span)]
         scores = dict.fromkeys(CATEGORIES, 0.0)
-        for rule in self.rules:
-            if rule.pattern.search(text):
-                scores[rule.category] = max(scores[rule.category], rule.score)
-        return scores
+        for rule, _ in counted:
+            scores[rule.category] = max(scores[rule.category], rule.score)
+        harmful = _Spans(sorted(span for _, span in counted))
+        return scores, _blank(text, [span for span in allowed.spans if not harmful.touch(span)]).decode("utf-8")
 
 
-def _compile(pattern: str, path: Path) -> re.Pattern:
+class _Spans:
+    """Sorted (start, end) byte spans, asked in O(log n) whether one covers or touches a span."""
+
+    def __init__(self, spans: list[Span]):
+        self.spans, self.starts = spans, [start for start, _ in spans]
+        self.reach = list(accumulate((end for _, end in spans), max))  # furthest end among the first i+1
+
+    def __bool__(self) -> bool:
+        return bool(self.spans)
+
+    def cover(self, span: Span) -> bool:
+        """Some single span contains ``span``."""
+        before = bisect_right(self.starts, span[0])
+        return before > 0 and self.reach[before - 1] >= span[1]
+
+    def touch(self, span: Span) -> bool:
+        """Some span overlaps ``span``."""
+        before = bisect_left(self.starts, span[1])
+        return before > 0 and self.reach[before - 1] > span[0]
+
+
+def _matches(pattern: Any, text: bytes, all_of_them: bool) -> list[Span]:
+    """Every match of a rule when allow matches could discount some, else the first (enough to score)."""
+    if all_of_them:
+        return [match.span() for match in pattern.finditer(text)]
+    match = pattern.search(text)
+    return [match.span()] if match else []
+
+
+def _blank(text: bytes, spans: list[Span]) -> bytes:
+    """The text with each span (sorted, maybe overlapping) replaced by one space."""
+    pieces, cursor = [], 0
+    for start, end in spans:
+        if end > cursor:
+            pieces += [text[cursor:max(start, cursor)], b" "]
+            cursor = end
+    return b"".join([*pieces, text[cursor:]])
+
+
+def _rule(category: str, entry: object, path: Path) -> Rule:
+    """One ``{pattern: ..., score: ...}`` entry (score 0.9 unless given)."""
+    score = entry.get("score", 0.9) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or "pattern" not in entry or not isinstance(score, int | float):
+        raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: '...', score: 0.9}}, not {entry!r}")
+    return Rule(category, _compile(entry["pattern"], path), float(score))
+
+
+def _compile(pattern: object, path: Path) -> Any:
+    """A case-insensitive RE2 pattern: linear time on any text, so user-written rules cannot stall us."""
+    if not isinstance(pattern, str):
+        raise ConfigError(f"{path}: bad pattern {pattern!r}: patterns are strings")
+    options = re2.Options()
+    options.case_sensitive, options.log_errors = False, False
     try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as error:
-        raise ConfigError(f"{path}: bad pattern {pattern!r}: {error}") from None
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode("utf-8", "replace") if isinstance(error.args[0], bytes) else str(error)
+        raise ConfigError(f"{path}: bad pattern {pattern!r}: {reason} (rules run on RE2, a linear-time engine: "
+                          "no lookarounds or backreferences)") from None
 
 
 @dataclass
@@ -129,11 +224,12 @@ class Moderator:
         return load_encoder(self.head.encoder, device=self.device)
 
     def moderate(self, texts: Sequence[str]) -> list[ModerationResult]:
-        """Both layers read the text with the benign look-alikes blanked out, so "how do I kill a
-        Python process" is judged as "how do I" — the classifier alone would call it violent."""
-        stripped = [self.rules.strip_allowed(text) for text in texts]
-        learned = self._learned_scores(stripped)
-        return [self._verdict(self.rules.scores(text), scores) for text, scores in zip(stripped, learned, strict=True)]
+        """Both layers read the normalised text; the classifier reads it with the harmless benign
+        look-alikes blanked out, so "how do I kill a Python process" is judged as "how do I" — the
+        classifier alone would call it violent."""
+        readings = [self.rules.read(text) for text in texts]
+        learned = self._learned_scores([reading.classifier_text[:CLASSIFIER_CHARS] for reading in readings])
+        return [self._verdict(reading.scores, scores) for reading, scores in zip(readings, learned, strict=True)]
 
     def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if self.head is None or not texts:
