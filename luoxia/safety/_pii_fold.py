@@ -2,8 +2,8 @@
 
 Folding applies NFKC to each character (full-width ``１３８`` → ``138``, ``＠`` → ``@``, the
 ideographic space → a space) and drops format characters (Unicode category Cf: zero-width space,
-joiners, word joiner, BOM, soft hyphen, bidi controls), which hide a value from a pattern but
-not from a reader. Each folded character remembers the original character it came from, so a
+joiners, word joiner, BOM, soft hyphen, bidi controls) and lone surrogates, which hide a value
+from a pattern but not from a reader. Each folded character remembers the original character it came from, so a
 span found in the folded text maps back to the whole original span, hidden characters included.
 """
 
@@ -19,10 +19,12 @@ _fold_cache: dict[str, str] = {}
 
 
 def fold_char(char: str) -> str:
-    """The folded form of one character: ``""`` for a format character, else its NFKC form."""
+    """The folded form of one character: ``""`` for a format character or a lone surrogate (which
+    no UTF-8 engine can read), else its NFKC form."""
     folded = _fold_cache.get(char)
     if folded is None:
-        folded = "" if unicodedata.category(char) == "Cf" else unicodedata.normalize("NFKC", char)
+        hidden = unicodedata.category(char) in ("Cf", "Cs")  # format characters, lone surrogates
+        folded = "" if hidden else unicodedata.normalize("NFKC", char)
         if len(_fold_cache) < _CACHE_LIMIT:
             _fold_cache[char] = folded
     return folded
