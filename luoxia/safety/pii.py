@@ -4,8 +4,14 @@ Types: ``EMAIL``, ``PHONE`` (``phonenumbers`` for international and national for
 pattern for mainland-China mobiles), ``CN_ID`` (resident ID numbers whose ISO 7064 check digit,
 birth date and region code are valid, via ``stdnum.cn.ric``), ``BANK_CARD`` (Luhn-valid 13–19
 digit numbers with a card-network first digit), ``IP`` (IPv4/IPv6 checked by ``ipaddress``),
-``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats and
-``key=``/``token=``/``password=`` assignments with a random-looking value).
+``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats, Luoxia's
+own ``lx-`` keys among them, and ``key=``/``token=``/``password=`` assignments with a
+random-looking value).
+
+Detection reads a folded copy of the text (`luoxia.safety._pii_fold`: NFKC per character, format
+characters such as U+200B dropped), so ``１３８１２３４５６７８`` and an ID with a zero-width space
+inside are found; spans are mapped back and cover the whole original value, hidden characters
+included. Every pattern runs in time linear in the text (see the detection section).
 
 Chinese text has no spaces, so digit-based patterns use digit lookarounds rather than ``\\b``:
 ``电话13812345678`` is found, a digit run inside a longer number is not. Every detector runs,
@@ -83,7 +89,8 @@ _EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@")
 _EMAIL_LOCAL_OK = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*")
 _DOMAIN_RUN = re.compile(r"[A-Za-z0-9.-]*")
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
-# Groups: 1 the scheme, 2 the credentials, 3 the rest. A URL is ASCII; it ends at whitespace, quotes, brackets or the first non-ASCII character ("。").
+# Groups: 1 the scheme, 2 the credentials, 3 the rest. A URL is ASCII; it ends at whitespace,
+# quotes, brackets or the first non-ASCII character ("。").
 _URL_CREDENTIALS = re2.compile(
     r"([A-Za-z][A-Za-z0-9+.-]*://)([^\t\n\v\f\r :/?#@]*:[^\t\n\v\f\r /?#@]+)"
     r"@([A-Za-z0-9\[][^\t\n\v\f\r <>\"'`\x{80}-\x{10FFFF}]*)")
