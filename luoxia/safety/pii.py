@@ -128,7 +128,8 @@ _SECRET_ASSIGNMENT = re2.compile(
     r"|(?:^|[^A-Za-z0-9])(?i:bearer)[\t\n\v\f\r ]+([A-Za-z0-9._~+/-]{16,}=*)")
 # Groups: 1 the value of an assignment, 2 that of a bearer token.
 # Phone numbers: `phonenumbers` reads windows around runs of digits and phone punctuation only.
-_PHONE_RUN = re.compile(r"[0-9][0-9 \t\u00a0()\[\]+\-./~\u2010-\u2015\u2212\u2053\u223c\u30fc]*")
+# (phonenumbers' own punctuation, "x" included, after folding).
+_PHONE_RUN = re.compile(r"[0-9][0-9 \t()\[\]+\-./~x\u2010-\u2015\u2212\u2053\u223c\u30fc]*")
 _PHONE_MIN_DIGITS = 4  # the shortest national number any region has
 _PHONE_MARGIN = 16  # context kept each side of a run: "+", "(", "ext. 123", a letter before
 _PHONE_WINDOW = 256  # longer windows are cut in overlapping pieces of this size
@@ -201,7 +202,8 @@ def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
 def _find_phones(text: str, region: str) -> Iterator[PIISpan]:
     """``phonenumbers``' matcher (numbers valid in their country) plus mainland mobiles, which it
     misses without a +86 unless the default region is CN. The matcher runs on bounded windows:
-    on a whole long text its cost is not linear and it gives up after 65,535 candidates."""
+    its work per candidate is large and unbounded in the candidate's length, and on one whole text
+    it gives up after 65,535 candidates, missing every number after them."""
     for start, end in _phone_windows(text):
         matcher = phonenumbers.PhoneNumberMatcher(text[start:end], region, leniency=phonenumbers.Leniency.VALID)
         yield from _spans("PHONE", text, ((start + m.start, start + m.end) for m in matcher))
