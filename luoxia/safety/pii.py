@@ -4,8 +4,14 @@ Types: ``EMAIL``, ``PHONE`` (``phonenumbers`` for international and national for
 pattern for mainland-China mobiles), ``CN_ID`` (resident ID numbers whose ISO 7064 check digit,
 birth date and region code are valid, via ``stdnum.cn.ric``), ``BANK_CARD`` (Luhn-valid 13–19
 digit numbers with a card-network first digit), ``IP`` (IPv4/IPv6 checked by ``ipaddress``),
-``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats and
-``key=``/``token=``/``password=`` assignments with a random-looking value).
+``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats, Luoxia's
+own ``lx-`` keys among them, and ``key=``/``token=``/``password=`` assignments with a
+random-looking value).
+
+Detection reads a folded copy of the text (`luoxia.safety._pii_fold`: NFKC per character, format
+characters such as U+200B dropped), so ``１３８１２３４５６７８`` and an ID with a zero-width space
+inside are found; spans are mapped back and cover the whole original value, hidden characters
+included. Every pattern runs in time linear in the text (see the detection section).
 
 Chinese text has no spaces, so digit-based patterns use digit lookarounds rather than ``\\b``:
 ``电话13812345678`` is found, a digit run inside a longer number is not. Every detector runs,
@@ -19,7 +25,6 @@ in different ways to one pseudonym without revealing it to anyone who lacks the 
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import hmac
 import ipaddress
@@ -31,10 +36,12 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import phonenumbers
+import re2
 from stdnum import luhn
 from stdnum.cn import ric
 
 from luoxia.errors import ConfigError
+from luoxia.safety._pii_fold import Folded, fold, fold_with_map
 
 PII_TYPES: tuple[str, ...] = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL_CREDENTIALS", "SECRET")
 # Overlaps go to the earlier type: the more specific, validated match wins.
@@ -68,40 +75,65 @@ class RedactionResult:
 
 
 # ---------------------------------------------------------------- detection
+#
+# Every pattern here runs in time linear in the text. Unbounded ones use RE2 (a linear-time
+# engine: no backtracking) through one `finditer` pass each, and are written so that a match
+# never needs to look far past its own end; what RE2 cannot say (lookarounds, label rules) is
+# checked in Python on the match alone. The Python `re` patterns left start with a lookbehind that
+# fails at once inside a run, and are either bounded (at most ~40 characters) or one run of a
+# character class, so each run is read once or twice.
 
-_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![A-Za-z0-9-])")
-# A URL is ASCII; it ends at whitespace, quotes, brackets or the first non-ASCII character ("。").
-_URL_CREDENTIALS = re.compile(
-    r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<creds>[^\s:/?#@]*:[^\s/?#@]+)"
-    r"@(?P<rest>[A-Za-z0-9\[][^\s<>\"'`\x80-\U0010ffff]*)")
+# Local part and "@"; the domain is read after it (`_DOMAIN_RUN`), so "a@b@c.com" still finds b@c.com.
+# (Runs of one class behind a lookbehind: one attempt per run, in `re`, which is faster per match.)
+_EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@")
+_EMAIL_LOCAL_OK = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*")
+_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.-]*")
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+# Groups: 1 the scheme, 2 the credentials, 3 the rest. A URL is ASCII; it ends at whitespace,
+# quotes, brackets or the first non-ASCII character ("。").
+_URL_CREDENTIALS = re2.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*://)([^\t\n\v\f\r :/?#@]*:[^\t\n\v\f\r /?#@]+)"
+    r"@([A-Za-z0-9\[][^\t\n\v\f\r <>\"'`\x{80}-\x{10FFFF}]*)")
 _TRAILING_PUNCT = ".,;:!?)]}'\""
 _CN_MOBILE = re.compile(r"(?<![0-9])(?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])")
-_CN_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}[ -]?[0-9]{8}[ -]?[0-9]{3}[0-9Xx](?![0-9])")
+# 18 characters, optionally grouped 6-8-4 or 6-4-4-4 by spaces or dashes.
+_CN_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:[ -]?[0-9]{8}[ -]?|[ -][0-9]{4}[ -][0-9]{4}[ -])"
+                    r"[0-9]{3}[0-9Xx](?![0-9])")
+# Groups of four (Amex 4-6-5) whose separators may be missing: a zero-width space between
+# groups folds to nothing, so "4111<U+200B>1111 1111 1111" reads 41111111 1111 1111.
 _CARD = re.compile(
     r"(?<![0-9])(?:[0-9]{13,19}"
-    r"|[0-9]{4}(?P<sep>[ -])[0-9]{4}(?:(?P=sep)[0-9]{4}){1,2}(?:(?P=sep)[0-9]{1,3})?"
-    r"|[0-9]{4}(?P<amex>[ -])[0-9]{6}(?P=amex)[0-9]{4,5})(?![0-9])")
+    r"|[0-9]{4}(?:[ -]?[0-9]{4}){2,3}(?:[ -]?[0-9]{1,3})?"
+    r"|[0-9]{4}[ -]?[0-9]{6}[ -]?[0-9]{4,5})(?![0-9])")
 _IPV4 = re.compile(r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])")
 _IPV6 = re.compile(
     r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4})"
     r"(?![A-Za-z0-9_:]|\.[0-9])")
-_SECRET_TOKENS = re.compile(
-    r"(?<![A-Za-z0-9_-])(?:"
+# API keys are whole dot-separated parts of a token run; a JWT is three parts in a row.
+_TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{15,}")  # no key is shorter
+_SECRET_TOKEN = re.compile(
     r"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
     r"|gh[pousr]_[A-Za-z0-9]{30,}"
     r"|github_pat_[A-Za-z0-9_]{22,}"
     r"|xox[baprs]-[A-Za-z0-9-]{10,}"
     r"|AIza[0-9A-Za-z_-]{35}"
-    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-    r")(?![A-Za-z0-9_-])")
+    r"|lx-[A-Za-z0-9_-]{43}")  # Luoxia's own keys: KEY_PREFIX + secrets.token_urlsafe(32)
 # `name = value`, `"name": "value"`, `密码：value`, `Bearer value`; the span is the value alone.
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)(?:(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])*(?:api[_-]?key|key|token|secret|password|passwd|pwd)"
-    r"|密码|密钥|口令|令牌)[\"']?\s*(?:=|:|：)\s*[\"']?(?P<value>[^\s\"'`,;，。；、\x80-\U0010ffff]+)"
-    r"|(?<![A-Za-z0-9])bearer\s+(?P<bearer>[A-Za-z0-9._~+/-]{16,}=*)")
+# A name starts the text or follows a non-alphanumeric character (`OPENAI_KEY=` counts).
+_SECRET_ASSIGNMENT = re2.compile(
+    r"(?:(?:^|[^A-Za-z0-9])(?i:api[_-]?key|key|token|secret|password|passwd|pwd)|密码|密钥|口令|令牌)"
+    r"[\"']?[\t\n\v\f\r ]*(?:=|:|：)[\t\n\v\f\r ]*[\"']?"
+    r"([^\t\n\v\f\r \"'`,;，。；、\x{80}-\x{10FFFF}]+)"
+    r"|(?:^|[^A-Za-z0-9])(?i:bearer)[\t\n\v\f\r ]+([A-Za-z0-9._~+/-]{16,}=*)")
+# Groups: 1 the value of an assignment, 2 that of a bearer token.
+# Phone numbers: `phonenumbers` reads windows around runs of digits and phone punctuation only.
+# (phonenumbers' own punctuation, "x" included, after folding).
+_PHONE_RUN = re.compile(r"[0-9][0-9 \t()\[\]+\-./~x\u2010-\u2015\u2212\u2053\u223c\u30fc]*")
+_PHONE_MIN_DIGITS = 4  # the shortest national number any region has
+_PHONE_MARGIN = 16  # context kept each side of a run: "+", "(", "ext. 123", a letter before
+_PHONE_WINDOW = 256  # longer windows are cut in overlapping pieces of this size
+_PHONE_OVERLAP = 64  # longer than any phone number, so each lies whole in one piece
 
 
 def _strip_trailing(text: str, start: int, end: int) -> int:
@@ -116,29 +148,76 @@ def _spans(kind: str, text: str, bounds: Iterable[tuple[int, int]]) -> Iterator[
         yield PIISpan(kind, start, end, text[start:end])
 
 
+def _email_domain(run: str) -> str:
+    """The longest prefix of ``run`` that is a domain: valid labels and a final label of two or
+    more letters (so ``example.com.`` and ``example.com.x1`` give ``example.com``); ``""`` if none."""
+    labels = run.split(".")
+    valid = 0
+    while valid < len(labels) and _DOMAIN_LABEL.fullmatch(labels[valid]):
+        valid += 1
+    for count in range(valid, 1, -1):
+        tld = labels[count - 1]
+        if len(tld) >= 2 and tld.isascii() and tld.isalpha():
+            return ".".join(labels[:count])
+    return ""
+
+
 def _find_emails(text: str, region: str) -> Iterator[PIISpan]:
-    return _spans("EMAIL", text, (m.span() for m in _EMAIL.finditer(text)))
+    for m in _EMAIL_LOCAL.finditer(text):
+        if not _EMAIL_LOCAL_OK.fullmatch(text, m.start(), m.end() - 1):
+            continue
+        run = _DOMAIN_RUN.match(text, m.end())
+        domain = _email_domain(run.group()) if run else ""
+        if domain:
+            end = m.end() + len(domain)
+            yield PIISpan("EMAIL", m.start(), end, text[m.start():end])
 
 
 def _find_url_credentials(text: str, region: str) -> Iterator[PIISpan]:
     for m in _URL_CREDENTIALS.finditer(text):
-        end = _strip_trailing(text, m.start("rest"), m.end())
-        if end > m.start("rest"):
+        end = _strip_trailing(text, m.start(3), m.end())
+        if end > m.start(3):
             yield PIISpan("URL_CREDENTIALS", m.start(), end, text[m.start():end])
+
+
+def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
+    """Bounded windows of ``text`` that hold every phone number in it: runs of digits and phone
+    punctuation with some context, merged when they touch, cut when longer than `_PHONE_WINDOW`."""
+    merged: list[list[int]] = []
+    for m in _PHONE_RUN.finditer(text):
+        if sum(c.isdigit() for c in m.group()) < _PHONE_MIN_DIGITS:
+            continue
+        start, end = max(0, m.start() - _PHONE_MARGIN), min(len(text), m.end() + _PHONE_MARGIN)
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    for start, end in merged:
+        while end - start > _PHONE_WINDOW:
+            yield start, start + _PHONE_WINDOW
+            start += _PHONE_WINDOW - _PHONE_OVERLAP
+        yield start, end
 
 
 def _find_phones(text: str, region: str) -> Iterator[PIISpan]:
     """``phonenumbers``' matcher (numbers valid in their country) plus mainland mobiles, which it
-    misses without a +86 unless the default region is CN."""
-    matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
-    yield from _spans("PHONE", text, ((m.start, m.end) for m in matcher))
+    misses without a +86 unless the default region is CN. The matcher runs on bounded windows:
+    its work per candidate is large and unbounded in the candidate's length, and on one whole text
+    it gives up after 65,535 candidates, missing every number after them."""
+    for start, end in _phone_windows(text):
+        matcher = phonenumbers.PhoneNumberMatcher(text[start:end], region, leniency=phonenumbers.Leniency.VALID)
+        yield from _spans("PHONE", text, ((start + m.start, start + m.end) for m in matcher))
     for m in _CN_MOBILE.finditer(text):
         if phonenumbers.is_valid_number(phonenumbers.parse(m.group(), "CN")):
             yield PIISpan("PHONE", m.start(), m.end(), m.group())
 
 
+def _compact_id(value: str) -> str:
+    return re.sub(r"[ -]", "", value).upper()
+
+
 def _find_cn_ids(text: str, region: str) -> Iterator[PIISpan]:
-    return _spans("CN_ID", text, (m.span() for m in _CN_ID.finditer(text) if ric.is_valid(m.group())))
+    return _spans("CN_ID", text, (m.span() for m in _CN_ID.finditer(text) if ric.is_valid(_compact_id(m.group()))))
 
 
 def _is_card(number: str) -> bool:
@@ -195,10 +274,29 @@ def _looks_secret(value: str) -> bool:
     return sum(classes) >= 2 and _entropy(value) >= 2.5
 
 
+def _token_secrets(run: str) -> Iterator[tuple[int, int]]:
+    """Offsets in a run of ``[A-Za-z0-9_.-]`` of its API keys (whole parts between dots) and JWTs."""
+    parts = run.split(".")
+    starts = [0]
+    for part in parts:
+        starts.append(starts[-1] + len(part) + 1)
+    i = 0
+    while i < len(parts):
+        if (parts[i].startswith("eyJ") and len(parts[i]) >= 11 and i + 2 < len(parts)
+                and len(parts[i + 1]) >= 8 and len(parts[i + 2]) >= 8):
+            yield starts[i], starts[i + 3] - 1
+            i += 3
+            continue
+        if _SECRET_TOKEN.fullmatch(parts[i]):
+            yield starts[i], starts[i + 1] - 1
+        i += 1
+
+
 def _find_secrets(text: str, region: str) -> Iterator[PIISpan]:
-    yield from _spans("SECRET", text, (m.span() for m in _SECRET_TOKENS.finditer(text)))
+    for m in _TOKEN_RUN.finditer(text):
+        yield from _spans("SECRET", text, ((m.start() + s, m.start() + e) for s, e in _token_secrets(m.group())))
     for m in _SECRET_ASSIGNMENT.finditer(text):
-        group = "value" if m.group("value") is not None else "bearer"
+        group = 1 if m.group(1) is not None else 2  # RE2 matches take group numbers only
         start = m.start(group)
         end = _strip_trailing(text, start, m.end(group))
         if _looks_secret(text[start:end]):
@@ -228,31 +326,47 @@ def _check_region(region: str) -> str:
     return region.upper()
 
 
-def _resolve_overlaps(candidates: Iterable[PIISpan]) -> list[PIISpan]:
-    """Keep the highest-priority (then longest, then first) of any overlapping candidates."""
+def _resolve_overlaps(candidates: Iterable[PIISpan], length: int) -> list[PIISpan]:
+    """Keep the highest-priority (then longest, then first) of any overlapping candidates; a
+    bitmap of taken characters keeps this linear in the total length of the candidates."""
     order = sorted(set(candidates), key=lambda s: (_PRIORITY.index(s.type), s.start - s.end, s.start))
-    starts: list[int] = []
-    kept: list[PIISpan] = []  # sorted by start, never overlapping
+    taken = bytearray(length)
+    kept: list[PIISpan] = []
     for span in order:
-        i = bisect.bisect_left(starts, span.start)
-        if (i > 0 and kept[i - 1].end > span.start) or (i < len(kept) and kept[i].start < span.end):
+        if taken.find(1, span.start, span.end) == -1:
+            taken[span.start:span.end] = b"\x01" * (span.end - span.start)
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def _to_original(text: str, folded: Folded, spans: list[PIISpan]) -> list[PIISpan]:
+    """Spans of the folded text as spans of ``text``; one that would overlap the previous (two
+    parts of one expanded character, as ㎏ → kg) is dropped."""
+    result: list[PIISpan] = []
+    for span in spans:
+        start, end = folded.span(span.start, span.end)
+        if result and start < result[-1].end:
             continue
-        starts.insert(i, span.start)
-        kept.insert(i, span)
-    return kept
+        result.append(PIISpan(span.type, start, end, text[start:end]))
+    return result
 
 
 def find_pii(text: str, types: Iterable[str] | None = None, default_region: str = "US") -> list[PIISpan]:
     """PII spans in ``text``, sorted and non-overlapping. ``default_region`` is the country
     assumed for phone numbers written without a ``+`` country code.
 
-    All detectors run whatever ``types`` asks for, so that a value is classified once (a valid
-    resident ID is not a phone even when only phones are requested); ``types`` filters the result.
+    Detection reads a folded copy (NFKC, format characters such as zero-width spaces dropped) so
+    that ``１３８１２３４５６７８`` or an ID with a U+200B inside is found; the spans are in offsets of
+    ``text`` and cover the hidden characters too. All detectors run whatever ``types`` asks for,
+    so that a value is classified once (a valid resident ID is not a phone even when only phones
+    are requested); ``types`` filters the result.
     """
     wanted = set(_check_types(types))
     region = _check_region(default_region)
-    candidates = [span for detect in _DETECTORS.values() for span in detect(text, region)]
-    return [span for span in _resolve_overlaps(candidates) if span.type in wanted]
+    folded = fold_with_map(text)
+    candidates = [span for detect in _DETECTORS.values() for span in detect(folded.text, region)]
+    spans = _to_original(text, folded, _resolve_overlaps(candidates, len(folded.text)))
+    return [span for span in spans if span.type in wanted]
 
 
 # ---------------------------------------------------------------- masking
@@ -292,12 +406,14 @@ def _partial_ip(value: str) -> str:
 
 
 def _partial_url(value: str) -> str:
-    m = _URL_CREDENTIALS.match(value)
-    return f"{m.group('scheme')}***:***@{m.group('rest')}" if m else "[URL_CREDENTIALS]"
+    head, at, rest = value.partition("@")
+    scheme = head.partition("://")[0]
+    return f"{scheme}://***:***@{rest}" if at and "://" in head else "[URL_CREDENTIALS]"
 
 
 def _partial(span: PIISpan, region: str) -> str:
-    value = span.text
+    """Built from the folded value, so no hidden character of the original survives."""
+    value = fold(span.text)
     if span.type == "EMAIL":
         return _partial_email(value)
     if span.type == "PHONE":
@@ -315,7 +431,7 @@ def _partial(span: PIISpan, region: str) -> str:
 
 def _normalise(span: PIISpan, region: str) -> str:
     """One spelling per value, so ``138 1234 5678`` and ``+86-138-1234-5678`` hash alike."""
-    value = span.text
+    value = fold(span.text)
     if span.type == "EMAIL":
         return value.lower()
     if span.type == "PHONE":
@@ -324,7 +440,7 @@ def _normalise(span: PIISpan, region: str) -> str:
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         return re.sub(r"[^0-9+]", "", value)
     if span.type == "CN_ID":
-        return ric.compact(value)
+        return _compact_id(value)
     if span.type == "BANK_CARD":
         return re.sub(r"[^0-9]", "", value)
     if span.type == "IP":

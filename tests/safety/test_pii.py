@@ -3,16 +3,21 @@ numbers left alone, the three masking styles and the privacy of the JSON record.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import math
 import re
+import secrets
+import time
 
 import pytest
 from stdnum import luhn
 from stdnum.cn import ric
 
 from luoxia.errors import ConfigError
+from luoxia.safety import pii
 from luoxia.safety.pii import PII_TYPES, PIIRedactor, PIISpan, find_pii, redact
 
 CN_ID = "11010519491231002X"  # a well-known valid sample
@@ -204,3 +209,131 @@ def test_redactor_is_a_callable_step():
     assert keyed("13812345678") == _expected_pseudonym("PHONE", "+8613812345678", KEY)
     with pytest.raises(ConfigError):
         PIIRedactor(types=("NAME",))
+
+
+# ---------------------------------------------------------------- odd forms (issue 13, item 10)
+
+LX_KEY = "lx-" + base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")  # the shape of a Luoxia key
+ZW = "\u200b"
+
+ODD_FORMS = [
+    ("CN_ID", "110105 19491231 002X", CN_ID),
+    ("CN_ID", "110105-19491231-002X", CN_ID),
+    ("CN_ID", "110105 1949 1231 002X", CN_ID),
+    ("CN_ID", "１１０１０５１９４９１２３１００２Ｘ", CN_ID),
+    ("CN_ID", "110105\u200c19491231\u2060002X", CN_ID),
+    ("CN_ID", "1101051949\u00ad1231\ufeff002X", CN_ID),
+    ("PHONE", "１３８１２３４５６７８", "+8613812345678"),
+    ("PHONE", f"138{ZW}1234\u200d5678", "+8613812345678"),
+    ("PHONE", "１３８-１２３４-５６７８", "+8613812345678"),
+    ("PHONE", "+1 (415)\u2060555-26\u00ad71", "+14155552671"),
+    ("EMAIL", f"jane{ZW}@example.com", "jane@example.com"),
+    ("EMAIL", "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "jane@example.com"),
+    ("EMAIL", "jane@exam\u00adple.com", "jane@example.com"),
+    ("BANK_CARD", f"4111{ZW}1111 1111 1111", "4111111111111111"),
+    ("BANK_CARD", "４１１１ １１１１ １１１１ １１１１", "4111111111111111"),
+    ("BANK_CARD", f"4111 1111 11{ZW}11 1111", "4111111111111111"),
+    ("IP", "１９２．１６８．１．２３", "192.168.1.23"),
+    ("IP", f"192.168{ZW}.1.23", "192.168.1.23"),
+    ("SECRET", LX_KEY, LX_KEY),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "plain"), ODD_FORMS)
+@pytest.mark.parametrize(("before", "after"), [("号码 ", "，谢谢。"), ("Mine is ", ". Thanks"), ("是", "")])
+def test_odd_forms_are_found_and_masked_whole(kind: str, value: str, plain: str, before: str, after: str):
+    text = before + value + after
+    spans = find_pii(text)
+    assert [(s.type, s.start, s.end, s.text) for s in spans] == [(kind, len(before), len(before) + len(value), value)]
+    masked = redact(text).text
+    assert masked == f"{before}[{kind}]{after}"
+    hidden = [c for c in value if c.isalnum() or c in (ZW, "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")]
+    assert not any(c in masked for c in hidden if c not in before + after + f"[{kind}]")
+
+
+@pytest.mark.parametrize(("kind", "value", "plain"), [f for f in ODD_FORMS if f[0] != "SECRET"])
+def test_odd_forms_share_the_plain_forms_pseudonym(kind: str, value: str, plain: str):
+    assert redact(value, "hash", key=KEY).text == _expected_pseudonym(kind, plain, KEY)
+    partial = redact(value, "partial").text
+    assert not any(c in partial for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad")
+    assert "*" in partial
+
+
+def test_luoxia_keys_are_secrets_in_every_setting():
+    for text in (f"Authorization: Bearer {LX_KEY}", f"LUOXIA_API_KEY={LX_KEY}", f"key {LX_KEY}.",
+                 f'{{"api_key": "{LX_KEY}"}}', f"密钥{LX_KEY}。", f"https://x.org/?k={LX_KEY}"):
+        assert LX_KEY not in redact(text).text, text
+    assert redact(f"key {secrets.token_urlsafe(32)}").text.startswith("key ")  # only the prefixed form
+    assert find_pii(f"key {LX_KEY}.")[0].text == LX_KEY
+    assert find_pii("flag lx-" + "a" * 42) == []  # a key is exactly 43 characters after lx-
+
+
+def test_lone_surrogates_and_format_characters_do_not_break_detection():
+    text = "x\ud800y 电话138\ud8001234\u202e5678。"
+    result = redact(text)
+    assert result.text == "x\ud800y 电话[PHONE]。"
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("Contact amy@example.org.", "amy@example.org"),
+    ("Contact amy@example.org!", "amy@example.org"),
+    ("邮箱amy@example.org。", "amy@example.org"),
+    ("Logged in at 192.168.1.23.", "192.168.1.23"),
+    ("地址192.168.1.23。", "192.168.1.23"),
+    ("Use https://user:pass@host/x.", "https://user:pass@host/x"),
+    ("Use https://user:pass@host.example.com?", "https://user:pass@host.example.com"),
+])
+def test_values_before_sentence_punctuation(text: str, value: str):
+    """Item 1 of issue 13: the guard must see whole values; detection itself stops at the punctuation."""
+    assert [s.text for s in find_pii(text)] == [value]
+
+
+# ---------------------------------------------------------------- linear time (issue 13, item 3)
+
+ADVERSARIAL = ["a_", "1-", "1", "1.", "1.1.1.1.", "a@", "a.", "a.a@b.", "http://a:b@", "key=", "x", "sk-", "a-",
+               "eyJ.", "1 ", "1 -", "+1", "(1)", "a:", "1\u200b", "ｘ", "password=a ", "Bearer ", "token_"]
+
+
+def _seconds(text: str, repeats: int) -> float:
+    """CPU time of the fastest of a few runs: the least disturbed by other work on the machine."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        redact(text)
+        best = min(best, time.process_time() - start)
+    return best
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_patterns_scale_linearly(unit: str, monkeypatch: pytest.MonkeyPatch):
+    """Ten times the text costs about ten times the work, not a hundred (``"a_" * 12000`` took 13.5 s).
+    The phone matcher is stubbed here; its windows are checked below, by counting."""
+    monkeypatch.setattr(pii.phonenumbers, "PhoneNumberMatcher", lambda *args, **kwargs: iter(()))
+    small, large = unit * (5000 // len(unit)), unit * (50000 // len(unit))
+    _seconds(small, 1)  # warm caches
+    ratio = _seconds(large, 3) / max(_seconds(small, 5), 1e-4)
+    assert ratio < 30, f"{unit!r}: 10x the text took {ratio:.0f}x the time"
+
+
+@pytest.mark.parametrize("unit", ["1 -", "1.", "1 ", "(1) ", "+1-", "1/"])
+def test_phone_matcher_reads_bounded_windows(unit: str, monkeypatch: pytest.MonkeyPatch):
+    """The matcher's cost grows faster than its input; it sees windows of at most 256 characters
+    that cover the text about once, so its total work is linear."""
+    windows: list[int] = []
+    real = pii.phonenumbers.PhoneNumberMatcher
+
+    def recording(text: str, *args, **kwargs):
+        windows.append(len(text))
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(pii.phonenumbers, "PhoneNumberMatcher", recording)
+    text = unit * (3000 // len(unit)) + " call (415) 555-2671 now"
+    spans = find_pii(text)
+    assert max(windows) <= 256 and sum(windows) <= 1.5 * len(text)
+    assert "(415) 555-2671" in [s.text for s in spans]
+
+
+def test_phone_after_many_candidates_is_still_found():
+    """phonenumbers gives up after 65,535 candidates in one text; windows each get their own."""
+    text = "12 a " * 70000 + "call (415) 555-2671 now"
+    assert [s.text for s in find_pii(text)] == ["(415) 555-2671"]
