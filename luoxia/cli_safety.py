@@ -31,11 +31,17 @@ DataDirOption = Annotated[Path | None, typer.Option(help="where the audit databa
 
 
 def _read_input(file: Path | None) -> str:
-    if file is None or str(file) == "-":
-        return sys.stdin.read()
-    if not file.is_file():
+    """The text of ``file`` (standard input for none or ``-``); bytes that are not UTF-8 are a one-line
+    error, whatever the terminal's locale."""
+    from_stdin = file is None or str(file) == "-"
+    if not from_stdin and not file.is_file():
         raise LuoxiaError(f"{file}: no such file")
-    return file.read_text(encoding="utf-8")
+    data = sys.stdin.buffer.read() if from_stdin else file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LuoxiaError(f"{'standard input' if from_stdin else file}: not UTF-8 text (byte "
+                          f"{data[error.start]:#04x} at offset {error.start})") from None
 
 
 def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
