@@ -156,7 +156,7 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
     if prompt_file is not None:
         if not prompt_file.is_file():
             raise LuoxiaError(f"{prompt_file}: no such prompt file")
-        prompts += [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        prompts += [line for line in cli_safety.read_text_file(prompt_file).splitlines() if line.strip()]
     return prompts or [""]
 
 

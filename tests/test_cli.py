@@ -12,7 +12,7 @@ from luoxia import cli as cli_module
 from luoxia import cli_serve
 from luoxia.cli import main
 from luoxia.config import dump_config, load_config
-from luoxia.errors import ConfigError
+from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.train.lm import LMRecipe
 from tests.helpers import REPO, TEXT, luoxia
 
@@ -224,3 +224,10 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cli_module, "app", buggy_app)
     with pytest.raises(KeyError):
         main()
+
+
+def test_a_prompt_file_that_is_not_utf8_is_a_user_error_naming_it(tmp_path: Path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("Once\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(LuoxiaError, match=r"prompts.txt: not UTF-8 text \(byte 0xe9 at offset 8\)"):
+        cli_module._read_prompts(None, prompts)
