@@ -156,7 +156,7 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
     if prompt_file is not None:
         if not prompt_file.is_file():
             raise LuoxiaError(f"{prompt_file}: no such prompt file")
-        prompts += [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        prompts += [line for line in cli_safety.read_text_file(prompt_file).splitlines() if line.strip()]
     return prompts or [""]
 
 
@@ -326,11 +326,29 @@ cli_safety.register(app)
 cli_serve.register(app)
 
 
+USER_ERRORS = (LuoxiaError, OSError, UnicodeDecodeError)  # caused by input or the host, not bugs: no traceback
+
+
+def error_line(error: BaseException) -> str:
+    """What a user error says, as one line with no control characters (a file name or a quoted input
+    could carry escape sequences to the terminal)."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror[:1].lower()}{error.strerror[1:]}"
+    elif isinstance(error, UnicodeDecodeError):
+        text = f"input is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
+    else:
+        text = str(error) or type(error).__name__
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "".join(c for c in "; ".join(line for line in lines if line) if c.isprintable())
+
+
 def main() -> None:
+    """The ``luoxia`` entry point: a user error prints ``error: <one line>`` and exits with status 2."""
     try:
         app()
-    except LuoxiaError as error:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
+    except USER_ERRORS as error:
+        err_console.print(f"[bold red]error:[/bold red] {escape(error_line(error))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
 
 

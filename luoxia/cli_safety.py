@@ -33,11 +33,25 @@ DataDirOption = Annotated[Path | None, typer.Option(help="where the audit databa
 
 
 def _read_input(file: Path | None) -> str:
+    """The text of ``file`` (standard input for none or ``-``)."""
     if file is None or str(file) == "-":
-        return sys.stdin.read()
+        return decode_utf8(sys.stdin.buffer.read(), "standard input")
     if not file.is_file():
         raise LuoxiaError(f"{file}: no such file")
-    return file.read_text(encoding="utf-8")
+    return read_text_file(file)
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file's contents; other bytes are a one-line error naming the file."""
+    return decode_utf8(path.read_bytes(), str(path))
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """``data`` as UTF-8, whatever the terminal's locale; anything else is a one-line error."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LuoxiaError(f"{name}: not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start})") from None
 
 
 def _parse_thresholds(items: list[str] | None) -> dict[str, float]:

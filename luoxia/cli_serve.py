@@ -12,8 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from luoxia.cli_options import config_options
+from luoxia.config import load_config
 from luoxia.errors import ConfigError
+from luoxia.safety.guard import GuardPolicy
 from luoxia.serve.app import create_app
+from luoxia.serve.models import load_models
 from luoxia.serve.settings import ServeSettings
 from luoxia.serve.store import ROLES, Store
 
@@ -29,19 +32,31 @@ def serve(options: dict) -> None:
     import uvicorn
 
     settings = _settings(options)
+    # models loaded and the app made before the server starts: a bad model or key is a one-line error
+    app = create_app(settings, models=load_models(settings))
     console.print(f"Luoxia serving on http://{settings.host}:{settings.port} (studio at /, API at /v1)",
                   highlight=False)
     # proxy headers (X-Forwarded-For) believed only from the configured proxies: uvicorn's default trusts 127.0.0.1
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                 proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None,
                 server_header=False)
 
 
 def _settings(values: dict) -> ServeSettings:
+    """Validated settings whose files exist: every model path, and the policy (read and checked now)."""
     try:
-        return ServeSettings(**values)
+        settings = ServeSettings(**values)
     except ValidationError as error:
         raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+    for flag, paths in (("--model", settings.models), ("--image-model", settings.image_models)):
+        for path in paths:
+            if not Path(path).is_dir():
+                what = "is not a directory" if Path(path).exists() else "no such run directory"
+                raise ConfigError(f"{flag} {path}: {what} (Luoxia serves local run or Hugging Face model "
+                                  "directories, never hub names)")
+    if settings.policy_file is not None:
+        load_config(GuardPolicy, settings.policy_file)
+    return settings
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of `luoxia serve` (stored hashed).")

@@ -123,17 +123,22 @@ def build_config(cls: type[C], raw: dict[str, Any], source: str = "") -> C:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping; an empty file (or only comments, or ``{}``) is an error, so that a
+    truncated or wrong file never runs silently with every default."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                          f"{error.start})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
+    if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
+    if not raw:
+        raise ConfigError(f"{path} is empty: it sets no config keys (start from a recipe under configs/)")
     return raw
 
 

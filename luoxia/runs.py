@@ -98,7 +98,10 @@ def load_run_module(run_dir: str | Path, module: type[M], config_class: type[Con
     the CPU, in training mode: the caller moves it and picks the mode)."""
     run_dir = Path(run_dir)
     config = build_config(config_class, run_recipe(run_dir).get("model", {}), source=str(run_dir / CONFIG_FILE))
-    model = module(config)  # every family's module takes its config
+    try:
+        model = module(config)  # every family's module takes its config
+    except ValueError as error:  # a recipe that validates but cannot build its model: a corrupt run
+        raise CheckpointError(f"{run_dir / CONFIG_FILE}: cannot build the model ({error})") from None
     load_weights(model, run_weights(run_dir))
     return model
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -57,18 +58,22 @@ def test_generate_options_are_generation_config_fields():
     assert f"(default: {GenerationConfig.model_fields['temperature'].default})" in result.output
 
 
-def test_serve_options_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch):
+def test_serve_options_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     import uvicorn
 
     import luoxia.cli_serve
     from luoxia.cli import app
 
     captured: dict[str, ServeSettings] = {}
-    monkeypatch.setattr(luoxia.cli_serve, "create_app", lambda settings: captured.setdefault("settings", settings))
+    monkeypatch.setattr(luoxia.cli_serve, "load_models", lambda settings: None)
+    monkeypatch.setattr(luoxia.cli_serve, "create_app",
+                        lambda settings, models=None: captured.setdefault("settings", settings))
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setenv("LUOXIA_SERVE_PORT", "9123")
-    result = CliRunner().invoke(app, ["serve", "--max-batch", "3", "--no-batching", "-m", "runs/x"])
+    run = tmp_path / "x"
+    run.mkdir()
+    result = CliRunner().invoke(app, ["serve", "--max-batch", "3", "--no-batching", "-m", str(run)])
     assert result.exit_code == 0, result.output
     settings = captured["settings"]
-    assert (settings.port, settings.max_batch, settings.batching, settings.models) == (9123, 3, False, ["runs/x"])
+    assert (settings.port, settings.max_batch, settings.batching, settings.models) == (9123, 3, False, [str(run)])
     assert settings.max_queue == ServeSettings.model_fields["max_queue"].default

@@ -5,6 +5,7 @@ import pytest
 from luoxia.config import apply_overrides, build_config, config_keys, load_config, parse_override, resolve_key
 from luoxia.errors import ConfigError
 from luoxia.registry import load_recipe
+from luoxia.safety.guard import GuardPolicy
 from luoxia.train.lm import LMRecipe
 from tests.helpers import REPO
 
@@ -111,3 +112,28 @@ def test_an_unused_field_inside_a_yaml_names_the_section_keys(tmp_path: Path):
 def test_a_classifier_fine_tune_draws_no_samples():
     with pytest.raises(ConfigError, match="draws no samples"):
         load_recipe(REPO / "configs/finetune/classify_fin_sentiment.yaml", ["train.sample_interval=10"])
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# a recipe, all commented out\n# task: lm\n", "{}\n"])
+def test_an_empty_recipe_or_policy_is_an_error_not_every_default(text: str, tmp_path: Path):
+    recipe = tmp_path / "empty.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match="empty.yaml is empty: it sets no config keys"):
+        load_recipe(recipe)
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(GuardPolicy, recipe)
+
+
+@pytest.mark.parametrize("text, kind", [("- task: lm\n", "list"), ("just a string\n", "str"), ("3\n", "int")])
+def test_a_recipe_that_is_not_a_mapping_is_an_error(text: str, kind: str, tmp_path: Path):
+    recipe = tmp_path / "odd.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=f"must hold a mapping of config keys, not {kind}"):
+        load_recipe(recipe)
+
+
+def test_a_recipe_that_is_not_utf8_is_a_config_error(tmp_path: Path):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("task: lm\nout_dir: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset 21\)"):
+        load_recipe(recipe)

@@ -125,10 +125,24 @@ def corpus_label(config: DataConfig) -> str:
     return config.corpus if isinstance(config.corpus, str) else ", ".join(config.corpus)
 
 
+def require_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` when it is, or can become, a directory: checked before the corpus is read, so that a
+    file in its place is a one-line error, not a traceback after minutes of work."""
+    out = Path(out_dir)
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == out else f"is inside {path}, which is a file"
+                raise DataError(f"{out} {where}; prepared data goes into a directory (tokenizer.json, train.bin, "
+                                "val.bin, meta.json)")
+            break
+    return out
+
+
 def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -> dict:
     """Run the whole pipeline into ``out_dir`` and return its ``meta.json`` contents. ``mask`` masks
     personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`)."""
-    out = Path(out_dir)
+    out = require_out_dir(out_dir)
     documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
     raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents, strict=False)]
     pii_found = 0
