@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import sqlite3
 import threading
 from collections.abc import Generator, Sequence
@@ -18,7 +19,7 @@ from luoxia.database import MIGRATIONS
 from luoxia.errors import LuoxiaError
 from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageGenerator, TextGenerator
 from luoxia.generate.text import GPTGenerator
-from luoxia.safety.audit import AuditStore
+from luoxia.safety.audit import SECRET_FILE, AuditStore
 from luoxia.safety.guard import (
     REFUSAL,
     WITHHELD,
@@ -85,7 +86,7 @@ def test_blocked_prompt_is_refused_audited_by_hash_and_never_generated(tmp_path:
     assert generator.inner.prompts == []
     (event,) = store.list()
     assert event.action == "block" and event.stage == "input" and "violence" in event.categories
-    assert event.content_sha256 == hashlib.sha256(prompt.encode()).hexdigest()
+    assert event.content_sha256 == store.content_hash(prompt) != hashlib.sha256(prompt.encode()).hexdigest()
     assert "bob@example.com" not in event.excerpt and "[EMAIL]" in event.excerpt
     assert result.safety["decisions"][0]["audit_id"] == event.id
 
@@ -101,7 +102,8 @@ def test_personal_data_in_the_output_is_redacted_and_audited(tmp_path: Path, mod
 def test_harmful_output_is_withheld_or_its_sentence_redacted_per_policy(tmp_path: Path, moderator: Moderator):
     output = "Here is a poem. I will kill you tomorrow. The end."
     (blocked,) = guarded(output, moderator, AuditStore(tmp_path / "a")).generate(["hi"])
-    assert blocked.text == WITHHELD and blocked.finish_reason == "content_filter"
+    # as a stream would: the sentences before the blocked one, then the notice
+    assert blocked.text == "Here is a poem. " + WITHHELD and blocked.finish_reason == "content_filter"
     redacting = guarded(output, moderator, AuditStore(tmp_path / "b"), actions={"violence": "redact"})
     (redacted,) = redacting.generate(["hi"])
     assert redacted.text.startswith("Here is a poem.") and "kill" not in redacted.text and WITHHELD in redacted.text
@@ -123,7 +125,7 @@ def test_stream_releases_checked_sentences_and_stops_at_a_blocked_one(tmp_path: 
     with pytest.raises(StopIteration) as stop:
         while True:
             pieces.append(next(stream))
-    assert pieces[0] == "All is well." and pieces[-1] == WITHHELD and len(pieces) == 2
+    assert pieces[0] == "All is well. " and pieces[-1] == WITHHELD and len(pieces) == 2
     result = stop.value.value
     assert result.text == "".join(pieces) and result.finish_reason == "content_filter"
     assert result.safety["blocked"] == "output"
@@ -229,6 +231,20 @@ def test_shipped_policy_file_equals_the_defaults_and_bad_keys_are_listed(tmp_pat
     bad.write_text("moderate_inputs: true\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="moderate_input"):
         load_config(GuardPolicy, bad)
+
+
+def test_audit_hash_is_keyed_by_a_private_secret_of_the_data_directory(tmp_path: Path):
+    """Item 7: an unsalted SHA-256 next to a masked phone number gives the number away in a second;
+    the stored hash is an HMAC under a random secret (0600) that differs from one data directory to another."""
+    text = "call 13812345678"
+    first, second = AuditStore(tmp_path / "a"), AuditStore(tmp_path / "b")
+    stored = first.get(first.record("output", "redact", ["PHONE"], {}, text, "call [PHONE]")).content_sha256
+    secret_file = tmp_path / "a" / SECRET_FILE
+    assert stored != hashlib.sha256(text.encode()).hexdigest()
+    assert stored == hmac.new(secret_file.read_bytes(), text.encode(), hashlib.sha256).hexdigest()
+    assert len(secret_file.read_bytes()) == 32 and secret_file.stat().st_mode & 0o777 == 0o600
+    assert second.content_hash(text) != stored
+    assert AuditStore(tmp_path / "a").content_hash(text) == stored  # the secret is kept, not made anew
 
 
 def test_audit_store_takes_concurrent_writers(tmp_path: Path):
