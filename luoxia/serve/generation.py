@@ -26,8 +26,7 @@ from luoxia.serve.store import Store
 from luoxia.serve.streams import Job, run_choices
 
 Chunk = Callable[[int, str, "str | None"], dict]  # (choice index, text, finish reason) → one SSE chunk
-Disconnected = Callable[[], Awaitable[bool]]  # whether the client has gone (`Request.is_disconnected`)
-DISCONNECT_POLL_S = 0.2
+Receive = Callable[[], Awaitable[dict]]  # the request's ASGI ``receive`` (`Request.receive`), body already read
 
 
 def new_id(prefix: str) -> str:
@@ -125,13 +124,13 @@ async def start_recording(store: Store, metrics: Metrics, offload: Offload, who:
 
 
 async def collect_recorded(served: ServedText, jobs: Sequence[Job], offload: Offload, timeout: float,
-                           recording: Recording, disconnected: Disconnected | None = None) -> list[GenerationResult]:
+                           recording: Recording, receive: Receive | None = None) -> list[GenerationResult]:
     """Every choice's result, recorded as complete (or as an error, then raised). A client that
-    leaves (``disconnected``, polled) cancels every choice, recorded as ``cancelled``."""
+    leaves (its disconnect arrives through ``receive``) cancels every choice, recorded as ``cancelled``."""
     results: list[GenerationResult | None] = [None] * len(jobs)
     status = "error"
     collecting = asyncio.ensure_future(_collect(served, jobs, offload, timeout, results))
-    watching = asyncio.ensure_future(_watch(disconnected)) if disconnected is not None else None
+    watching = asyncio.ensure_future(_watch(receive)) if receive is not None else None
     try:
         await asyncio.wait([t for t in (collecting, watching) if t is not None], return_when=asyncio.FIRST_COMPLETED)
         if not collecting.done():
@@ -159,10 +158,11 @@ async def _collect(served: ServedText, jobs: Sequence[Job], offload: Offload, ti
                     results[index] = payload
 
 
-async def _watch(disconnected: Disconnected) -> None:
-    """Returns once the client has gone."""
-    while not await disconnected():
-        await asyncio.sleep(DISCONNECT_POLL_S)
+async def _watch(receive: Receive) -> None:
+    """Returns once the client has gone. Waits on ``receive`` rather than polling
+    `Request.is_disconnected`, which never sees the disconnect through Starlette's HTTP middleware."""
+    while (await receive()).get("type") != "http.disconnect":
+        pass
 
 
 def sse(data: dict | str) -> str:

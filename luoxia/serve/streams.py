@@ -161,13 +161,19 @@ async def _from_batcher(batcher: ContinuousBatcher, prompt: str, config: Generat
 
 async def _from_thread(stream: Generator[str, None, GenerationResult], offload: Offload
                        ) -> AsyncIterator[str | GenerationResult]:
+    """``stream`` stepped in worker threads; closed when left, once a step still running in its
+    thread has returned (a generator cannot be closed while it runs)."""
+    step: asyncio.Future | None = None
     try:
         while True:
-            done, value = await offload(_step, stream)
+            step = asyncio.ensure_future(offload(_step, stream))
+            done, value = await asyncio.shield(step)
             yield value
             if done:
                 return
     finally:
+        if step is not None and not step.done():
+            await asyncio.gather(step, return_exceptions=True)
         stream.close()
 
 

@@ -57,7 +57,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 
         return stream_response(stream_events(served, jobs, offload, settings.request_timeout_s, recording, chunk))
     results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording,
-                                     request.is_disconnected)
+                                     request.receive)
     logprobs = [await offload(_logprobs, served, r) if body.logprobs else None for r in results]
     choices = [ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason,
                           logprobs=logprobs[i], safety=public_safety(r.safety)) for i, r in enumerate(results)]

@@ -51,7 +51,7 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
 
         return stream_response(stream_events(served, jobs, offload, settings.request_timeout_s, recording, chunk))
     results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording,
-                                     request.is_disconnected)
+                                     request.receive)
     logprobs = [await offload(_logprobs, served, r) if body.logprobs is not None else None for r in results]
     choices = [CompletionChoice(index=i, text=r.text, finish_reason=r.finish_reason, safety=public_safety(r.safety),
                                 logprobs=logprobs[i]) for i, r in enumerate(results)]
