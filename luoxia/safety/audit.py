@@ -133,5 +133,6 @@ def load_secret(path: Path) -> bytes:
             temporary.unlink(missing_ok=True)
     secret = path.read_bytes()
     if len(secret) < 32:
-        raise LuoxiaError(f"{path}: the audit hash secret is damaged (expected 32 bytes); restore it from a backup")
+        raise LuoxiaError(f"{path}: the audit hash secret is damaged (expected 32 bytes); restore it from a backup, "
+                          "or delete it to start a new one (earlier hashes then match nothing)")
     return secret

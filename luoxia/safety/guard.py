@@ -9,6 +9,11 @@ the policy's action for it:
 - ``redact``: the offending sentences (or, for personal data, the spans) are masked, and audited;
 - ``block``: the prompt is refused or the output withheld (``finish_reason="content_filter"``), and audited.
 
+The output is checked in segments (`OutputFilter`): sentences, cut only where no personal-data value
+can straddle the cut, so streamed and whole generations release the same text. What the guard
+changed is in the result's ``safety["edits"]`` (offsets into the model's text → replacement), from
+which `released_tokens` masks the tokens and log-probabilities too.
+
 Images: the prompt is moderated, then every image is upscaled, watermarked (DWT-DCT) and can be
 saved with a signed provenance record (`save_guarded_image`).
 """
