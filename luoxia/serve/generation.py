@@ -109,11 +109,14 @@ class Recording:
         done = [r for r in results if r is not None]
         tokens = sum(r.completion_tokens for r in done)
         self.metrics.tokens.labels(self.model).inc(tokens)
-        await self.offload(self.store.finish_generation, self.generation_id, status,
-                           json.dumps([r.text for r in done], ensure_ascii=False),
-                           done[0].finish_reason if done else None,
-                           {"choices": [public_safety(r.safety) for r in done]},
-                           sum(r.prompt_tokens for r in done[:1]), tokens, (time.perf_counter() - self.started) * 1000)
+        await self.offload(self._write, status, done, tokens, (time.perf_counter() - self.started) * 1000)
+
+    def _write(self, status: str, done: list[GenerationResult], tokens: int, latency_ms: float) -> None:
+        """In a worker thread: serialising the outputs is CPU work on request data."""
+        self.store.finish_generation(self.generation_id, status, json.dumps([r.text for r in done], ensure_ascii=False),
+                                     done[0].finish_reason if done else None,
+                                     {"choices": [public_safety(r.safety) for r in done]},
+                                     sum(r.prompt_tokens for r in done[:1]), tokens, latency_ms)
 
 
 async def start_recording(store: Store, metrics: Metrics, offload: Offload, who: Caller, served: ServedText,
