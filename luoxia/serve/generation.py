@@ -165,7 +165,7 @@ async def _watch(receive: Receive) -> None:
     """Returns once the client has gone. Waits on ``receive`` rather than polling
     `Request.is_disconnected`, which never sees the disconnect through Starlette's HTTP middleware."""
     while (await receive()).get("type") != "http.disconnect":
-        pass
+        await asyncio.sleep(0.1)  # a server that answers with something else must not make this spin
 
 
 def sse(data: dict | str) -> str:
