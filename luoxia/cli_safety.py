@@ -21,6 +21,7 @@ from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import detect_image_watermark
 from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
 from luoxia.safety.pii import redact as run_redact
+from luoxia.safety.pii_key import resolve_pii_key
 from luoxia.safety.provenance import verify_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
 
@@ -101,13 +102,15 @@ def moderate(
 def redact(
     file: Annotated[Path | None, typer.Argument(help="text to redact (default: standard input)")] = None,
     style: Annotated[str, typer.Option(help="tag ([PHONE]), partial (138****5678) or hash (keyed pseudonym)")] = "tag",
-    key: KeyOption = None,
-    key_file: KeyFileOption = None,
+    key: Annotated[str | None, typer.Option("--key", help="--style hash: the pseudonym key in hex (default: "
+                                            "$LUOXIA_PII_KEY or $LUOXIA_PII_KEY_FILE; never the watermark key)")
+                   ] = None,
+    key_file: Annotated[Path | None, typer.Option(help="--style hash: file holding the pseudonym key in hex")] = None,
     region: Annotated[str, typer.Option(help="country whose national phone formats are recognised")] = "US",
     as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
 ) -> None:
     """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""
-    secret = resolve_key(key, key_file).secret if style == "hash" else None
+    secret = resolve_pii_key(key, key_file) if style == "hash" else None
     result = run_redact(_read_input(file), style=style, key=secret, default_region=region)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))

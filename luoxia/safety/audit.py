@@ -7,13 +7,18 @@ reopened (by an admin). Every verdict and reopening is kept in the review log wi
 The events live in the data directory's database (`luoxia.database`: WAL, versioned schema), so
 each is durable once `record` returns and a killed process loses nothing committed.
 
-Privacy: the original content is stored only as its SHA-256; reviewers see an excerpt with the
-personal data masked (`luoxia.safety.pii`).
+Privacy: the original content is stored only as a keyed hash (HMAC-SHA256 under the data
+directory's own random secret, `SECRET_FILE`), so that an excerpt's masked values cannot be found
+by hashing guesses; reviewers see an excerpt with the personal data masked (`luoxia.safety.pii`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from luoxia.errors import LuoxiaError, NotFound
 
 EXCERPT_CHARS = 2000
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names no event
+SECRET_FILE = "audit-hmac.key"  # 32 random bytes, mode 0600: the key of the content hashes
 ReviewStatus = Literal["pending", "approved", "rejected"]
 REVIEW_STATUSES: tuple[str, ...] = ("pending", "approved", "rejected")
 
@@ -38,7 +44,7 @@ class AuditEvent:
     categories: list[str]
     scores: dict[str, float]
     model: str | None
-    content_sha256: str
+    content_sha256: str  # HMAC-SHA256 of the content under the data directory's secret (the column's old name)
     excerpt: str
     status: str
     reviewer: str | None
@@ -66,10 +72,18 @@ class AuditStore:
         self.path = Path(data_dir or default_data_dir()) / DB_FILE
         self.connection = connect(self.path)
         self.lock = threading.RLock()  # one connection, shared by a server's threads
+        self.secret = load_secret(self.path.parent / SECRET_FILE)
 
-    def record(self, stage: str, action: str, categories: list[str], scores: dict[str, float], content_sha256: str,
+    def content_hash(self, content: str) -> str:
+        """HMAC-SHA256 of ``content`` under this data directory's secret: equal contents match, and
+        nobody without the secret can test a guess."""
+        return hmac.new(self.secret, content.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    def record(self, stage: str, action: str, categories: list[str], scores: dict[str, float], content: str,
                excerpt: str, model: str | None = None) -> int:
-        """Store one decision; its id. Committed (and on disk) when this returns."""
+        """Store one decision about ``content`` (kept only as `content_hash`); its id. Committed (and
+        on disk) when this returns."""
+        content_sha256 = self.content_hash(content)
         with self.lock, transaction(self.connection) as db:
             cursor = db.execute(
                 "INSERT INTO audit_events (created, stage, action, categories, scores, model, content_sha256, excerpt)"
@@ -139,3 +153,26 @@ class AuditStore:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def load_secret(path: Path) -> bytes:
+    """The secret in ``path``, created on first use: written whole to a private (0600) temporary file,
+    then linked into place, so that concurrent first uses agree on one secret and none reads half."""
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(secrets.token_bytes(32))
+                file.flush()
+                os.fsync(file.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            temporary.unlink(missing_ok=True)
+    secret = path.read_bytes()
+    if len(secret) < 32:
+        raise LuoxiaError(f"{path}: the audit hash secret is damaged (expected 32 bytes); restore it from a backup, "
+                          "or delete it to start a new one (earlier hashes then match nothing)")
+    return secret

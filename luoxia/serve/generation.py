@@ -1,5 +1,6 @@
 """What the completions and chat routes share: a request's `GenerationConfig`, the context check,
-the generation's record in the store, and server-sent events."""
+the generation's record in the store, log-probabilities as the guard released them, and
+server-sent events."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
 
 from luoxia.generate.interface import GenerationConfig, GenerationResult
+from luoxia.safety.guard import released_tokens
 from luoxia.serve.deps import Caller, Offload
 from luoxia.serve.errors import APIError, error_for
 from luoxia.serve.metrics import Metrics
@@ -24,6 +26,7 @@ from luoxia.serve.store import ConversationTaken, Store
 from luoxia.serve.streams import Job, run_choices
 
 Chunk = Callable[[int, str, "str | None"], dict]  # (choice index, text, finish reason) → one SSE chunk
+Receive = Callable[[], Awaitable[dict]]  # the request's ASGI ``receive`` (`Request.receive`), body already read
 
 
 def new_id(prefix: str) -> str:
@@ -44,13 +47,46 @@ def generation_config(max_tokens: int, body: SamplingRequest, settings: ServeSet
                             top_p=body.top_p if body.top_p < 1 else None, stop=[*extra_stops, *stops], seed=seed)
 
 
-def check_context(served: ServedText, prompts: Sequence[str], max_tokens: int) -> None:
+def check_context(served: ServedText, prompts: Sequence[str], max_tokens: int) -> int:
+    """The prompts' tokens in all, each checked to fit the context with ``max_tokens``. CPU work on
+    request data: run it through `Offload`."""
+    total = 0
     for prompt in prompts:
         used = served.generator.count_tokens(prompt)
         if used + max_tokens > served.generator.context_length:
             raise APIError(400, f"this model's maximum context length is {served.generator.context_length} tokens; "
                                 f"the prompt has {used} and max_tokens asks for {max_tokens}", param="max_tokens",
                            code="context_length_exceeded")
+        total += used
+    return total
+
+
+def public_safety(safety: dict) -> dict:
+    """A result's safety record as clients and the history see it: without the guard's ``edits``
+    (offsets into text nobody else sees)."""
+    return {k: v for k, v in safety.items() if k != "edits"}
+
+
+def token_entries(served: ServedText, result: GenerationResult) -> list[tuple[str, float]]:
+    """The result's tokens and log-probabilities as the guard released them (see
+    `released_tokens`); none when they cannot be mapped onto the released text. CPU: offload it."""
+    pieces, waiting = [], []
+    for token_id in result.token_ids:  # a character split over tokens is decoded whole
+        waiting.append(token_id)
+        text = served.tokenizer.decode(waiting)
+        if "\ufffd" not in text or len(waiting) >= 4:
+            pieces.append((text, len(waiting)))
+            waiting = []
+    if waiting:
+        pieces.append((served.tokenizer.decode(waiting), len(waiting)))
+    tokens, logprobs, index = [], [], 0
+    for text, count in pieces:
+        if index + count > len(result.token_logprobs):
+            break
+        tokens.append(text)
+        logprobs.append(sum(result.token_logprobs[index:index + count]))
+        index += count
+    return released_tokens(tokens, logprobs, result.text, result.safety.get("edits", [])) or []
 
 
 def usage(results: Sequence[GenerationResult], prompt_tokens: int) -> dict:
@@ -73,10 +109,14 @@ class Recording:
         done = [r for r in results if r is not None]
         tokens = sum(r.completion_tokens for r in done)
         self.metrics.tokens.labels(self.model).inc(tokens)
-        await self.offload(self.store.finish_generation, self.generation_id, status,
-                           json.dumps([r.text for r in done], ensure_ascii=False),
-                           done[0].finish_reason if done else None, {"choices": [r.safety for r in done]},
-                           sum(r.prompt_tokens for r in done[:1]), tokens, (time.perf_counter() - self.started) * 1000)
+        await self.offload(self._write, status, done, tokens, (time.perf_counter() - self.started) * 1000)
+
+    def _write(self, status: str, done: list[GenerationResult], tokens: int, latency_ms: float) -> None:
+        """In a worker thread: serialising the outputs is CPU work on request data."""
+        self.store.finish_generation(self.generation_id, status, json.dumps([r.text for r in done], ensure_ascii=False),
+                                     done[0].finish_reason if done else None,
+                                     {"choices": [public_safety(r.safety) for r in done]},
+                                     sum(r.prompt_tokens for r in done[:1]), tokens, latency_ms)
 
 
 async def start_recording(store: Store, metrics: Metrics, offload: Offload, who: Caller, served: ServedText,
@@ -92,22 +132,45 @@ async def start_recording(store: Store, metrics: Metrics, offload: Offload, who:
 
 
 async def collect_recorded(served: ServedText, jobs: Sequence[Job], offload: Offload, timeout: float,
-                           recording: Recording) -> list[GenerationResult]:
-    """Every choice's result, recorded as complete (or as an error, then raised)."""
+                           recording: Recording, receive: Receive | None = None) -> list[GenerationResult]:
+    """Every choice's result, recorded as complete (or as an error, then raised). A client that
+    leaves (its disconnect arrives through ``receive``) cancels every choice, recorded as ``cancelled``."""
     results: list[GenerationResult | None] = [None] * len(jobs)
     status = "error"
+    collecting = asyncio.ensure_future(_collect(served, jobs, offload, timeout, results))
+    watching = asyncio.ensure_future(_watch(receive)) if receive is not None else None
     try:
-        async with aclosing(run_choices(served, jobs, offload, timeout)) as batches:
-            async for batch in batches:
-                for index, kind, payload in batch:
-                    if kind == "error":
-                        raise error_for(payload)
-                    if kind == "done":
-                        results[index] = payload
+        await asyncio.wait([t for t in (collecting, watching) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        if not collecting.done():
+            status = "cancelled"
+            raise APIError(499, "the client closed the request", "client_closed_request")
+        collecting.result()
         status = "complete"
     finally:
-        await recording.finish(status, results if status == "complete" else [])
+        for task in (collecting, watching):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in (collecting, watching) if t is not None], return_exceptions=True)
+        await asyncio.shield(recording.finish(status, results if status == "complete" else []))
     return results  # type: ignore[return-value]
+
+
+async def _collect(served: ServedText, jobs: Sequence[Job], offload: Offload, timeout: float,
+                   results: list[GenerationResult | None]) -> None:
+    async with aclosing(run_choices(served, jobs, offload, timeout)) as batches:  # closing it cancels the choices
+        async for batch in batches:
+            for index, kind, payload in batch:
+                if kind == "error":
+                    raise error_for(payload)
+                if kind == "done":
+                    results[index] = payload
+
+
+async def _watch(receive: Receive) -> None:
+    """Returns once the client has gone. Waits on ``receive`` rather than polling
+    `Request.is_disconnected`, which never sees the disconnect through Starlette's HTTP middleware."""
+    while (await receive()).get("type") != "http.disconnect":
+        await asyncio.sleep(0.1)  # a server that answers with something else must not make this spin
 
 
 def sse(data: dict | str) -> str:

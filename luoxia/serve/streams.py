@@ -3,13 +3,15 @@
 The batcher's worker thread hands each event to the event loop (``loop.call_soon_threadsafe`` into
 an `asyncio.Queue`), where the choice's coroutine reads it. The guard's checks cost CPU, so they
 run in worker threads (`Offload`, sized by `ServeSettings.worker_threads`), and only when a
-sentence has ended: a choice holds a thread while it is being checked, never while it waits.
+segment may be released (`OutputFilter.feed` says so): a choice holds a thread while it is being
+checked, never while it waits. Each distinct prompt of a request is screened (and audited) once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -22,6 +24,7 @@ from luoxia.serve.models import ServedText
 
 Event = tuple[int, str, Any]  # (choice index, "text" | "done" | "error", str | GenerationResult | Exception)
 Job = tuple[str, GenerationConfig]  # one choice: its prompt and settings
+Screen = Callable[[str], Awaitable[tuple[list[dict], GenerationResult | None]]]  # prompt → inputs, refusal
 
 
 async def run_choices(served: ServedText, jobs: Sequence[Job], offload: Offload, timeout: float
@@ -30,7 +33,8 @@ async def run_choices(served: ServedText, jobs: Sequence[Job], offload: Offload,
     are waiting (under load, one write carries many). Leaving early (the client disconnected)
     cancels every choice, which cancels its batcher request."""
     events: asyncio.Queue[Event] = asyncio.Queue()
-    tasks = [asyncio.create_task(_choice(served, index, job, offload, timeout, events.put_nowait))
+    screen = _screens(served.guarded, offload) if served.guarded is not None else None
+    tasks = [asyncio.create_task(_choice(served, index, job, offload, timeout, events.put_nowait, screen))
              for index, job in enumerate(jobs)]
     remaining = len(jobs)
     try:
@@ -46,10 +50,23 @@ async def run_choices(served: ServedText, jobs: Sequence[Job], offload: Offload,
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _screens(guarded: GuardedGenerator, offload: Offload) -> Screen:
+    """A request's prompt screening: each distinct prompt moderated (and audited) once, however
+    many choices share it; each choice gets its own copy of the outcome."""
+    screened: dict[str, asyncio.Future] = {}
+
+    async def screen(prompt: str) -> tuple[list[dict], GenerationResult | None]:
+        if prompt not in screened:
+            screened[prompt] = asyncio.ensure_future(offload(guarded.screen_prompt, prompt))
+        return copy.deepcopy(await asyncio.shield(screened[prompt]))
+
+    return screen
+
+
 async def _choice(served: ServedText, index: int, job: Job, offload: Offload, timeout: float,
-                  emit: Callable[[Event], None]) -> None:
+                  emit: Callable[[Event], None], screen: Screen | None) -> None:
     try:
-        result = await _generate(served, job, offload, timeout, lambda text: emit((index, "text", text)))
+        result = await _generate(served, job, offload, timeout, lambda text: emit((index, "text", text)), screen)
     except Exception as error:  # handed to the request's coroutine, which answers it
         emit((index, "error", error))
     else:
@@ -57,11 +74,11 @@ async def _choice(served: ServedText, index: int, job: Job, offload: Offload, ti
 
 
 async def _generate(served: ServedText, job: Job, offload: Offload, timeout: float,
-                    emit: Callable[[str], None]) -> GenerationResult:
+                    emit: Callable[[str], None], screen: Screen | None) -> GenerationResult:
     """One choice: its text emitted piece by piece, then its result."""
-    if served.guarded is None:
+    if served.guarded is None or screen is None:
         return await _unguarded(served, job, offload, timeout, emit)
-    return await _guarded(served, served.guarded, job, offload, timeout, emit)
+    return await _guarded(served, served.guarded, job, offload, timeout, emit, screen)
 
 
 async def _unguarded(served: ServedText, job: Job, offload: Offload, timeout: float,
@@ -77,11 +94,11 @@ async def _unguarded(served: ServedText, job: Job, offload: Offload, timeout: fl
 
 
 async def _guarded(served: ServedText, guarded: GuardedGenerator, job: Job, offload: Offload, timeout: float,
-                   emit: Callable[[str], None]) -> GenerationResult:
-    """Prompt screened, then text released sentence by sentence, each checked in a worker thread
+                   emit: Callable[[str], None], screen: Screen) -> GenerationResult:
+    """Prompt screened, then text released segment by segment, each checked in a worker thread
     (what `GuardedGenerator.stream` does in one thread)."""
     prompt, config = job
-    inputs, refusal = await offload(guarded.screen_prompt, prompt)
+    inputs, refusal = await screen(prompt)
     if refusal is not None:
         emit(REFUSAL)
         return refusal
@@ -92,17 +109,15 @@ async def _guarded(served: ServedText, guarded: GuardedGenerator, job: Job, offl
             if isinstance(piece, GenerationResult):
                 inner = piece
                 break
-            for sentence in released.complete_sentences(piece):
-                if text := await offload(released.check, sentence):
-                    emit(text)
+            if released.feed(piece):
+                for text in await offload(released.release):
+                    emit(text) if text else None
                 if released.withheld:
                     break
-            if released.withheld:
-                break
-    if released.pending and not released.withheld:
-        if text := await offload(released.check, released.pending):
-            emit(text)
-    return released.result(inner or GenerationResult("", [], "stop", guarded.prompt_tokens(prompt)))
+    if not released.withheld:
+        for text in await offload(released.finish):
+            emit(text) if text else None
+    return released.result(inner or GenerationResult("", [], "stop", await offload(guarded.prompt_tokens, prompt)))
 
 
 def _pieces(served: ServedText, generator: TextGenerator, prompt: str, config: GenerationConfig,
@@ -146,13 +161,19 @@ async def _from_batcher(batcher: ContinuousBatcher, prompt: str, config: Generat
 
 async def _from_thread(stream: Generator[str, None, GenerationResult], offload: Offload
                        ) -> AsyncIterator[str | GenerationResult]:
+    """``stream`` stepped in worker threads; closed when left, once a step still running in its
+    thread has returned (a generator cannot be closed while it runs)."""
+    step: asyncio.Future | None = None
     try:
         while True:
-            done, value = await offload(_step, stream)
+            step = asyncio.ensure_future(offload(_step, stream))
+            done, value = await asyncio.shield(step)
             yield value
             if done:
                 return
     finally:
+        if step is not None and not step.done():
+            await asyncio.gather(step, return_exceptions=True)
         stream.close()
 
 

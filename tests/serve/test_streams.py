@@ -1,5 +1,6 @@
 """Streams from a batcher to the event loop: no thread waits for a stream, the guard checks each
-sentence as `GuardedGenerator.stream` does, leaving early cancels, a silent batcher times out."""
+segment as `GuardedGenerator.stream` does, leaving early (or a client that leaves a non-streaming
+request) cancels, a silent batcher times out."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from luoxia.safety.guard import WITHHELD, Guard, GuardedGenerator, GuardPolicy
 from luoxia.safety.moderation import Moderator
 from luoxia.safety.watermark import parse_key
 from luoxia.serve.deps import Offload
+from luoxia.serve.errors import APIError
+from luoxia.serve.generation import collect_recorded
 from luoxia.serve.models import ServedText
 from luoxia.serve.streams import run_choices
 from tests.safety.test_guard import ScriptedGenerator
@@ -139,3 +142,32 @@ def test_a_model_without_a_batcher_streams_from_worker_threads():
     text = ServedText("plain", ScriptedGenerator("Plain text."), None)  # type: ignore[arg-type]
     texts, (result,) = texts_and_results(asyncio.run(events_of(text, ["hi"], Offload(CapacityLimiter(1)))), 1)
     assert texts == ["Plain text."] and (result.text, result.finish_reason) == ("Plain text.", "length")
+
+
+class Recorded:
+    """A stand-in for `Recording`: notes how the generation was finished."""
+
+    def __init__(self):
+        self.finished: list[str] = []
+
+    async def finish(self, status: str, results) -> None:
+        self.finished.append(status)
+
+
+def test_a_non_streaming_request_whose_client_left_cancels_its_batcher_requests():
+    batcher, recording = HeldBatcher(None), Recorded()  # never answers: only the disconnect can end it
+
+    async def receive() -> dict:
+        while len(batcher.submitted) < 2:
+            await asyncio.sleep(0.01)
+        return {"type": "http.disconnect"}
+
+    async def run() -> None:
+        jobs = [("a", GenerationConfig()), ("b", GenerationConfig())]
+        await asyncio.wait_for(collect_recorded(served(batcher), jobs, Offload(CapacityLimiter(2)), 60,
+                                                recording, receive), 30)  # type: ignore[arg-type]
+
+    with pytest.raises(APIError) as error:
+        asyncio.run(run())
+    assert error.value.status == 499 and recording.finished == ["cancelled"]
+    assert all(request.cancelled.is_set() for _, _, request in batcher.submitted)

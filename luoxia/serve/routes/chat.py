@@ -16,9 +16,11 @@ from luoxia.serve.generation import (
     collect_recorded,
     generation_config,
     new_id,
+    public_safety,
     start_recording,
     stream_events,
     stream_response,
+    token_entries,
     usage,
 )
 from luoxia.serve.models import ServedText
@@ -35,10 +37,10 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
     if body.n > settings.max_n:
         raise APIError(400, f"n is {body.n}; this server allows at most {settings.max_n}", param="n")
     messages = [m.model_dump() for m in body.messages]
-    prompt, stops = served.generator.render_chat(messages)
+    prompt, stops = await offload(served.generator.render_chat, messages)  # CPU work on request data
     max_tokens = body.max_completion_tokens or body.max_tokens or min(256, settings.max_tokens_limit)
     jobs = [(prompt, generation_config(max_tokens, body, settings, stops, seed_offset=i)) for i in range(body.n)]
-    check_context(served, [prompt], max_tokens)
+    prompt_tokens = await offload(check_context, served, [prompt], max_tokens)
     recording = await start_recording(store, metrics, offload, who, served, "chat.completions", messages,
                                       body.model_dump(exclude={"messages"}), request.headers.get("x-conversation-id"))
     created, response_id = int(time.time()), new_id("chatcmpl")
@@ -54,17 +56,17 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
                     "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
 
         return stream_response(stream_events(served, jobs, offload, settings.request_timeout_s, recording, chunk))
-    results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording)
+    results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording,
+                                     request.receive)
+    logprobs = [await offload(_logprobs, served, r) if body.logprobs else None for r in results]
     choices = [ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason,
-                          logprobs=_logprobs(served, r) if body.logprobs else None, safety=r.safety)
-               for i, r in enumerate(results)]
+                          logprobs=logprobs[i], safety=public_safety(r.safety)) for i, r in enumerate(results)]
     return ChatCompletion(id=response_id, created=created, model=served.name, choices=choices,
-                          usage=usage(results, served.generator.count_tokens(prompt)))
+                          usage=usage(results, prompt_tokens))
 
 
 def _logprobs(served: ServedText, result: GenerationResult) -> ChatLogprobs:
-    """One entry per token that has a log-probability (a model may give none)."""
-    tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
-    # not strict: a model without log-probabilities gives an empty list, and then no entries
+    """One entry per released token that has a log-probability (a model may give none; tokens
+    merged around an edit of the guard are one entry)."""
     return ChatLogprobs(content=[TokenLogprob(token=t, logprob=p, bytes=list(t.encode("utf-8")), top_logprobs=[])
-                                 for t, p in zip(tokens, result.token_logprobs, strict=False)])
+                                 for t, p in token_entries(served, result)])

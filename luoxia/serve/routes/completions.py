@@ -16,9 +16,11 @@ from luoxia.serve.generation import (
     collect_recorded,
     generation_config,
     new_id,
+    public_safety,
     start_recording,
     stream_events,
     stream_response,
+    token_entries,
     usage,
 )
 from luoxia.serve.models import ServedText
@@ -38,7 +40,7 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
     # choice k = prompt index × n + choice of that prompt (prompt-major, as OpenAI's index) draws with seed + k
     jobs = [(p, generation_config(body.max_tokens, body, settings, seed_offset=j * body.n + i))
             for j, p in enumerate(prompts) for i in range(body.n)]
-    check_context(served, prompts, body.max_tokens)
+    prompt_tokens = await offload(check_context, served, prompts, body.max_tokens)  # tokenizing is CPU work
     recording = await start_recording(store, metrics, offload, who, served, "completions", body.prompt,
                                       body.model_dump(exclude={"prompt"}), request.headers.get("x-conversation-id"))
     created, response_id = int(time.time()), new_id("cmpl")
@@ -48,19 +50,21 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
                     "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}]}
 
         return stream_response(stream_events(served, jobs, offload, settings.request_timeout_s, recording, chunk))
-    results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording)
-    choices = [CompletionChoice(index=i, text=r.text, finish_reason=r.finish_reason, safety=r.safety,
-                                logprobs=_logprobs(served, r) if body.logprobs is not None else None)
-               for i, r in enumerate(results)]
-    prompt_tokens = sum(served.generator.count_tokens(p) for p in prompts)
+    results = await collect_recorded(served, jobs, offload, settings.request_timeout_s, recording,
+                                     request.receive)
+    logprobs = [await offload(_logprobs, served, r) if body.logprobs is not None else None for r in results]
+    choices = [CompletionChoice(index=i, text=r.text, finish_reason=r.finish_reason, safety=public_safety(r.safety),
+                                logprobs=logprobs[i]) for i, r in enumerate(results)]
     return Completion(id=response_id, created=created, model=served.name, choices=choices,
                       usage=usage(results, prompt_tokens))
 
 
 def _logprobs(served: ServedText, result: GenerationResult) -> CompletionLogprobs:
-    tokens = [served.tokenizer.decode([i]) for i in result.token_ids]
+    """The released tokens (see `token_entries`) with their offsets in the released text."""
+    entries = token_entries(served, result)
     offsets, position = [], 0
-    for token in tokens:
+    for token, _ in entries:
         offsets.append(position)
         position += len(token)
-    return CompletionLogprobs(tokens=tokens, token_logprobs=result.token_logprobs, text_offset=offsets)
+    return CompletionLogprobs(tokens=[t for t, _ in entries], token_logprobs=[p for _, p in entries],
+                              text_offset=offsets)
