@@ -165,3 +165,12 @@ def test_now_and_cutoff_compare_as_text():
 def test_unknown_roles_are_refused(tmp_path, role):
     with pytest.raises(LuoxiaError, match="unknown role"):
         Store(tmp_path).create_key("k", role)
+
+
+def test_history_names_the_watermark_key_of_a_guarded_generation(tmp_path):
+    settings = echo_settings(tmp_path / "data", open_access=True)
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
+        reply = client.post("/v1/completions", json={"model": "echo", "prompt": "Hello there.", "max_tokens": 20})
+        key_id = reply.json()["choices"][0]["safety"]["watermark"]["key_id"]
+        (record,) = client.get("/v1/history").json()["data"]
+    assert key_id and record["watermark_key_id"] == key_id
