@@ -1,7 +1,8 @@
 """Every pattern that sees user text runs in linear time (issue 13 item 3, "a scaling test, not a
 stopwatch"): for adversarial inputs, redaction (`redact`) and moderation by the rules
 (`Moderator(classifier=None)`; the classifier truncates its input) at 1 MB take under 20× their
-time at 100 KB, both measured in one run (min of 2 repeats). Linear work gives ~10×, quadratic 100×.
+time at 100 KB, both measured in one run (100 KB: best of 2; 1 MB: once, twice if over 20×).
+Linear work gives ~10×, quadratic 100×.
 
 The work runs in a child process, over a ladder of sizes (1 KB, 10 KB, 100 KB, 1 MB): a step that
 takes more than 25× the previous one (plus a 2 s allowance for a busy machine) is stopped and
@@ -120,7 +121,11 @@ def test_work_grows_linearly_with_the_input(worker: Worker, target: str, name: s
         limit = STEP_TIMEOUT_RATIO * times[smaller] + STEP_ALLOWANCE_S if smaller else WARM_UP_TIMEOUT_S
         why = (f"{target} of {name!r} at {size:,} characters ran past {limit:.1f} s, over {STEP_TIMEOUT_RATIO}× its "
                f"time at {smaller or 0:,} ({times.get(smaller or 0, 0):.3f} s): not linear")
-        times[size] = min(worker.time(target, unit, size, limit, why) for _ in range(REPEATS))
+        repeats = REPEATS if size == SIZES[-2] else 1  # the largest size again only if it looks too slow
+        times[size] = min(worker.time(target, unit, size, limit, why) for _ in range(repeats))
+    if times[SIZES[-1]] >= MAX_RATIO * times[SIZES[-2]]:  # a busy machine: its best of REPEATS decides
+        limit = STEP_TIMEOUT_RATIO * times[SIZES[-2]] + STEP_ALLOWANCE_S
+        times[SIZES[-1]] = min(times[SIZES[-1]], worker.time(target, unit, SIZES[-1], limit, why))
     ratio = times[SIZES[-1]] / max(times[SIZES[-2]], 1e-6)
     assert ratio < MAX_RATIO, (f"{target} of {name!r}: {times[SIZES[-1]]:.3f} s at 1 MB vs {times[SIZES[-2]]:.3f} s "
                                f"at 100 KB, {ratio:.1f}× (linear is ~10×)")
