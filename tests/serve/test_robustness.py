@@ -158,7 +158,8 @@ def _chunked(url: str, path: str, headers: dict[str, str], body: bytes, chunk: i
         answer = b""
         while b"\r\n" not in answer:
             data = sock.recv(4096)
-            assert data, f"{path}: the server closed the connection without an answer"
+            if not data:
+                pytest.fail(f"{path}: the server closed the connection without an answer", pytrace=False)
             answer += data
     return int(answer.split(b" ", 2)[1])
 
@@ -169,7 +170,8 @@ def test_chunked_bodies_get_the_same_answer_as_sized_ones(live_server):
     for path, body in SMALL_BODIES.items():
         sized = httpx.post(live_server.url + path, json=body, headers=headers, timeout=120).status_code
         chunked = _chunked(live_server.url, path, headers, json.dumps(body).encode())
-        assert chunked == sized and chunked < 500, (path, chunked, sized)
+        if chunked != sized or chunked >= 500:
+            pytest.fail(f"{path}: chunked {chunked}, with a Content-Length {sized}", pytrace=False)
 
 
 @pytest.mark.parametrize("path", list(SMALL_BODIES))
@@ -178,8 +180,11 @@ def test_oversized_chunked_bodies_are_refused(live_server, path: str):
     chunked body without a key is a 401 (authentication before reading): issue 13 item 4."""
     padding = b"x" * 3_000_000  # over the default 1 MB limit; an unknown field: valid JSON if read to the end
     body = json.dumps(SMALL_BODIES[path]).encode()[:-1] + b', "padding": "' + padding + b'"}'
-    assert _chunked(live_server.url, path, {"Authorization": f"Bearer {live_server.key}"}, body) == 413
-    assert _chunked(live_server.url, path, {}, body) == 401
+    with_key = _chunked(live_server.url, path, {"Authorization": f"Bearer {live_server.key}"}, body)
+    without_key = _chunked(live_server.url, path, {}, body)
+    if (with_key, without_key) != (413, 401):
+        pytest.fail(f"{path}: {len(body):,} bytes chunked: {with_key} with a key (want 413), {without_key} "
+                    "without (want 401)", pytrace=False)
 
 
 def _request(live_server, method: str, path: str, headers: dict[str, str] | None = None,
@@ -190,6 +195,13 @@ def _request(live_server, method: str, path: str, headers: dict[str, str] | None
                              headers={"Authorization": f"Bearer {live_server.key}", **(headers or {})}, **kwargs)
     except httpx.HTTPError as error:
         pytest.fail(f"{method} {path}: {type(error).__name__}: {error}", pytrace=False)
+
+
+def _expect_4xx(what: str, response: httpx.Response) -> None:
+    """Fail without a traceback: a server in this process that mishandled a lone surrogate can leave the
+    interpreter unable to parse source for one (CPython 3.11: "AST constructor recursion depth mismatch")."""
+    if not 400 <= response.status_code < 500:
+        pytest.fail(f"{what}: {response.status_code} {response.text[:300]}", pytrace=False)
 
 
 SURROGATE = "<lone surrogate>"  # written into the JSON text as x\ud800y: no str in this process holds one
@@ -223,7 +235,7 @@ def test_a_lone_surrogate_in_any_text_field_is_a_4xx(live_server, path: str, bod
     assert "\\ud800" in content
     response = _request(live_server, "POST", path, content=content,
                         headers={"Content-Type": "application/json"})
-    assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:300])
+    _expect_4xx(f"POST {path}", response)
 
 
 HUGE = [
@@ -247,5 +259,4 @@ HUGE = [
 @pytest.mark.parametrize(("method", "path", "body"), HUGE, ids=[f"{m}{p}-{i}" for i, (m, p, _) in enumerate(HUGE)])
 def test_huge_integers_are_a_4xx(live_server, method: str, path: str, body: dict | None):
     """Seeds of 2**64, max_tokens of 2**70, review ids past 2**63: a 4xx, never a 500 (issue 13, Low)."""
-    response = _request(live_server, method, path, json=body)
-    assert 400 <= response.status_code < 500, (method, path, response.status_code, response.text[:300])
+    _expect_4xx(f"{method} {path}", _request(live_server, method, path, json=body))
