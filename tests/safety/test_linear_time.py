@@ -1,0 +1,131 @@
+"""Every pattern that sees user text runs in linear time (issue 13 item 3, "a scaling test, not a
+stopwatch"): for adversarial inputs, redaction (`redact`) and moderation by the rules
+(`Moderator(classifier=None)`; the classifier truncates its input) at 1 MB take under 20× their
+time at 100 KB, both measured in one run (100 KB: best of 2; 1 MB: once, twice if over 20×).
+Linear work gives ~10×, quadratic 100×.
+
+The work runs in a child process, over a ladder of sizes (1 KB, 10 KB, 100 KB, 1 MB): a step that
+takes more than 25× the previous one (plus a 2 s allowance for a busy machine) is stopped and
+fails at once, so a quadratic pattern fails in about a minute rather than holding the run for hours.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+import pytest
+
+from luoxia.safety.moderation import Moderator
+from luoxia.safety.pii import redact
+
+pytestmark = pytest.mark.slow
+
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
+REPEATS = 2
+MAX_RATIO = 20  # time(1 MB) / time(100 KB); linear is ~10
+STEP_TIMEOUT_RATIO, STEP_ALLOWANCE_S = 25, 2.0  # a step's limit: 25× the previous step's time, plus 2 s
+WARM_UP_TIMEOUT_S = 300.0  # the child's imports and the moderator's rules
+
+# Each input is a unit repeated to the size: what each kind of pattern backtracks on.
+ADVERSARIAL = {
+    "a_": "a_",  # e-mail local parts, secret values
+    "1-": "1-",  # phone numbers, cards and IDs with separators
+    "digits": "1234567890",  # a digit run: cards, IDs, phones
+    "dots": "1.",  # "1.1.1.1...": IPv4, e-mail domains
+    "url-creds": "http://a:b@",  # nested URL credentials
+    "at": "a@",  # e-mail
+    "key=": "key=",  # secret assignments
+    "bearer": "Bearer ",  # bearer tokens
+    "colons": "1:",  # IPv6
+    "fullwidth": "１２３４ ",  # full-width digit groups
+    "zero-width": "1\u200b",  # digits broken by zero-width spaces
+    "spaces": " \t",  # whitespace runs: moderation's \s+
+    "kill": "kill ",  # the allow patterns' "kill ... process"
+    "how": "how do i ",  # the illicit rules' prefixes
+    "zh": "怎么 制作",  # Chinese rules with separators
+    "mixed": "a_1-1.a@key=http://a:b@ 1３8\u200b ",
+}
+TARGETS = ("redact", "moderate")
+
+
+def _worker(connection: Connection) -> None:
+    """In the child: for each (target, unit, size), build the text, run the target once, send its time."""
+    moderator = Moderator(classifier=None)
+    connection.send(0.0)
+    while (message := connection.recv()) is not None:
+        target, unit, size = message
+        text = (unit * (size // len(unit) + 1))[:size]
+        start = time.perf_counter()
+        if target == "redact":
+            redact(text)
+        else:
+            moderator.moderate([text])
+        connection.send(time.perf_counter() - start)
+
+
+class Worker:
+    """A child process that times the guard's functions and can be stopped mid-pattern."""
+
+    def __init__(self) -> None:
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.connection: Connection | None = None
+
+    def _start(self) -> Connection:
+        context = multiprocessing.get_context("spawn")  # no fork of a multi-threaded test process
+        parent, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child,), daemon=True)
+        self.process.start()
+        self.connection = parent
+        self._receive(WARM_UP_TIMEOUT_S, "the child did not start")
+        return parent
+
+    def _receive(self, timeout: float, why: str) -> float:
+        assert self.connection is not None
+        if not self.connection.poll(timeout):
+            self.stop()
+            pytest.fail(why, pytrace=False)
+        return float(self.connection.recv())
+
+    def time(self, target: str, unit: str, size: int, timeout: float, why: str) -> float:
+        connection = self.connection or self._start()
+        connection.send((target, unit, size))
+        return self._receive(timeout, why)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=10)
+        self.process, self.connection = None, None
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[Worker]:
+    worker = Worker()
+    yield worker
+    if worker.connection is not None and worker.process is not None and worker.process.is_alive():
+        worker.connection.send(None)
+        worker.process.join(timeout=10)
+    worker.stop()
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+@pytest.mark.parametrize("target", TARGETS)
+def test_work_grows_linearly_with_the_input(worker: Worker, target: str, name: str):
+    """1 MB of an adversarial input costs under 20× what 100 KB costs."""
+    unit = ADVERSARIAL[name]
+    times: dict[int, float] = {}
+    for smaller, size in zip((None, *SIZES), SIZES, strict=False):
+        limit = STEP_TIMEOUT_RATIO * times[smaller] + STEP_ALLOWANCE_S if smaller else WARM_UP_TIMEOUT_S
+        why = (f"{target} of {name!r} at {size:,} characters ran past {limit:.1f} s, over {STEP_TIMEOUT_RATIO}× its "
+               f"time at {smaller or 0:,} ({times.get(smaller or 0, 0):.3f} s): not linear")
+        repeats = REPEATS if size == SIZES[-2] else 1  # the largest size again only if it looks too slow
+        times[size] = min(worker.time(target, unit, size, limit, why) for _ in range(repeats))
+    if times[SIZES[-1]] >= MAX_RATIO * times[SIZES[-2]]:  # a busy machine: its best of REPEATS decides
+        limit = STEP_TIMEOUT_RATIO * times[SIZES[-2]] + STEP_ALLOWANCE_S
+        times[SIZES[-1]] = min(times[SIZES[-1]], worker.time(target, unit, SIZES[-1], limit, why))
+    ratio = times[SIZES[-1]] / max(times[SIZES[-2]], 1e-6)
+    assert ratio < MAX_RATIO, (f"{target} of {name!r}: {times[SIZES[-1]]:.3f} s at 1 MB vs {times[SIZES[-2]]:.3f} s "
+                               f"at 100 KB, {ratio:.1f}× (linear is ~10×)")
