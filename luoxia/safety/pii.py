@@ -117,8 +117,10 @@ _SECRET_TOKEN = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{30,}"
     r"|github_pat_[A-Za-z0-9_]{22,}"
     r"|xox[baprs]-[A-Za-z0-9-]{10,}"
-    r"|AIza[0-9A-Za-z_-]{35}"
-    r"|lx-[A-Za-z0-9_-]{43}")  # Luoxia's own keys: KEY_PREFIX + secrets.token_urlsafe(32)
+    r"|AIza[0-9A-Za-z_-]{35}")
+# Luoxia's own keys (KEY_PREFIX + secrets.token_urlsafe(32)) are found even glued to other text:
+# from "lx-" to the end of the part.
+_LUOXIA_KEY = re.compile(r"lx-[A-Za-z0-9_-]{43,}")
 # `name = value`, `"name": "value"`, `密码：value`, `Bearer value`; the span is the value alone.
 # A name starts the text or follows a non-alphanumeric character (`OPENAI_KEY=` counts).
 _SECRET_ASSIGNMENT = re2.compile(
@@ -289,6 +291,8 @@ def _token_secrets(run: str) -> Iterator[tuple[int, int]]:
             continue
         if _SECRET_TOKEN.fullmatch(parts[i]):
             yield starts[i], starts[i + 1] - 1
+        elif key := _LUOXIA_KEY.search(parts[i]):
+            yield starts[i] + key.start(), starts[i + 1] - 1
         i += 1
 
 

@@ -265,7 +265,10 @@ def test_luoxia_keys_are_secrets_in_every_setting():
         assert LX_KEY not in redact(text).text, text
     assert redact(f"key {secrets.token_urlsafe(32)}").text.startswith("key ")  # only the prefixed form
     assert find_pii(f"key {LX_KEY}.")[0].text == LX_KEY
-    assert find_pii("flag lx-" + "a" * 42) == []  # a key is exactly 43 characters after lx-
+    assert find_pii("flag lx-" + "a" * 42) == []  # a key has 43 characters after lx-
+    # glued to the next or previous word, the key is masked from "lx-" on
+    assert redact(f"{LX_KEY}First sentence.").text == "[SECRET] sentence."
+    assert redact(f"Key{LX_KEY}.").text == "Key[SECRET]."
 
 
 def test_lone_surrogates_and_format_characters_do_not_break_detection():

@@ -18,7 +18,7 @@ from luoxia.safety.audit import AuditStore
 from luoxia.serve.app import create_app
 from luoxia.serve.models import Models, serve_text
 from luoxia.serve.store import Store
-from tests.echo import CharTokenizer, EchoGenerator, echo_models, echo_settings
+from tests.echo import LOOPBACK, CharTokenizer, EchoGenerator, echo_models, echo_settings
 
 # The three reproductions: each value was checked in halves at a "." and passed.
 LEAKS = [("Contact amy@example.org today.", "amy@example.org", "Contact [EMAIL] today."),
@@ -32,7 +32,7 @@ NUMBERS = f"电话{PHONE}，身份证{CN_ID}。"
 def server(tmp_path_factory) -> Iterator[tuple[TestClient, Path]]:
     data_dir = tmp_path_factory.mktemp("echo")
     settings = echo_settings(data_dir, open_access=True)
-    with TestClient(create_app(settings, models=echo_models(settings))) as client:
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
         yield client, data_dir
 
 
@@ -138,7 +138,7 @@ def test_tokenizing_and_chat_rendering_run_off_the_event_loop(tmp_path: Path):
     settings = echo_settings(tmp_path, open_access=True, safety=False)
     spy, models = LoopSpy(), Models(settings)
     serve_text(models, "echo", spy, CharTokenizer())
-    with TestClient(create_app(settings, models=models)) as client:
+    with TestClient(create_app(settings, models=models), **LOOPBACK) as client:
         assert client.post("/v1/completions", json={"prompt": "a" * 1000}).status_code == 200
         assert client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
                            ).status_code == 200
@@ -191,7 +191,7 @@ def test_a_client_that_leaves_cancels_its_non_streaming_generation(tmp_path: Pat
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
              "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
     app = create_app(settings, models=models)
-    with TestClient(app) as client:
+    with TestClient(app, **LOOPBACK) as client:
         client.portal.call(app, scope, receive, send)
     (record,) = Store(tmp_path).history(None)
     assert record["status"] == "cancelled" and slow.closed
