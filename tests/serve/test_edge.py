@@ -18,6 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from luoxia import cli_serve
 from luoxia.errors import ConfigError
 from luoxia.safety.watermark import KEY_ENV, KEY_FILE_ENV
 from luoxia.serve.app import create_app
@@ -202,6 +203,7 @@ def test_serve_believes_proxy_headers_only_from_configured_proxies(tmp_path, mon
 
     calls: list[dict] = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli_serve, "load_models", echo_models)  # the CLI loads models before the server starts
     result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), *given])
     assert result.exit_code == 0, result.output
     assert calls[0]["proxy_headers"] is proxy_headers and calls[0]["forwarded_allow_ips"] == allowed

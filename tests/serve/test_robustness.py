@@ -21,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from luoxia.serve.store import Store
 from tests.helpers import REPO
 from tests.serve.conftest import free_port
 
@@ -195,7 +196,9 @@ def test_oversized_chunked_bodies_are_refused(live_server, path: str):
     chunked body without a key is a 401 (authentication before reading): issue 13 item 4."""
     padding = b"x" * 3_000_000  # over the default 1 MB limit; an unknown field: valid JSON if read to the end
     body = json.dumps(SMALL_BODIES[path]).encode()[:-1] + b', "padding": "' + padding + b'"}'
-    with_key = _chunked(live_server.url, path, {"Authorization": f"Bearer {live_server.key}"}, body)
+    # a key of its own: each refused megabyte is charged to the key's byte budget (429 once spent)
+    _, key = Store(live_server.data_dir).create_key(f"oversized {path}")
+    with_key = _chunked(live_server.url, path, {"Authorization": f"Bearer {key}"}, body)
     without_key = _chunked(live_server.url, path, {}, body)
     if (with_key, without_key) != (413, 401):
         pytest.fail(f"{path}: {len(body):,} bytes chunked: {with_key} with a key (want 413), {without_key} "
