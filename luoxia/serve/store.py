@@ -180,7 +180,8 @@ class Store:
                           finish_reason: str | None = None, safety: dict | None = None, prompt_tokens: int = 0,
                           completion_tokens: int = 0, latency_ms: float = 0.0) -> None:
         # the key id of the first choice that was watermarked (``safety`` is {"choices": [record, ...]})
-        watermark = next((c["watermark"]["key_id"] for c in (safety or {}).get("choices", []) if "watermark" in c), None)
+        choices = (safety or {}).get("choices", [])
+        watermark = next((c["watermark"]["key_id"] for c in choices if "watermark" in c), None)
         output = self._masked_json(output)  # before taking the lock: masking is CPU work
         with self.lock, transaction(self.connection) as db:
             db.execute("UPDATE generations SET status = ?, output = ?, finish_reason = ?, safety = ?, "
