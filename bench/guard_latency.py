@@ -9,8 +9,8 @@ and how `/health` answers while a large `/v1/redact` runs on a live server.
   inputs of tests/safety/test_linear_time.py ("a_"*, "1-"*, digit and dot runs, nested URLs, …).
   ``ratio`` is each input's time at the largest size over its time at the next one (linear: the size
   ratio; quadratic: its square).
-- ``health``: a uvicorn server on 127.0.0.1 with the echo model of tests/echo.py behind the guard
-  (a temporary data directory, a body limit that admits the request); one client posts the largest
+- ``health``: a uvicorn server on 127.0.0.1 with no model (a temporary data directory, limits
+  that admit the request); one client posts the largest
   adversarial text to `/v1/redact`, another probes `/health` ``--probes`` times meanwhile: the
   probes' median and max latency, and the redaction's own time and status. A redaction still
   running after ``--timeout`` seconds is reported as such (the process then exits at once).
@@ -36,18 +36,16 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/echo.py: the echo model of the issue's reproductions
-
-from luoxia.safety.moderation import Moderator  # noqa: E402
-from luoxia.safety.pii import redact  # noqa: E402
-from luoxia.serve.app import create_app  # noqa: E402
-from luoxia.serve.store import Store  # noqa: E402
-from tests.echo import echo_models, echo_settings  # noqa: E402
+from luoxia.safety.moderation import Moderator
+from luoxia.safety.pii import redact
+from luoxia.serve.app import create_app
+from luoxia.serve.models import Models
+from luoxia.serve.settings import ServeSettings
+from luoxia.serve.store import Store
 
 ADVERSARIAL = {"a_": "a_", "1-": "1-", "digits": "1234567890", "dots": "1.", "url-creds": "http://a:b@",
                "at": "a@", "key=": "key=", "spaces": " \t", "kill": "kill ", "zh": "怎么 制作",
-               "mixed": "a_1-1.a@key=http://a:b@ 1３8\u200b "}
+               "mixed": "a_1-1.a@key=http://a:b@ 1３8\u200b ", "phone-punct": "1 -", "fullwidth": "１"}
 SENTENCES = ["Contact amy.li@example.org about the invoice.", "Call me at +1 415 555 2671 tomorrow.",
              "我的电话是13812345678，身份证110105 19491231 002X。", "The server at 192.168.1.23 is down again.",
              "Deploy with https://deploy:Tr0ub4dor3x@git.example.com/repo today.",
@@ -108,9 +106,11 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, max_body: int) -> tuple[uvicorn.Server, threading.Thread, str, str]:
-    settings = echo_settings(data_dir, max_body_bytes=max_body, request_timeout_s=3600.0)
+    # /v1/redact needs no model; limits raised so that the one large request is admitted
+    settings = ServeSettings(data_dir=data_dir, max_body_bytes=max_body, max_input_chars=max_body,
+                             max_total_chars=max_body, rate_limit_bytes_per_minute=max(4_000_000, max_body))
     _, key = Store(data_dir).create_key("bench")
-    app = create_app(settings, models=echo_models(settings))
+    app = create_app(settings, models=Models(settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,12 @@ TINY_IMAGE = ["data.image_size=8", "model.latent_dim=4", "model.width=8", "model
               "train.batch_size=32", "train.warmup_steps=0", "train.eval_interval=15", "train.eval_batches=2",
               "train.log_interval=5", "train.checkpoint_interval=15", "train.sample_interval=30",
               "train.progress=false", "train.device=cpu", "train.num_threads=1"]
+
+
+def on_event_loop() -> bool:
+    """Whether the caller runs on an asyncio event loop (work there stalls every other request)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

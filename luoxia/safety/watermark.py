@@ -77,20 +77,28 @@ def parse_key(text: str, source: str) -> WatermarkKey:
     return WatermarkKey(bytes.fromhex(text), source)
 
 
-def resolve_key(key: str | None = None, key_file: str | Path | None = None) -> WatermarkKey:
-    """The key to use, first found of: ``key``, ``key_file``, $LUOXIA_WATERMARK_KEY,
-    $LUOXIA_WATERMARK_KEY_FILE, the public demo key."""
+def find_key_text(key: str | None, key_file: str | Path | None, env: str, file_env: str, what: str
+                  ) -> tuple[str, str] | None:
+    """A secret's text and where it came from, first found of: ``key`` (``--key``), ``key_file``,
+    ``$env``, ``$file_env``; None when none is set. Shared by the watermark and pseudonym keys."""
     if key is not None:
-        return parse_key(key, "--key")
-    key_file = key_file or os.environ.get(KEY_FILE_ENV)
+        return key, "--key"
+    key_file = key_file or os.environ.get(file_env)
     if key_file:
         path = Path(key_file)
         if not path.is_file():
-            raise ConfigError(f"watermark key file {path} does not exist")
-        return parse_key(path.read_text(encoding="utf-8"), str(path))
-    if os.environ.get(KEY_ENV):
-        return parse_key(os.environ[KEY_ENV], f"${KEY_ENV}")
-    return parse_key(DEMO_KEY, "the public demo key")
+            raise ConfigError(f"{what} key file {path} does not exist")
+        return path.read_text(encoding="utf-8"), str(path)
+    if os.environ.get(env):
+        return os.environ[env], f"${env}"
+    return None
+
+
+def resolve_key(key: str | None = None, key_file: str | Path | None = None) -> WatermarkKey:
+    """The key to use, first found of: ``key``, ``key_file``, $LUOXIA_WATERMARK_KEY,
+    $LUOXIA_WATERMARK_KEY_FILE, the public demo key."""
+    found = find_key_text(key, key_file, KEY_ENV, KEY_FILE_ENV, "watermark")
+    return parse_key(*found) if found else parse_key(DEMO_KEY, "the public demo key")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from luoxia.serve.app import create_app
 from luoxia.serve.deps import get_models
 from luoxia.serve.store import Store
 from tests.echo import echo_models, echo_settings
+from tests.helpers import on_event_loop
 from tests.serve.conftest import free_port
 
 LOOPBACK = {"base_url": "http://127.0.0.1", "client": ("127.0.0.1", 50000)}
@@ -239,14 +240,6 @@ def test_per_request_work_is_bounded(tmp_path, path, body):
     with TestClient(echo_app(tmp_path, max_input_chars=100, max_total_chars=400)) as client:
         response = client.post(path, json=body, headers=keyed(tmp_path))
     assert response.status_code == 400 and "characters" in response.json()["error"]["message"]
-
-
-def on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class CountingEncoder:

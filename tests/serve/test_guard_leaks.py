@@ -19,6 +19,7 @@ from luoxia.serve.app import create_app
 from luoxia.serve.models import Models, serve_text
 from luoxia.serve.store import Store
 from tests.echo import LOOPBACK, CharTokenizer, EchoGenerator, echo_models, echo_settings
+from tests.helpers import on_event_loop
 
 # The three reproductions: each value was checked in halves at a "." and passed.
 LEAKS = [("Contact amy@example.org today.", "amy@example.org", "Contact [EMAIL] today."),
@@ -108,14 +109,6 @@ def test_a_blocked_prompt_with_n_choices_is_audited_once(server):
     answer = client.post("/v1/completions", json={"prompt": "I will kill you", "n": 8}).json()
     assert [c["finish_reason"] for c in answer["choices"]] == ["content_filter"] * 8
     assert len(AuditStore(data_dir).list(limit=500)) == before + 1
-
-
-def on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class LoopSpy(EchoGenerator):
