@@ -106,7 +106,8 @@ def redact(
                                             "$LUOXIA_PII_KEY or $LUOXIA_PII_KEY_FILE; never the watermark key)")
                    ] = None,
     key_file: Annotated[Path | None, typer.Option(help="--style hash: file holding the pseudonym key in hex")] = None,
-    region: Annotated[str, typer.Option(help="country whose national phone formats are recognised")] = "US",
+    region: Annotated[str | None, typer.Option(help="country whose national phone formats are recognised (default: "
+                                               "CN for text with Chinese characters, else US)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
 ) -> None:
     """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""

@@ -1,8 +1,8 @@
 """Find and mask personal data (PII) and secrets in English and Chinese text.
 
 Types: ``EMAIL``, ``PHONE`` (``phonenumbers`` for international and national formats, plus a
-pattern for mainland-China mobiles), ``CN_ID`` (resident ID numbers whose ISO 7064 check digit,
-birth date and region code are valid, via ``stdnum.cn.ric``), ``BANK_CARD`` (Luhn-valid 13–19
+pattern for mainland-China mobiles), ``CN_ID`` (resident ID numbers with a valid ISO 7064 check digit,
+a plausible birth date and a known province code), ``BANK_CARD`` (Luhn-valid 13–19
 digit numbers with a card-network first digit), ``IP`` (IPv4/IPv6 checked by ``ipaddress``),
 ``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats, Luoxia's
 own ``lx-`` keys among them, and ``key=``/``token=``/``password=`` assignments with a
@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal, get_args
 
 import phonenumbers
@@ -218,8 +219,27 @@ def _compact_id(value: str) -> str:
     return re.sub(r"[ -]", "", value).upper()
 
 
+# Province-level codes (GB/T 2260), the first two digits; 71 Taiwan, 81/82 Hong Kong/Macau, 83 the residence
+# permits of Taiwan residents.
+_PROVINCES = frozenset({11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
+                        50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83})
+
+
+def _is_cn_id(number: str) -> bool:
+    """Check digit, a birth date between 1900 and today, a known province. The district is not
+    checked against its history: an ID keeps the code of the district that issued it, which may be
+    newer than its holder (a district created in 1986 issues IDs to people born in 1950)."""
+    if int(number[:2]) not in _PROVINCES or ric.calc_check_digit(number) != number[17]:
+        return False
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return False
+    return date(1900, 1, 1) <= born <= date.today()
+
+
 def _find_cn_ids(text: str, region: str) -> Iterator[PIISpan]:
-    return _spans("CN_ID", text, (m.span() for m in _CN_ID.finditer(text) if ric.is_valid(_compact_id(m.group()))))
+    return _spans("CN_ID", text, (m.span() for m in _CN_ID.finditer(text) if _is_cn_id(_compact_id(m.group()))))
 
 
 def _is_card(number: str) -> bool:
@@ -324,7 +344,13 @@ def _check_types(types: Iterable[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def _check_region(region: str) -> str:
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _check_region(region: str | None, text: str = "") -> str:
+    """The phone region: ``region`` when given, else CN for text with Chinese characters, else US."""
+    if region is None:
+        return "CN" if _HAN.search(text) else "US"
     if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"unknown phone region {region!r}; use a two-letter ISO 3166 code such as US, GB or CN")
     return region.upper()
@@ -355,9 +381,10 @@ def _to_original(text: str, folded: Folded, spans: list[PIISpan]) -> list[PIISpa
     return result
 
 
-def find_pii(text: str, types: Iterable[str] | None = None, default_region: str = "US") -> list[PIISpan]:
+def find_pii(text: str, types: Iterable[str] | None = None, default_region: str | None = None) -> list[PIISpan]:
     """PII spans in ``text``, sorted and non-overlapping. ``default_region`` is the country
-    assumed for phone numbers written without a ``+`` country code.
+    assumed for phone numbers written without a ``+`` country code; None chooses it from the text
+    (CN when it has Chinese characters, else US), so ``电话010-62345678`` is a phone.
 
     Detection reads a folded copy (NFKC, format characters such as zero-width spaces dropped) so
     that ``１３８１２３４５６７８`` or an ID with a U+200B inside is found; the spans are in offsets of
@@ -366,7 +393,7 @@ def find_pii(text: str, types: Iterable[str] | None = None, default_region: str 
     are requested); ``types`` filters the result.
     """
     wanted = set(_check_types(types))
-    region = _check_region(default_region)
+    region = _check_region(default_region, text)
     folded = fold_with_map(text)
     candidates = [span for detect in _DETECTORS.values() for span in detect(folded.text, region)]
     spans = _to_original(text, folded, _resolve_overlaps(candidates, len(folded.text)))
@@ -485,10 +512,10 @@ def _apply(text: str, spans: list[PIISpan], style: str, key: bytes | None, regio
 
 
 def redact(text: str, style: MaskStyle = "tag", key: bytes | None = None, types: Iterable[str] | None = None,
-           default_region: str = "US") -> RedactionResult:
-    """Mask the PII in ``text``; see the module docstring for the styles."""
+           default_region: str | None = None) -> RedactionResult:
+    """Mask the PII in ``text``; see the module docstring for the styles and `find_pii` for the region."""
     raw_key = _check_style(style, key)
-    region = _check_region(default_region)
+    region = _check_region(default_region, text)
     spans = find_pii(text, types, region)
     return RedactionResult(_apply(text, spans, style, raw_key, region), spans)
 
@@ -508,13 +535,14 @@ class PIIRedactor:
     style: MaskStyle = "tag"
     key: bytes | None = field(default=None, repr=False)
     types: tuple[str, ...] | None = None
-    default_region: str = "US"
+    default_region: str | None = None  # None: from each text (CN when it has Chinese characters, else US)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", _check_style(self.style, self.key))
         if self.types is not None:
             object.__setattr__(self, "types", _check_types(self.types))
-        object.__setattr__(self, "default_region", _check_region(self.default_region))
+        if self.default_region is not None:
+            object.__setattr__(self, "default_region", _check_region(self.default_region))
 
     def redact(self, text: str) -> RedactionResult:
         return redact(text, self.style, self.key, self.types, self.default_region)

@@ -340,3 +340,33 @@ def test_phone_after_many_candidates_is_still_found():
     """phonenumbers gives up after 65,535 candidates in one text; windows each get their own."""
     text = "12 a " * 70000 + "call (415) 555-2671 now"
     assert [s.text for s in find_pii(text)] == ["(415) 555-2671"]
+
+
+def _with_check_digit(body17: str) -> str:
+    return body17 + ric.calc_check_digit(body17 + "0")
+
+
+def test_an_id_issued_by_a_district_newer_than_its_holder_is_found():
+    """Issue 14 item 4: 110111 (Fangshan district, created 1986) issues IDs to people born in 1950;
+    python-stdnum's district history rejects them, the ID check must not."""
+    number = _with_check_digit("11011119500101001")
+    assert not ric.is_valid(number)  # the history check that used to decide
+    assert find_pii(f"身份证{number}。") == [PIISpan("CN_ID", 3, 21, number)]
+
+
+@pytest.mark.parametrize("body", ["99010519491231002",  # no province 99
+                                  "11010518491231002",  # born 1849
+                                  "11010519490231002",  # 31 February
+                                  "11010530000101002"])  # born in 3000
+def test_an_id_needs_a_known_province_and_a_plausible_birth_date(body):
+    number = _with_check_digit(body)
+    assert [s.type for s in find_pii(f"编号{number}。")] != ["CN_ID"]
+
+
+def test_the_phone_region_follows_the_text_unless_given():
+    """Issue 14 item 4: a Beijing landline in Chinese text is a phone without --region CN."""
+    assert [s.type for s in find_pii("办公室电话010-62345678，欢迎来电。")] == ["PHONE"]
+    assert redact("办公室电话010-62345678。").text == "办公室电话[PHONE]。"
+    assert find_pii("Order 010-62345678 shipped.") == []  # English text: US formats, not a phone
+    assert [s.type for s in find_pii("Order 010-62345678 shipped.", default_region="CN")] == ["PHONE"]
+    assert find_pii("办公室电话010-62345678。", default_region="US") == []  # a given region is kept
