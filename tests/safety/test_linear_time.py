@@ -1,8 +1,9 @@
 """Every pattern that sees user text runs in linear time (issue 13 item 3, "a scaling test, not a
 stopwatch"): for adversarial inputs, redaction (`redact`) and moderation by the rules
 (`Moderator(classifier=None)`; the classifier truncates its input) at 1 MB take under 20× their
-time at 100 KB, both measured in one run (100 KB: best of 2; 1 MB: once, twice if over 20×).
-Linear work gives ~10×, quadratic 100×.
+time at 100 KB, both measured in one run as the child's CPU time, which other processes on the
+machine (a parallel test worker) do not inflate the way they inflate wall time (100 KB: best of 2;
+1 MB: once, up to three times while over 20×). Linear work gives ~10×, quadratic 100×.
 
 The work runs in a child process, over a ladder of sizes (1 KB, 10 KB, 100 KB, 1 MB): a step that
 takes more than 25× the previous one (plus a 2 s allowance for a busy machine) is stopped and
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 REPEATS = 2
+RETRIES = 2  # more tries of the 1 MB size while its ratio is over MAX_RATIO
 MAX_RATIO = 20  # time(1 MB) / time(100 KB); linear is ~10
 STEP_TIMEOUT_RATIO, STEP_ALLOWANCE_S = 25, 2.0  # a step's limit: 25× the previous step's time, plus 2 s
 WARM_UP_TIMEOUT_S = 300.0  # the child's imports and the moderator's rules
@@ -58,12 +60,12 @@ def _worker(connection: Connection) -> None:
     while (message := connection.recv()) is not None:
         target, unit, size = message
         text = (unit * (size // len(unit) + 1))[:size]
-        start = time.perf_counter()
+        start = time.process_time()
         if target == "redact":
             redact(text)
         else:
             moderator.moderate([text])
-        connection.send(time.perf_counter() - start)
+        connection.send(time.process_time() - start)
 
 
 class Worker:
@@ -123,7 +125,9 @@ def test_work_grows_linearly_with_the_input(worker: Worker, target: str, name: s
                f"time at {smaller or 0:,} ({times.get(smaller or 0, 0):.3f} s): not linear")
         repeats = REPEATS if size == SIZES[-2] else 1  # the largest size again only if it looks too slow
         times[size] = min(worker.time(target, unit, size, limit, why) for _ in range(repeats))
-    if times[SIZES[-1]] >= MAX_RATIO * times[SIZES[-2]]:  # a busy machine: its best of REPEATS decides
+    for _ in range(RETRIES):  # a busy machine: the best of the tries decides
+        if times[SIZES[-1]] < MAX_RATIO * times[SIZES[-2]]:
+            break
         limit = STEP_TIMEOUT_RATIO * times[SIZES[-2]] + STEP_ALLOWANCE_S
         times[SIZES[-1]] = min(times[SIZES[-1]], worker.time(target, unit, SIZES[-1], limit, why))
     ratio = times[SIZES[-1]] / max(times[SIZES[-2]], 1e-6)
