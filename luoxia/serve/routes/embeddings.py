@@ -19,7 +19,7 @@ router = APIRouter()
 async def embeddings(body: schemas.EmbeddingRequest, who: CallerDep, models: ModelsDep, settings: SettingsDep,
                      offload: OffloadDep) -> Embeddings:
     texts = inputs(body.input, settings)
-    encoder = await offload(lambda: models.encoder)  # loaded on first use
+    encoder = await offload(models.encoder, body.model)  # loaded on first use
     return await offload(_embed, encoder, texts, body.encoding_format)  # encoding, counting: off the event loop
 
 
