@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import re2
 import yaml
@@ -181,6 +181,23 @@ def _compile(pattern: object, path: Path) -> Any:
                           "no lookarounds or backreferences)") from None
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Why a category scored what it did: one rule match or one learned head's reading of a span.
+
+    ``start``/``end`` are character offsets in the text as given (not the normalised copy);
+    ``source`` names the rule (``en.yaml#violence.3``: file, category, position) or the head
+    (``head:usem3``).
+    """
+
+    layer: Literal["rule", "head"]
+    category: str
+    score: float
+    start: int
+    end: int
+    source: str
+
+
 @dataclass
 class ModerationResult:
     """One text's verdict, shaped like OpenAI's moderation result (plus where each score came from)."""
@@ -189,6 +206,7 @@ class ModerationResult:
     categories: dict[str, bool]
     scores: dict[str, float]
     rule_scores: dict[str, float]
+    evidence: list[Evidence] = field(default_factory=list)  # filled for explanations; empty otherwise
 
     def to_json(self) -> dict:
         return {"flagged": self.flagged, "categories": self.categories,
