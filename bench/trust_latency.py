@@ -17,9 +17,10 @@ Per text, after ``--warmup`` calls, ``--repeats`` timed runs of what the guard d
 p50 and p90 in milliseconds of the total and of each part, measured by timing the calls inside:
 ``rules`` (`RuleSet.read`), ``encoder`` and ``head`` (the encoder's ``encode``, the head's
 ``probabilities``), ``encoder_head`` (moderation less rules: also whatever else the moderator
-does), ``pii_regex`` (the pattern detectors), ``pii_ner`` (detectors of PERSON/ADDRESS/ORG, where
-`find_pii` has them), ``pii_other`` (the rest of PII detection: folding, overlaps, a tagger run
-outside the detector table). Target: ``direct`` total p50 < 50 ms. Timings on a shared machine are
+does), ``pii_regex`` (the pattern detectors), ``pii_ner`` (names, addresses, organisations:
+`find_pii`'s entity detectors, where it has them), ``ner_tagger`` (the taggers' ``tag`` calls alone,
+inside ``pii_ner``), ``pii_other`` (the rest of PII detection: folding, overlaps, any tagger run
+elsewhere). Target: ``direct`` total p50 < 50 ms. Timings on a shared machine are
 noisy; take final numbers on a quiet one. Prints one JSON line.
 """
 
@@ -49,7 +50,7 @@ from luoxia.safety.guard import Guard, OutputFilter  # noqa: E402
 
 TARGET_MS = 50.0
 REGEX_TYPES = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL_CREDENTIALS", "SECRET")
-PARTS = ("rules", "encoder", "head", "pii_regex", "pii_ner")
+PARTS = ("rules", "encoder", "head", "pii_regex", "pii_ner", "ner_tagger")
 
 
 class PartTimer:
@@ -92,6 +93,12 @@ def instrument(guard: Guard, timer: PartTimer) -> None:
     for kind, detect in list(pii._DETECTORS.items()):
         pii._DETECTORS[kind] = timer.timed(detect, "pii_regex" if kind in REGEX_TYPES else "pii_ner", materialise=True)
         timer.wrapped.append(f"pii._DETECTORS[{kind}]")
+    if callable(getattr(pii, "_find_entities", None)):  # names, addresses, organisations outside the table
+        pii._find_entities = timer.timed(pii._find_entities, "pii_ner", materialise=True)
+        timer.wrapped.append("pii._find_entities")
+    for factory in ("lac_tagger", "english_tagger"):  # the taggers alone, inside pii_ner
+        if callable(getattr(pii, factory, None)):
+            timer.wrap(getattr(pii, factory)(), "tag", "ner_tagger")
 
 
 def direct(guard: Guard, text: str) -> tuple[float, float]:
