@@ -95,9 +95,12 @@ def score_recall(samples: list[Sample], types: list[str]) -> dict:
     for key, counter in sorted(groups.items()):
         kind, group = key.split("|")
         breakdown[kind][group] = rate(counter["found"], counter["n"])
-    weak = {t: {g: r for g, r in rows.items() if r is not None and r < RECALL_TARGET} for t, rows in breakdown.items()}
+    weak = {t: {g: r for g, r in rows.items() if r is not None and r < RECALL_TARGET}
+            for t, rows in breakdown.items() if recall[t]}  # a type never found (unsupported) is weak throughout
     return {"counts": {t: counts[t] for t in PII_KINDS}, "recall": recall,
             "recall_any_type": {t: rate(found_any[t], counts[t]) for t in PII_KINDS},
+            "recall_by_lang": {t: {g.removeprefix("lang:"): r for g, r in breakdown[t].items() if g.startswith("lang:")}
+                               for t in PII_KINDS},
             "min_recall": min((r or 0.0) for r in recall.values()),
             "weak_groups": {t: rows for t, rows in weak.items() if rows},  # lang/variant/kind groups under target
             "misses": dict(misses), "ms_per_sentence": round(1000 * seconds / max(len(samples), 1), 2)}
