@@ -1297,7 +1297,8 @@ PII_KINDS = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL_CREDENTIALS", "S
 
 def prose(lang: str, size: int, rng: random.Random, pii_share: float = 0.3) -> str:
     """``size`` characters of ordinary sentences in ``lang`` (zh, en or mixed), ``pii_share`` of
-    them with a personal-data value in them."""
+    them with a personal-data value in them. English sentences end in a space, Chinese ones in
+    punctuation (。 added where a template ends on its value)."""
     pieces, length = [], 0
     while length < size:
         language = pick(rng, ("zh", "en")) if lang == "mixed" else lang
@@ -1305,6 +1306,10 @@ def prose(lang: str, size: int, rng: random.Random, pii_share: float = 0.3) -> s
             piece = sample(pick(rng, PII_KINDS), rng, language).text
         else:
             piece = pick(rng, PROSE[language])
+        if language == "en":
+            piece += " "
+        elif piece[-1] not in "。！？；，）」":
+            piece += "。"
         pieces.append(piece)
-        length += len(piece) + (language == "en")
-    return "".join(p if p[-1:] not in ".!?;:," else p + " " for p in pieces)[:size]
+        length += len(piece)
+    return "".join(pieces)[:size]
