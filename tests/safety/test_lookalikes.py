@@ -97,7 +97,7 @@ def test_chinese_rows_are_chinese_with_some_traditional_and_full_width(rows: lis
     zh = [r.text for r in rows if r.lang == "zh"]
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in text) for text in zh)
     assert any(ch in "這們說為個國殺會麼對裡從還" for text in zh for ch in text)  # traditional characters
-    assert any("\uff01" <= ch <= "\uff5e" for text in zh for ch in text)  # full-width forms
+    assert any(ch.isalnum() and "\uff10" <= ch <= "\uff5a" for text in zh for ch in text)  # full-width Ｐ１
 
 
 def test_reader_filters_by_split_and_language(rows: list[LookAlike]) -> None:
