@@ -138,13 +138,15 @@ def held_out(moderator: Moderator, limit: int | None) -> dict:
     return report
 
 
-def ordinary_texts(per_source: int, rng: random.Random) -> dict[str, list[str]]:
-    """Harmless texts from every source this machine has."""
+def ordinary_texts(per_source: int, rng: random.Random) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Harmless texts from every source this machine has, and why each other source is missing."""
     sources: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
     for name in ("pydoc", "shakespeare", "poems"):
         try:
             documents = [d.text for d in corpus_documents(name)]
-        except DataError:
+        except DataError as error:
+            skipped[name] = str(error)
             continue
         paragraphs = [p.strip() for d in documents for p in d.split("\n\n") if 40 <= len(p.strip()) <= 600]
         sources[name] = rng.sample(paragraphs, min(per_source, len(paragraphs)))
@@ -157,18 +159,22 @@ def ordinary_texts(per_source: int, rng: random.Random) -> dict[str, list[str]]:
             with open(path, newline="", encoding="utf-8") as handle:
                 rows = [row[column] for row in csv.DictReader(handle)]
             sources[name] = rng.sample(rows, min(per_source, len(rows)))
-    return sources
+        else:
+            skipped[name] = f"{relative} not found under ../shared/data"
+    return sources, skipped
 
 
 def ordinary(moderator: Moderator, per_source: int) -> dict:
     """Share of ordinary, harmless texts flagged, per source and pooled, and the throughput."""
     started, report, pooled = time.perf_counter(), {}, []
-    for name, texts in ordinary_texts(per_source, random.Random(0)).items():
+    sources, skipped = ordinary_texts(per_source, random.Random(0))
+    for name, texts in sources.items():
         flags = [r.flagged for r in moderator.moderate(texts)]
         report[name] = {"over_block": rate(flags), "n": len(flags)}
         pooled += flags
     report["all"] = {"over_block": rate(pooled), "n": len(pooled),
                      "meets_target": bool(pooled and rate(pooled) <= TARGETS["ordinary_over_block"])}
+    report.update({name: f"skipped: {why}" for name, why in skipped.items()})
     report["texts_per_s"] = round(len(pooled) / (time.perf_counter() - started), 1)
     return report
 
