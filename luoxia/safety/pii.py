@@ -107,8 +107,11 @@ _CARD = re.compile(
     r"|[0-9]{4}(?:[ -]?[0-9]{4}){2,3}(?:[ -]?[0-9]{1,3})?"
     r"|[0-9]{4}[ -]?[0-9]{6}[ -]?[0-9]{4,5})(?![0-9])")
 _IPV4 = re.compile(r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])")
+# An address may follow a colon that ends a label ("IP:", "地址：" folds to "地址:"), never one inside
+# a longer colon run; it never starts with a lone colon (":2001:…" would hide the "2001:…" after it).
 _IPV6 = re.compile(
-    r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4})"
+    r"(?:(?<![A-Za-z0-9_:.])|(?<=[^0-9A-Fa-f_:.]:)|(?<=^:))(?!:(?!:))"
+    r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4})"
     r"(?![A-Za-z0-9_:]|\.[0-9])")
 # API keys are whole dot-separated parts of a token run; a JWT is three parts in a row.
 _TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{15,}")  # no key is shorter
@@ -137,6 +140,9 @@ _PHONE_MIN_DIGITS = 4  # the shortest national number any region has
 _PHONE_MARGIN = 16  # context kept each side of a run: "+", "(", "ext. 123", a letter before
 _PHONE_WINDOW = 256  # longer windows are cut in overlapping pieces of this size
 _PHONE_OVERLAP = 64  # longer than any phone number, so each lies whole in one piece
+# Letters, digits, "-" and "_" joined to a number: an order or tracking code when it has an uppercase letter.
+_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_CODE_REACH = 24  # how far a code is read each side of a number
 
 
 def _strip_trailing(text: str, start: int, end: int) -> int:
@@ -202,16 +208,49 @@ def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
+def _code_side(text: str, index: int, step: int) -> bool:
+    """Whether the run of `_CODE_CHARS` from ``index`` in direction ``step`` (at most `_CODE_REACH`
+    characters) has an uppercase letter and no lowercase one."""
+    upper = False
+    for _ in range(_CODE_REACH):
+        if not 0 <= index < len(text) or text[index] not in _CODE_CHARS:
+            break
+        if text[index].islower():
+            return False
+        upper = upper or text[index].isupper()
+        index += step
+    return upper
+
+
+def _in_code(text: str, start: int, end: int) -> bool:
+    """A number joined to an uppercase code (``ORD-2024-517106``, ``JD4880923804380``) is an order or
+    tracking number, not a phone or a card; a lowercase word is not a code (``line4111…`` lost a space)."""
+    return _code_side(text, start - 1, -1) or _code_side(text, end, 1)
+
+
+def _ipv4_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _IPV4.finditer(text) if _is_ipv4(m.group())]
+
+
 def _find_phones(text: str, region: str) -> Iterator[PIISpan]:
     """``phonenumbers``' matcher (numbers valid in their country) plus mainland mobiles, which it
     misses without a +86 unless the default region is CN. The matcher runs on bounded windows:
     its work per candidate is large and unbounded in the candidate's length, and on one whole text
-    it gives up after 65,535 candidates, missing every number after them."""
+    it gives up after 65,535 candidates, missing every number after them. A dotted quad that is an
+    IPv4 address (which the matcher accepts: ``192.168.126.12``) is an IP, and a number in a code is not a phone."""
+    ips = bytearray(len(text))
+    for start, end in _ipv4_spans(text):
+        ips[start:end] = b"\x01" * (end - start)
+
+    def keep(start: int, end: int) -> bool:
+        return ips.find(1, start, end) == -1 and not _in_code(text, start, end)
+
     for start, end in _phone_windows(text):
         matcher = phonenumbers.PhoneNumberMatcher(text[start:end], region, leniency=phonenumbers.Leniency.VALID)
-        yield from _spans("PHONE", text, ((start + m.start, start + m.end) for m in matcher))
+        found = ((start + m.start, start + m.end) for m in matcher)
+        yield from _spans("PHONE", text, (span for span in found if keep(*span)))
     for m in _CN_MOBILE.finditer(text):
-        if phonenumbers.is_valid_number(phonenumbers.parse(m.group(), "CN")):
+        if keep(*m.span()) and phonenumbers.is_valid_number(phonenumbers.parse(m.group(), "CN")):
             yield PIISpan("PHONE", m.start(), m.end(), m.group())
 
 
@@ -229,7 +268,12 @@ def _is_cn_id(number: str) -> bool:
     """Check digit, a birth date between 1900 and today, a known province. The district is not
     checked against its history: an ID keeps the code of the district that issued it, which may be
     newer than its holder (a district created in 1986 issues IDs to people born in 1950)."""
-    if int(number[:2]) not in _PROVINCES or ric.calc_check_digit(number) != number[17]:
+    return ric.calc_check_digit(number) == number[17] and _id_layout(number)
+
+
+def _id_layout(number: str) -> bool:
+    """A known province and a birth date between 1900 and today: laid out as a resident ID, check digit aside."""
+    if int(number[:2]) not in _PROVINCES:
         return False
     try:
         born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
@@ -251,8 +295,17 @@ def _is_card(number: str) -> bool:
     return digits[0] in "3456" or 2221 <= int(digits[:4]) <= 2720
 
 
+def _mistyped_id(text: str, start: int, end: int) -> bool:
+    """18 characters in one run (17 digits and an X count too) laid out as a resident ID are an ID
+    with a wrong check digit, not a card: one in ten passes Luhn, while a card's digits 7–14 read as
+    a plausible birth date about once in two thousand."""
+    value = text[start:end + 1] if text[end:end + 1] in ("X", "x") else text[start:end]
+    return len(value) == 18 and value[:17].isdigit() and _id_layout(value)
+
+
 def _find_cards(text: str, region: str) -> Iterator[PIISpan]:
-    return _spans("BANK_CARD", text, (m.span() for m in _CARD.finditer(text) if _is_card(m.group())))
+    return _spans("BANK_CARD", text, (m.span() for m in _CARD.finditer(text) if _is_card(m.group())
+                                      and not _in_code(text, *m.span()) and not _mistyped_id(text, *m.span())))
 
 
 def _is_ipv6(candidate: str) -> bool:
@@ -275,7 +328,7 @@ def _is_ipv4(candidate: str) -> bool:
 
 
 def _find_ips(text: str, region: str) -> Iterator[PIISpan]:
-    yield from _spans("IP", text, (m.span() for m in _IPV4.finditer(text) if _is_ipv4(m.group())))
+    yield from _spans("IP", text, _ipv4_spans(text))
     yield from _spans("IP", text, (m.span() for m in _IPV6.finditer(text) if _is_ipv6(m.group())))
 
 

@@ -370,3 +370,77 @@ def test_the_phone_region_follows_the_text_unless_given():
     assert find_pii("Order 010-62345678 shipped.") == []  # English text: US formats, not a phone
     assert [s.type for s in find_pii("Order 010-62345678 shipped.", default_region="CN")] == ["PHONE"]
     assert find_pii("办公室电话010-62345678。", default_region="US") == []  # a given region is kept
+
+
+# ---------------------------------------------------------------- issue 14: pattern detectors on unseen text
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("服务器192.168.126.12又宕机了。", "192.168.126.12"),
+    ("Blocked host (94.174.44.159) yesterday.", "94.174.44.159"),
+    ("来源IP（83.74.143.128）已封禁", "83.74.143.128"),
+    ("Logged in from 167.210.97.226, then from a new device.", "167.210.97.226"),
+])
+def test_a_dotted_quad_that_is_an_ipv4_address_is_an_ip_not_a_phone(text: str, value: str):
+    """Issue 14: phonenumbers accepts dotted quads as phone numbers, and PHONE outranks IP."""
+    assert [(s.type, s.text) for s in find_pii(text)] == [("IP", value)]
+    assert [s.type for s in find_pii("Call 415.555.2671 now.")] == ["PHONE"]  # three groups: a phone
+
+
+@pytest.mark.parametrize("template", ["登录地址：{}", "登录地址:{}", "IP:{}", "地址：{}。"])
+@pytest.mark.parametrize("address", ["2001:db8:cf42:f339:7947:6db:d41b:25ea", "2001:db8:1a::2b"])
+def test_an_ipv6_address_after_a_label_colon_is_found(template: str, address: str):
+    """Issue 14: the full-width colon of ``登录地址：`` folds to ':', which the address may follow."""
+    assert [(s.type, s.text) for s in find_pii(template.format(address))] == [("IP", address)]
+
+
+@pytest.mark.parametrize("text", [
+    "订单号ORD-2024-517106已发货。",
+    "Ref: ORD-2022-511614",
+    "Your order (ORD-2019-719788) is being processed.",
+    "JD4880923804380 was delivered at 10am",
+    "快递单号YT2367652368391，请查收。",
+    "SF3959616069914 was delivered at 10am",
+    "运单号：JT3846067620792",
+])
+def test_order_and_tracking_numbers_are_not_phones_or_cards(text: str):
+    """Issue 14: a number joined to an uppercase code is an order or tracking number."""
+    assert find_pii(text) == []
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("Tel-13812345678", "PHONE", "13812345678"),
+    ("call13812345678 now", "PHONE", "13812345678"),
+    ("next line4111111111111111", "BANK_CARD", "4111111111111111"),
+    ("JD 4111111111111111", "BANK_CARD", "4111111111111111"),
+])
+def test_a_number_beside_a_word_that_is_not_a_code_is_still_found(text: str, kind: str, value: str):
+    assert [(s.type, s.text) for s in find_pii(text)] == [(kind, value)]
+
+
+def _mistyped_ids_passing_luhn() -> tuple[str, str]:
+    """An ID layout (Hangzhou, born 1975-02-12) with a wrong check digit that passes Luhn, and 17
+    Luhn-valid digits whose wrong check character is an x."""
+    digit = lowercase_x = ""
+    for order in range(100, 1000):
+        body = f"33010819750212{order:03d}"
+        good = ric.calc_check_digit(body + "0")
+        digit = digit or next((body + c for c in "0123456789" if c != good and luhn.is_valid(body + c)), "")
+        if not lowercase_x and good != "X" and luhn.is_valid(body):
+            lowercase_x = body + "x"
+        if digit and lowercase_x:
+            return digit, lowercase_x
+    raise AssertionError("no such numbers")
+
+
+def test_a_mistyped_resident_id_that_passes_luhn_is_not_a_card():
+    """Issue 14: one ID in ten with a wrong check digit passes Luhn and was masked as BANK_CARD."""
+    for number in _mistyped_ids_passing_luhn():
+        assert not ric.is_valid(number.upper())
+        for text in (f"ID number: {number}", f"身份证号{number}。", f"The form says {number}."):
+            assert find_pii(text) == [], text
+
+
+def test_an_18_digit_card_not_laid_out_as_an_id_is_still_a_card():
+    body = "62220212345678901"  # digits 7-14 are no birth date
+    number = body + luhn.calc_check_digit(body)
+    assert [(s.type, s.text) for s in find_pii(f"卡号{number}。")] == [("BANK_CARD", number)]
