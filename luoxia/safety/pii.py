@@ -208,6 +208,9 @@ def _phone_windows(text: str) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
+_STRONG_MOBILE = re.compile(r"(?:86)?1[3-9][0-9]{9}")
+
+
 def _code_side(text: str, index: int, step: int) -> bool:
     """Whether the run of `_CODE_CHARS` from ``index`` in direction ``step`` (at most `_CODE_REACH`
     characters) has an uppercase letter and no lowercase one."""
@@ -224,8 +227,12 @@ def _code_side(text: str, index: int, step: int) -> bool:
 
 def _in_code(text: str, start: int, end: int) -> bool:
     """A number joined to an uppercase code (``ORD-2024-517106``, ``JD4880923804380``) is an order or
-    tracking number, not a phone or a card; a lowercase word is not a code (``line4111…`` lost a space)."""
-    return _code_side(text, start - 1, -1) or _code_side(text, end, 1)
+    tracking number, not a phone or a card; a lowercase word is not a code (``line4111…`` lost a space).
+    Values no code format produces stay personal data even so, or ``TEL13812345678`` and ``X4111…`` would
+    walk through the guard: mainland mobiles, ``+`` numbers and 15–19-digit cards."""
+    value = re.sub(r"[^0-9+]", "", text[start:end])
+    strong = value.startswith("+") or bool(_STRONG_MOBILE.fullmatch(value)) or 15 <= len(value) <= 19
+    return not strong and (_code_side(text, start - 1, -1) or _code_side(text, end, 1))
 
 
 def _ipv4_spans(text: str) -> list[tuple[int, int]]:

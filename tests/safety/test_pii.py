@@ -412,6 +412,10 @@ def test_order_and_tracking_numbers_are_not_phones_or_cards(text: str):
     ("call13812345678 now", "PHONE", "13812345678"),
     ("next line4111111111111111", "BANK_CARD", "4111111111111111"),
     ("JD 4111111111111111", "BANK_CARD", "4111111111111111"),
+    # no code format makes these: a capital prefix must not smuggle them past the guard
+    ("TEL13812345678", "PHONE", "13812345678"),
+    ("X4111111111111111", "BANK_CARD", "4111111111111111"),
+    ("ORD-+86 138 1234 5678", "PHONE", "+86 138 1234 5678"),
 ])
 def test_a_number_beside_a_word_that_is_not_a_code_is_still_found(text: str, kind: str, value: str):
     assert [(s.type, s.text) for s in find_pii(text)] == [(kind, value)]
