@@ -42,7 +42,6 @@ INVISIBLE_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"  # Hangul fillers, braille 
 # Linear in any engine: character classes with no nested repetition, a one-character lookahead.
 WORD = re.compile(r"[0-9A-Za-z@$]+")
 SPACES = re.compile(r" {2,}")
-EDGE_SPACES = re.compile(r"\A +| +\Z")
 # What `_fold_char` may change, less tabs and line breaks: those become spaces one for one (`LINE_SPACES`).
 FOLDED_RUNS = re.compile(r"[^\t\n\r\x20-\x7e]+")
 LINE_SPACES = str.maketrans("\t\n\r", "   ")
@@ -82,10 +81,13 @@ class Variants:
 
 def mapped_variants(text: str, keep_map: bool = True) -> Variants:
     """`variants`, with (``keep_map``) the offset map back to ``text``; without it no map is built."""
-    folded = fold_with_map(text, _fold_char, FOLDED_RUNS) if keep_map else \
-        Folded(fold(text, _fold_char, FOLDED_RUNS), None)
-    folded = Folded(folded.text.translate(LINE_SPACES), folded.origin)
-    folded = _cut(_cut(folded, SPACES, keep_map, keep=1), EDGE_SPACES, keep_map)
+    if keep_map:
+        folded = fold_with_map(text, _fold_char, FOLDED_RUNS)
+        folded = Folded(folded.text.translate(LINE_SPACES), folded.origin)
+    else:  # ASCII: one translate, the same as folding each character
+        folded = Folded(text.translate(_table()) if text.isascii() else
+                        fold(text, _fold_char, FOLDED_RUNS).translate(LINE_SPACES), None)
+    folded = _strip(_cut(folded, SPACES, keep_map, keep=1), keep_map)
     if ANY_HAN.search(folded.text):
         folded = _cut(folded, SPACE_IN_CHINESE, keep_map)
     base = folded.text
@@ -97,6 +99,16 @@ def mapped_variants(text: str, keep_map: bool = True) -> Variants:
         return Variants((first,), folded, len(text))
     second = WORD.sub(lambda word: _fold_leet(word.group(), [], one_as_l=True), base)
     return Variants((first, second), folded, len(text))
+
+
+def _strip(folded: Folded, keep_map: bool) -> Folded:
+    """``folded`` without spaces at either end (origins follow with ``keep_map``)."""
+    text = folded.text
+    start, end = len(text) - len(text.lstrip(" ")), len(text.rstrip(" "))
+    if (start, end) == (0, len(text)):
+        return folded
+    origin = folded.origin if folded.origin is not None else range(len(text))
+    return Folded(text[start:end], list(origin[start:end]) if keep_map else None)
 
 
 def _cut(folded: Folded, spaces: re.Pattern[str], keep_map: bool, keep: int = 0) -> Folded:
