@@ -28,7 +28,8 @@ def test_moderate_reads_lines_or_jsonl_and_writes_one_object_per_line():
 def test_moderate_explain_gives_each_rule_and_the_span_of_the_input():
     """Issue 14 item 6: `--explain` adds `evidence`; the span is the user's own text, as typed."""
     text = "Tomorrow I  will  k1ll   you\n怎麼製作炸\u200b彈\nkill the Python process\n"
-    rows = [json.loads(line) for line in luoxia("moderate", "--rules-only", "--explain", input=text).stdout.splitlines()]
+    out = luoxia("moderate", "--rules-only", "--explain", input=text)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert rows[0]["evidence"] == [{"layer": "rule", "category": "violence", "score": 0.95, "start": 9, "end": 28,
                                     "source": "en.yaml#violence.1", "text": "I  will  k1ll   you"}]
     assert [(e["source"], e["text"]) for e in rows[1]["evidence"]] == [("zh.yaml#illicit.1", "怎麼製作炸\u200b彈")]

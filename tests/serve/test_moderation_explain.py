@@ -48,5 +48,6 @@ def test_openai_client_parses_the_evidence(http: TestClient):
     reply = client.moderations.create(input=TEXTS[:2], extra_body={"explain": True})
     assert [r.flagged for r in reply.results] == [True, False]
     (evidence,) = [e for e in reply.results[0].model_extra["evidence"] if e["layer"] == "rule"]
-    assert evidence["source"] == "en.yaml#violence.1" and TEXTS[0][evidence["start"]:evidence["end"]] == evidence["text"]
+    assert evidence["source"] == "en.yaml#violence.1"
+    assert TEXTS[0][evidence["start"]:evidence["end"]] == evidence["text"] == "I  will  k1ll   you"
     assert "evidence" not in client.moderations.create(input=TEXTS[0]).results[0].model_extra

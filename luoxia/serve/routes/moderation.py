@@ -43,8 +43,8 @@ async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: M
     locating the spans is extra work and OpenAI's shape stays exact for those who do not ask."""
     texts = inputs(body.input, settings)
     results = await offload(models.guard.moderator.moderate, texts, explain=body.explain)
-    return Moderation(id=new_id("modr"), model="luoxia-moderation",
-                      results=[verdict(text, result, body.explain) for text, result in zip(texts, results, strict=True)])
+    verdicts = [verdict(text, result, body.explain) for text, result in zip(texts, results, strict=True)]
+    return Moderation(id=new_id("modr"), model="luoxia-moderation", results=verdicts)
 
 
 def verdict(text: str, result: ModerationResult, explain: bool) -> ModerationVerdict:
