@@ -34,11 +34,11 @@ def fold_char(char: str) -> str:
 
 
 def fold(text: str, fold_one: Callable[[str], str] = fold_char, special: re.Pattern[str] = _NON_ASCII) -> str:
-    """The folded text alone (no offset map): to normalise a value that was found. Only runs that
-    ``special`` matches are folded, a character at a time; the rest fold to themselves."""
-    if special is _NON_ASCII and text.isascii():
+    """The folded text alone (no offset map): to normalise a value that was found. ``fold_one``
+    leaves alone every character that ``special`` does not match."""
+    if text.isascii() if special is _NON_ASCII else special.search(text) is None:
         return text
-    return special.sub(lambda run: "".join(map(fold_one, run.group())), text)
+    return "".join(map(fold_one, text))
 
 
 @dataclass(frozen=True)
