@@ -20,6 +20,11 @@
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
 threshold (the classifier's tuned threshold unless configured otherwise).
+
+- **Explanations** (``moderate(texts, explain=True)``): each result's ``evidence`` names, for every
+  category the rules score, the rule (its id) and the span it matched, mapped from the normalised
+  text back to the text as given (`normalize.mapped_variants`). Without ``explain`` no map is built:
+  the guard moderates every output segment and pays nothing for it.
 """
 
 from __future__ import annotations
