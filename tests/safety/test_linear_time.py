@@ -1,10 +1,10 @@
 """Every pattern that sees user text runs in linear time (issue 13 item 3, "a scaling test, not a
 stopwatch"): for adversarial inputs, redaction (`redact`) and moderation by the rules
 (`Moderator(classifier=None)`; the classifier truncates its input; with ``explain`` too, issue 14
-item 6) at 1 MB take under 20× their
-time at 100 KB, both measured in one run as the child's CPU time, which other processes on the
-machine (a parallel test worker) do not inflate the way they inflate wall time (100 KB: best of 2;
-1 MB: once, up to three times while over 20×). Linear work gives ~10×, quadratic 100×.
+item 6) at 1 MB take under 20× their time at 100 KB, both measured in one run as the child's CPU
+time, which other processes on the machine (a parallel test worker) do not inflate the way they
+inflate wall time (100 KB: best of 2; 1 MB: once, up to three times while over 20×). Linear work
+gives ~10×, quadratic 100×.
 
 The work runs in a child process, over a ladder of sizes (1 KB, 10 KB, 100 KB, 1 MB): a step that
 takes more than 25× the previous one (plus a 2 s allowance for a busy machine) is stopped and
