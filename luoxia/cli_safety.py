@@ -90,13 +90,18 @@ def moderate(
                                                        "(default: the one shipped with Luoxia)")] = None,
     rules_only: Annotated[bool, typer.Option(help="skip the learned classifier (no model is loaded)")] = False,
     rules: Annotated[list[Path] | None, typer.Option(help="rules YAML file(s) instead of the shipped ones")] = None,
+    explain: Annotated[bool, typer.Option(help="add `evidence`: which rule or learned head scored each category, "
+                                          "with the span of the input (start, end, text)")] = False,
 ) -> None:
     """Moderate texts: one JSON object per input line with `flagged`, per-category `categories` and `scores`."""
     texts = _moderation_texts(_read_input(file), jsonl, field)
     moderator = Moderator(RuleSet.load(rules), None if rules_only else (classifier or CLASSIFIER_DIR),
                           _parse_thresholds(threshold))
-    for result in moderator.moderate(texts):
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+    for text, result in zip(texts, moderator.moderate(texts, explain=explain), strict=True):
+        record = result.to_json()
+        if explain:
+            record["evidence"] = [evidence.to_json(text) for evidence in result.evidence]
+        print(json.dumps(record, ensure_ascii=False))
 
 
 def redact(

@@ -5,12 +5,15 @@ ideographic space → a space) and drops format characters (Unicode category Cf:
 joiners, word joiner, BOM, soft hyphen, bidi controls) and lone surrogates, which hide a value
 from a pattern but not from a reader. Each folded character remembers the original character it came from, so a
 span found in the folded text maps back to the whole original span, hidden characters included.
+Moderation's normalisation (`luoxia.safety.normalize`) folds with its own per-character function
+through the same two functions (``fold_one``, and ``special`` for the characters it may change).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -30,9 +33,12 @@ def fold_char(char: str) -> str:
     return folded
 
 
-def fold(text: str) -> str:
-    """The folded text alone (no offset map): to normalise a value that was found."""
-    return text if text.isascii() else "".join(fold_char(c) for c in text)
+def fold(text: str, fold_one: Callable[[str], str] = fold_char, special: re.Pattern[str] = _NON_ASCII) -> str:
+    """The folded text alone (no offset map): to normalise a value that was found. ``fold_one``
+    leaves alone every character that ``special`` does not match."""
+    if text.isascii() if special is _NON_ASCII else special.search(text) is None:
+        return text
+    return "".join(map(fold_one, text))
 
 
 @dataclass(frozen=True)
@@ -51,18 +57,20 @@ class Folded:
         return self.origin[start], self.origin[end - 1] + 1
 
 
-def fold_with_map(text: str) -> Folded:
-    """Fold ``text`` in one pass; ASCII runs are copied whole (they fold to themselves)."""
-    if text.isascii():
+def fold_with_map(text: str, fold_one: Callable[[str], str] = fold_char,
+                  special: re.Pattern[str] = _NON_ASCII) -> Folded:
+    """Fold ``text`` in one pass; runs ``special`` does not match (ASCII by default) are copied
+    whole (they fold to themselves)."""
+    if special is _NON_ASCII and text.isascii():
         return Folded(text, None)
     pieces: list[str] = []
     origin: list[int] = []
     last = 0
-    for m in _NON_ASCII.finditer(text):
+    for m in special.finditer(text):
         pieces.append(text[last:m.start()])
         origin.extend(range(last, m.start()))
         for offset in range(m.start(), m.end()):
-            folded = fold_char(text[offset])
+            folded = fold_one(text[offset])
             pieces.append(folded)
             origin.extend([offset] * len(folded))
         last = m.end()

@@ -10,7 +10,8 @@
   only allow matches that overlap no counted rule match are blanked out before the classifier reads
   the text: an allow pattern cannot hide harm it does not explain ("how do I make a bomb the exam").
   Patterns run on RE2, a linear-time engine; one it cannot compile (lookarounds, backreferences)
-  is a ConfigError at load time.
+  is a ConfigError at load time. Each rule has an id, ``<file>#<category>.<n>`` (its place in the
+  file, from 1) unless the entry names one (``id: ...``); two rules with one id are a ConfigError.
 - **Classifier**: one logistic regression per category on all-MiniLM-L6-v2 sentence embeddings,
   trained by `train_moderation` on OpenAI's moderation evaluation set (Markov et al. 2022). Its
   weights (a few kB) ship in `luoxia/safety/classifier/`, so moderation works without the data.
@@ -19,6 +20,11 @@
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
 threshold (the classifier's tuned threshold unless configured otherwise).
+
+- **Explanations** (``moderate(texts, explain=True)``): each result's ``evidence`` names, for every
+  category the rules score, the rule (its id) and the span it matched, mapped from the normalised
+  text back to the text as given (`normalize.mapped_variants`). Without ``explain`` no map is built:
+  the guard moderates every output segment and pays nothing for it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import yaml
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
 from luoxia.models.moderation_head import CATEGORIES, ModerationHead
-from luoxia.safety.normalize import variants
+from luoxia.safety.normalize import Variants, mapped_variants
 
 RULES_DIR = Path(__file__).with_name("rules")
 CLASSIFIER_DIR = Path(__file__).with_name("classifier")
@@ -53,14 +59,27 @@ class Rule:
     category: str
     pattern: Any  # a compiled re2 pattern (linear time)
     score: float
+    id: str = ""  # ``en.yaml#violence.3`` or the entry's own ``id``
 
 
 @dataclass(frozen=True)
 class RuleReading:
-    """What the rules make of one text: each category's score and the text the classifier reads."""
+    """What the rules make of one text: each category's score, the text the classifier reads, and
+    (when asked for) the rule match behind each category's score as a span of the text as given."""
 
     scores: dict[str, float]
     classifier_text: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The rules on one normalised variant: scores, the classifier's text, and the first match of the
+    highest-scoring counted rule per category (byte span in the variant's UTF-8)."""
+
+    scores: dict[str, float]
+    classifier_text: str
+    best: dict[str, tuple[Rule, Span]]
 
 
 @dataclass
@@ -76,7 +95,17 @@ class RuleSet:
         ruleset = cls()
         for path in paths:
             ruleset._add_file(path)
+        ruleset._check_ids()
         return ruleset
+
+    def _check_ids(self) -> None:
+        """Every rule's id names it alone: evidence says which rule fired by its id."""
+        seen: dict[str, Rule] = {}
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ConfigError(f"moderation rule id '{rule.id}' is used twice (rules of '{seen[rule.id].category}' "
+                                  f"and '{rule.category}'): give one an `id:` of its own, or rename a file")
+            seen[rule.id] = rule
 
     def _add_file(self, path: Path) -> None:
         if not path.is_file():
@@ -93,31 +122,53 @@ class RuleSet:
         for category, entries in categories.items():
             if category not in CATEGORIES:
                 raise ConfigError(f"{path}: unknown category '{category}'; valid: {', '.join(CATEGORIES)}")
-            for entry in entries or []:
-                self.rules.append(_rule(category, entry, path))
+            for number, entry in enumerate(entries or [], start=1):
+                self.rules.append(_rule(category, entry, path, f"{path.name}#{category}.{number}"))
         self.allow.extend(_compile(pattern, path) for pattern in allow)
 
     def scores(self, text: str) -> dict[str, float]:
         """Each category's highest counted rule score (0 when none counts)."""
         return self.read(text).scores
 
-    def read(self, text: str) -> RuleReading:
+    def read(self, text: str, explain: bool = False) -> RuleReading:
         """Scores over every normalised variant of the text (`k1ll` read as "kill" and "klll"); the
-        classifier reads the first variant."""
-        readings = [self._read(view.encode("utf-8")) for view in variants(text)]
-        scores = {c: max(scores[c] for scores, _ in readings) for c in CATEGORIES}
-        return RuleReading(scores, readings[0][1])
+        classifier reads the first variant. ``explain`` adds each scoring category's evidence; only
+        then is the map from normalised offsets back to the text's built."""
+        views = mapped_variants(text, keep_map=explain)
+        readings = [self._read(view.encode("utf-8")) for view in views.texts]
+        scores = {c: max(reading.scores[c] for reading in readings) for c in CATEGORIES}
+        evidence = _evidence(readings, views) if explain else []
+        return RuleReading(scores, readings[0].classifier_text, evidence)
 
-    def _read(self, text: bytes) -> tuple[dict[str, float], str]:
+    def _read(self, text: bytes) -> _Reading:
         """Rule matches not wholly inside one allow match count; allow matches that touch none are blanked."""
         allowed = _Spans(sorted(match.span() for pattern in self.allow for match in pattern.finditer(text)))
         counted = [(rule, span) for rule in self.rules
                    for span in _matches(rule.pattern, text, all_of_them=bool(allowed)) if not allowed.cover(span)]
         scores = dict.fromkeys(CATEGORIES, 0.0)
-        for rule, _ in counted:
-            scores[rule.category] = max(scores[rule.category], rule.score)
+        best: dict[str, tuple[Rule, Span]] = {}
+        for rule, span in counted:
+            if rule.score > scores[rule.category]:
+                scores[rule.category], best[rule.category] = rule.score, (rule, span)
         harmful = _Spans(sorted(span for _, span in counted))
-        return scores, _blank(text, [span for span in allowed.spans if not harmful.touch(span)]).decode("utf-8")
+        blanked = _blank(text, [span for span in allowed.spans if not harmful.touch(span)]).decode("utf-8")
+        return _Reading(scores, blanked, best)
+
+
+def _evidence(readings: list[_Reading], views: Variants) -> list[Evidence]:
+    """For each category the rules score, the first variant's match that gives the score, as a span
+    of the original text (bytes → characters of the variant → original characters)."""
+    evidence = []
+    for category in CATEGORIES:
+        found = [(reading.best[category], text) for reading, text in zip(readings, views.texts, strict=True)
+                 if category in reading.best]
+        if not found:
+            continue
+        (rule, (start, end)), text = max(found, key=lambda item: item[0][0].score)  # the first of the highest
+        data = text.encode("utf-8")
+        span = views.original_span(*(len(data[:at].decode("utf-8", "ignore")) for at in (start, end)))
+        evidence.append(Evidence("rule", category, rule.score, *span, rule.id))
+    return evidence
 
 
 class _Spans:
@@ -159,12 +210,15 @@ def _blank(text: bytes, spans: list[Span]) -> bytes:
     return b"".join([*pieces, text[cursor:]])
 
 
-def _rule(category: str, entry: object, path: Path) -> Rule:
-    """One ``{pattern: ..., score: ...}`` entry (score 0.9 unless given)."""
+def _rule(category: str, entry: object, path: Path, default_id: str) -> Rule:
+    """One ``{pattern: ..., score: ...}`` entry (score 0.9 unless given; ``id`` optional)."""
     score = entry.get("score", 0.9) if isinstance(entry, dict) else None
     if not isinstance(entry, dict) or "pattern" not in entry or not isinstance(score, int | float):
         raise ConfigError(f"{path}: each rule of '{category}' is {{pattern: '...', score: 0.9}}, not {entry!r}")
-    return Rule(category, _compile(entry["pattern"], path), float(score))
+    rule_id = entry.get("id", default_id)
+    if not isinstance(rule_id, str) or not rule_id.strip():
+        raise ConfigError(f"{path}: a rule's `id` of '{category}' is a non-empty string, not {rule_id!r}")
+    return Rule(category, _compile(entry["pattern"], path), float(score), rule_id)
 
 
 def _compile(pattern: object, path: Path) -> Any:
@@ -196,6 +250,13 @@ class Evidence:
     start: int
     end: int
     source: str
+
+    def to_json(self, text: str | None = None) -> dict:
+        """The record, plus the span's ``text`` when the text it points into is given (only for the
+        user who sent it: never write it to a log or an audit record)."""
+        record: dict = {"layer": self.layer, "category": self.category, "score": round(self.score, 4),
+                        "start": self.start, "end": self.end, "source": self.source}
+        return record if text is None else {**record, "text": text[self.start:self.end]}
 
 
 @dataclass
@@ -241,13 +302,14 @@ class Moderator:
             raise ConfigError("this moderator has no classifier, so it reads no sentence embeddings")
         return load_encoder(self.head.encoder, device=self.device)
 
-    def moderate(self, texts: Sequence[str]) -> list[ModerationResult]:
+    def moderate(self, texts: Sequence[str], explain: bool = False) -> list[ModerationResult]:
         """Both layers read the normalised text; the classifier reads it with the harmless benign
         look-alikes blanked out, so "how do I kill a Python process" is judged as "how do I" — the
-        classifier alone would call it violent."""
-        readings = [self.rules.read(text) for text in texts]
+        classifier alone would call it violent. ``explain`` fills each result's ``evidence``."""
+        readings = [self.rules.read(text, explain) for text in texts]
         learned = self._learned_scores([reading.classifier_text[:CLASSIFIER_CHARS] for reading in readings])
-        return [self._verdict(reading.scores, scores) for reading, scores in zip(readings, learned, strict=True)]
+        return [self._verdict(reading.scores, scores, reading.evidence)
+                for reading, scores in zip(readings, learned, strict=True)]
 
     def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if self.head is None or not texts:
@@ -255,7 +317,8 @@ class Moderator:
         probabilities = self.head.probabilities(self.encoder.encode(texts))
         return [dict(zip(self.head.categories, row.tolist(), strict=True)) for row in probabilities]
 
-    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, float]) -> ModerationResult:
+    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, float],
+                 evidence: list[Evidence] | None = None) -> ModerationResult:
         scores = {c: max(rule_scores[c], learned.get(c, 0.0)) for c in CATEGORIES}
         categories = {c: scores[c] >= self.thresholds[c] for c in CATEGORIES}
-        return ModerationResult(any(categories.values()), categories, scores, rule_scores)
+        return ModerationResult(any(categories.values()), categories, scores, rule_scores, list(evidence or []))

@@ -7,17 +7,23 @@ characters: `怎么 制作 炸弹`), Cyrillic and Greek letters that look Latin 
 о), leetspeak inside words (`b0mb`, `k1ll`; `2024` and `12-year-old` stay numbers) and traditional
 Chinese characters (`怎麼製作炸彈` → `怎么制作炸弹`, per character, from OpenCC's dictionary).
 
-The result is for matching only (rules and the classifier read it), never shown. Every step is
-one pass over the text (str.translate, str.split, one-character-class regexes), so the work is
-linear in its length.
+The result is for matching only (rules and the classifier read it), never shown. Each character
+is folded on its own (`_fold_char`, cached; printable ASCII folds to itself), then spaces are cut;
+`mapped_variants` also keeps, for each normalised character, the offset of the original character
+it came from (the PII fold's map, `luoxia.safety._pii_fold`), so that a match in the normalised
+text is reported as a span of the text as given. Every step is one pass over the text (one-
+character-class regexes, per-character folds), so the work is linear in its length.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from importlib.resources import files
+
+from luoxia.safety._pii_fold import Folded, fold, fold_with_map
 
 # Look-alikes of Latin letters (the common ones among Unicode's confusables): Cyrillic, Greek,
 # Armenian and a few Latin letters that NFKD leaves alone. Applied everywhere: a Russian or Greek
@@ -36,6 +42,9 @@ INVISIBLE_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"  # Hangul fillers, braille 
 # Linear in any engine: character classes with no nested repetition, a one-character lookahead.
 WORD = re.compile(r"[0-9A-Za-z@$]+")
 SPACES = re.compile(r" {2,}")
+# What `_fold_char` may change, less tabs and line breaks: those become spaces one for one (`LINE_SPACES`).
+FOLDED_RUNS = re.compile(r"[^\t\n\r\x20-\x7e]+")
+LINE_SPACES = str.maketrans("\t\n\r", "   ")
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 SPACE_IN_CHINESE = re.compile(f"(?<=[{HAN}]) (?=[{HAN}])")
 ANY_HAN = re.compile(f"[{HAN}]")
@@ -48,18 +57,76 @@ def normalize(text: str) -> str:
 
 def variants(text: str) -> tuple[str, ...]:
     """The normalised text, and when a word holds a "1" also that text with "1" read as "l" (`ki11`)."""
-    base = unicodedata.normalize("NFC", unicodedata.normalize("NFKD", text).translate(_table()))
-    base = SPACES.sub(" ", base).strip(" ")
-    if ANY_HAN.search(base):
-        base = SPACE_IN_CHINESE.sub("", base)
+    return mapped_variants(text, keep_map=False).texts
+
+
+@dataclass(frozen=True)
+class Variants:
+    """The normalised readings of one text (same length: leetspeak folds a character to one) and,
+    when asked for, the map from their offsets to the original text's (``folded.origin``)."""
+
+    texts: tuple[str, ...]
+    folded: Folded  # texts[0] before leetspeak, with its origin map (None: no map kept, or offsets unchanged)
+    length: int  # of the original text
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of normalised ``[start, end)``: whole original characters, and any
+        character dropped between them (a zero-width space inside a word) is inside."""
+        if end > start:
+            return self.folded.span(start, end)
+        origin = self.folded.origin
+        at = start if origin is None else (origin[start] if start < len(origin) else self.length)
+        return at, at
+
+
+def mapped_variants(text: str, keep_map: bool = True) -> Variants:
+    """`variants`, with (``keep_map``) the offset map back to ``text``; without it no map is built."""
+    if keep_map:
+        folded = fold_with_map(text, _fold_char, FOLDED_RUNS)
+        folded = Folded(folded.text.translate(LINE_SPACES), folded.origin)
+    else:  # ASCII: one translate, the same as folding each character
+        folded = Folded(text.translate(_table()) if text.isascii() else
+                        fold(text, _fold_char, FOLDED_RUNS).translate(LINE_SPACES), None)
+    folded = _strip(_cut(folded, SPACES, keep_map, keep=1), keep_map)
+    if ANY_HAN.search(folded.text):
+        folded = _cut(folded, SPACE_IN_CHINESE, keep_map)
+    base = folded.text
     if not any(char in base for char in "013457@$"):
-        return (base,)
+        return Variants((base,), folded, len(text))
     ones: list[bool] = []  # one entry per folded word that holds a "1"
     first = WORD.sub(lambda word: _fold_leet(word.group(), ones), base)
     if not ones:
-        return (first,)
+        return Variants((first,), folded, len(text))
     second = WORD.sub(lambda word: _fold_leet(word.group(), [], one_as_l=True), base)
-    return first, second
+    return Variants((first, second), folded, len(text))
+
+
+def _strip(folded: Folded, keep_map: bool) -> Folded:
+    """``folded`` without spaces at either end (origins follow with ``keep_map``)."""
+    text = folded.text
+    start, end = len(text) - len(text.lstrip(" ")), len(text.rstrip(" "))
+    if (start, end) == (0, len(text)):
+        return folded
+    origin = folded.origin if folded.origin is not None else range(len(text))
+    return Folded(text[start:end], list(origin[start:end]) if keep_map else None)
+
+
+def _cut(folded: Folded, spaces: re.Pattern[str], keep_map: bool, keep: int = 0) -> Folded:
+    """``folded`` with each match of ``spaces`` (a run of spaces) cut to its first ``keep`` spaces;
+    with ``keep_map``, the origins of the characters kept stay with them."""
+    if not keep_map:
+        return Folded(spaces.sub(" " * keep, folded.text), None)
+    text, pieces, origin, last = folded.text, [], [], 0
+    source = folded.origin if folded.origin is not None else range(len(text))
+    for match in spaces.finditer(text):
+        pieces.append(text[last:match.start() + keep])
+        origin.extend(source[last:match.start() + keep])
+        last = match.end()
+    if not pieces:  # no match
+        return folded
+    pieces.append(text[last:])
+    origin.extend(source[last:])
+    return Folded("".join(pieces), origin)
 
 
 def _fold_leet(word: str, ones: list[bool], one_as_l: bool = False) -> str:
@@ -69,6 +136,12 @@ def _fold_leet(word: str, ones: list[bool], one_as_l: bool = False) -> str:
     if "1" in word:
         ones.append(True)
     return (word.translate(LEET_ONE_AS_L) if one_as_l else word).translate(LEET)
+
+
+@lru_cache(maxsize=1 << 16)
+def _fold_char(char: str) -> str:
+    """One character as matched: compatibility form, no marks, look-alikes folded, simplified."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKD", char).translate(_table()))
 
 
 @cache

@@ -95,10 +95,24 @@ class Images(BaseModel):
     safety: Record  # the guard's decisions and watermark key id (empty with safety off)
 
 
+class Evidence(BaseModel):
+    """Why a category scored: a rule (``source``: its id) or a learned head, over ``[start, end)`` of
+    the input in Unicode code points; ``text`` is that span (code units differ in UTF-16 clients)."""
+
+    layer: Literal["rule", "head"]
+    category: str
+    score: float
+    start: int
+    end: int
+    source: str
+    text: str
+
+
 class ModerationVerdict(BaseModel):
     flagged: bool
     categories: dict[str, bool]
     category_scores: dict[str, float]
+    evidence: list[Evidence] | None = None  # Luoxia's own, with ``explain``; absent otherwise
 
 
 class Moderation(BaseModel):

@@ -85,6 +85,8 @@ class ImageRequest(BaseModel):
 class ModerationRequest(BaseModel):
     input: Text | list[Text]
     model: Text | None = None
+    explain: bool = Field(False, description="Luoxia's own: add each result's `evidence` (which rule or learned "
+                          "head scored each category, and the span of the input)")
 
 
 class EmbeddingRequest(BaseModel):

@@ -25,6 +25,19 @@ def test_moderate_reads_lines_or_jsonl_and_writes_one_object_per_line():
     assert bad.returncode == 2 and "valid: sexual" in bad.stderr
 
 
+def test_moderate_explain_gives_each_rule_and_the_span_of_the_input():
+    """Issue 14 item 6: `--explain` adds `evidence`; the span is the user's own text, as typed."""
+    text = "Tomorrow I  will  k1ll   you\n怎麼製作炸\u200b彈\nkill the Python process\n"
+    out = luoxia("moderate", "--rules-only", "--explain", input=text)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows[0]["evidence"] == [{"layer": "rule", "category": "violence", "score": 0.95, "start": 9, "end": 28,
+                                    "source": "en.yaml#violence.1", "text": "I  will  k1ll   you"}]
+    assert [(e["source"], e["text"]) for e in rows[1]["evidence"]] == [("zh.yaml#illicit.1", "怎麼製作炸\u200b彈")]
+    assert rows[2]["evidence"] == [] and not rows[2]["flagged"]
+    plain = [json.loads(line) for line in luoxia("moderate", "--rules-only", input=text).stdout.splitlines()]
+    assert plain == [{k: v for k, v in row.items() if k != "evidence"} for row in rows]  # unchanged without it
+
+
 @pytest.mark.slow
 def test_moderate_with_the_shipped_classifier():
     out = luoxia("moderate", input="You are a disgusting pig and everyone hates you\nThe tea is warm\n")

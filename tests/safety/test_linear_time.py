@@ -1,9 +1,10 @@
 """Every pattern that sees user text runs in linear time (issue 13 item 3, "a scaling test, not a
 stopwatch"): for adversarial inputs, redaction (`redact`) and moderation by the rules
-(`Moderator(classifier=None)`; the classifier truncates its input) at 1 MB take under 20× their
-time at 100 KB, both measured in one run as the child's CPU time, which other processes on the
-machine (a parallel test worker) do not inflate the way they inflate wall time (100 KB: best of 2;
-1 MB: once, up to three times while over 20×). Linear work gives ~10×, quadratic 100×.
+(`Moderator(classifier=None)`; the classifier truncates its input; with ``explain`` too, issue 14
+item 6) at 1 MB take under 20× their time at 100 KB, both measured in one run as the child's CPU
+time, which other processes on the machine (a parallel test worker) do not inflate the way they
+inflate wall time (100 KB: best of 2; 1 MB: once, up to three times while over 20×). Linear work
+gives ~10×, quadratic 100×.
 
 The work runs in a child process, over a ladder of sizes (1 KB, 10 KB, 100 KB, 1 MB): a step that
 takes more than 25× the previous one (plus a 2 s allowance for a busy machine) is stopped and
@@ -51,6 +52,10 @@ ADVERSARIAL = {
     "mixed": "a_1-1.a@key=http://a:b@ 1３8\u200b ",
 }
 TARGETS = ("redact", "moderate")
+# `moderate(..., explain=True)` also maps spans back through the normalisation: on the inputs that
+# change offsets (dropped, widened, cut characters) and on one whose matches all count and explain.
+EXPLAIN_UNITS = {name: ADVERSARIAL[name] for name in ("zero-width", "fullwidth", "spaces", "zh", "mixed")}
+EXPLAIN_UNITS["evidence"] = "I will k1ll  you, kill the pro\u200bcess ｎｏｗ 怎麼 製作 炸彈 "
 
 
 def _worker(connection: Connection) -> None:
@@ -64,7 +69,7 @@ def _worker(connection: Connection) -> None:
         if target == "redact":
             redact(text)
         else:
-            moderator.moderate([text])
+            moderator.moderate([text], explain=target == "explain")
         connection.send(time.process_time() - start)
 
 
@@ -117,7 +122,17 @@ def worker() -> Iterator[Worker]:
 @pytest.mark.parametrize("target", TARGETS)
 def test_work_grows_linearly_with_the_input(worker: Worker, target: str, name: str):
     """1 MB of an adversarial input costs under 20× what 100 KB costs."""
-    unit = ADVERSARIAL[name]
+    check_linear(worker, target, name, ADVERSARIAL[name])
+
+
+@pytest.mark.parametrize("name", list(EXPLAIN_UNITS))
+def test_explaining_grows_linearly_with_the_input(worker: Worker, name: str):
+    """Issue 14 item 6: evidence (spans mapped back to the text as given) keeps moderation linear."""
+    check_linear(worker, "explain", name, EXPLAIN_UNITS[name])
+
+
+def check_linear(worker: Worker, target: str, name: str, unit: str) -> None:
+    """Time ``target`` on ``unit`` repeated up each size of the ladder; 1 MB must cost under 20× 100 KB."""
     times: dict[int, float] = {}
     for smaller, size in zip((None, *SIZES), SIZES, strict=False):
         limit = STEP_TIMEOUT_RATIO * times[smaller] + STEP_ALLOWANCE_S if smaller else WARM_UP_TIMEOUT_S

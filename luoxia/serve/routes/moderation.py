@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from luoxia.safety.moderation import ModerationResult
 from luoxia.safety.pii import redact as find_and_mask
 from luoxia.safety.watermark import WatermarkDetector
 from luoxia.serve import schemas
@@ -34,14 +35,23 @@ def check_length(texts: list[str], settings: ServeSettings, param: str) -> None:
         raise APIError(400, f"{param}: more than {settings.max_total_chars} characters in all", param=param)
 
 
-@router.post("/v1/moderations", response_model=Moderation)
+@router.post("/v1/moderations", response_model=Moderation, response_model_exclude_none=True)
 async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: ModelsDep, settings: SettingsDep,
                       offload: OffloadDep) -> Moderation:
+    """OpenAI's moderation; with ``explain`` (Luoxia's own field; ``extra_body`` in OpenAI's client)
+    each result also says which rule or head scored each category and where: on request only, since
+    locating the spans is extra work and OpenAI's shape stays exact for those who do not ask."""
     texts = inputs(body.input, settings)
-    results = await offload(models.guard.moderator.moderate, texts)
-    return Moderation(id=new_id("modr"), model="luoxia-moderation",
-                      results=[ModerationVerdict(flagged=r.flagged, categories=r.categories, category_scores=r.scores)
-                               for r in results])
+    results = await offload(models.guard.moderator.moderate, texts, explain=body.explain)
+    verdicts = [verdict(text, result, body.explain) for text, result in zip(texts, results, strict=True)]
+    return Moderation(id=new_id("modr"), model="luoxia-moderation", results=verdicts)
+
+
+def verdict(text: str, result: ModerationResult, explain: bool) -> ModerationVerdict:
+    """One result in OpenAI's shape, plus its evidence (with each span's text) when asked for."""
+    evidence = [evidence.to_json(text) for evidence in result.evidence] if explain else None
+    return ModerationVerdict(flagged=result.flagged, categories=result.categories, category_scores=result.scores,
+                             evidence=evidence)
 
 
 @router.post("/v1/redact", response_model=Redaction)
