@@ -21,7 +21,7 @@ capitalisation: a given name followed by a surname (``John Smith``, ``Mary Ann O
 model: no spaCy model wheel is installable here, and a transformer tagger would cost more than the
 whole latency budget; the gazetteer is offline, ~20 MB of memory, linear and explainable. Its
 limits: a lone given name (``John said``) or surname is not a PERSON, names outside the Census
-lists are missed, and a name followed by a place word (``Virginia Beach``) is skipped.
+lists are missed, and a name followed by a place word (``George Washington University``) is skipped.
 """
 
 from __future__ import annotations
@@ -235,6 +235,9 @@ class EnglishNameTagger:
         found, i = [], 0
         while i < len(words):
             end = self._name_end(words, i)
+            if end is not None and end + 1 < len(words) and words[end + 1] in _PLACE_WORDS:
+                i = end + 2  # George Washington University, Jordan Smith Hall: a place named after someone
+                continue
             if end is not None:
                 start = i + 1 if words[i] in _TITLES else i
                 stop = run[end][1] - (len(words[end]) > 1 and text[run[end][1] - 1] == ".")  # not a full stop

@@ -49,6 +49,7 @@ def test_an_english_name_and_street_address_are_both_masked():
     "In May Apple announced a phone.", "Apple announced record sales; Virginia Beach is sunny.",
     "他于2023年5月1日花了12.5元。", "The price is $1,600 per night from June 3 to 2024-06-05.",
     "订单号20240501123，一张桌子299元。", "We will meet on Monday at 10 am.",
+    "She studied at George Washington University.",
 ])
 def test_look_alikes_and_lone_places_are_not_masked(text):
     assert find_pii(text) == []
