@@ -157,6 +157,7 @@ def test_the_server_follows_the_policy_that_turns_org_on(tmp_path):
     policy.write_text("pii_types: [PERSON, ADDRESS, ORG]\n", encoding="utf-8")
     settings = echo_settings(tmp_path / "data", open_access=True, policy_file=policy)
     with TestClient(create_app(settings, models=echo_models(settings)), **LOOPBACK) as client:
-        assert client.post("/v1/redact", json={"text": "张伟在北京大学读书。"}).json()["text"] == "[PERSON]在[ORG]读书。"
-        body = {"model": "echo", "prompt": "张伟在北京大学读书。", "max_tokens": 100}
+        text = "张伟在北京大学读书。"
+        assert client.post("/v1/redact", json={"text": text}).json()["text"] == "[PERSON]在[ORG]读书。"
+        body = {"model": "echo", "prompt": text, "max_tokens": 100}
         assert client.post("/v1/completions", json=body).json()["choices"][0]["text"] == "[PERSON]在[ORG]读书。"
