@@ -20,6 +20,7 @@ from luoxia.generate.load import load_tokenizer
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import detect_image_watermark
 from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
+from luoxia.safety.pii import PII_TYPES
 from luoxia.safety.pii import redact as run_redact
 from luoxia.safety.pii_key import resolve_pii_key
 from luoxia.safety.provenance import verify_provenance
@@ -113,11 +114,15 @@ def redact(
     key_file: Annotated[Path | None, typer.Option(help="--style hash: file holding the pseudonym key in hex")] = None,
     region: Annotated[str | None, typer.Option(help="country whose national phone formats are recognised (default: "
                                                "CN for text with Chinese characters, else US)")] = None,
+    types: Annotated[str | None, typer.Option(help="comma-separated types to mask (default: all but ORG): "
+                                              f"{','.join(PII_TYPES)}")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the text and the spans' types and offsets")] = False,
 ) -> None:
-    """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys."""
+    """Mask personal data: e-mails, phones, Chinese resident IDs, bank cards, IPs, credentials in URLs, API keys,
+    names and addresses (organisations with --types)."""
     secret = resolve_pii_key(key, key_file) if style == "hash" else None
-    result = run_redact(_read_input(file), style=style, key=secret, default_region=region)
+    chosen = [t.strip().upper() for t in types.split(",") if t.strip()] if types is not None else None
+    result = run_redact(_read_input(file), style=style, key=secret, types=chosen, default_region=region)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:

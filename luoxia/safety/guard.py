@@ -35,7 +35,7 @@ from luoxia.generate.interface import GenerationConfig, GenerationResult, ImageG
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import embed_image_watermark
 from luoxia.safety.moderation import CATEGORIES, ModerationResult, Moderator
-from luoxia.safety.pii import MaskStyle, PIIRedactor, PIISpan
+from luoxia.safety.pii import DEFAULT_PII_TYPES, ENTITY_TYPES, MaskStyle, PIIRedactor, PIISpan, PIIType
 from luoxia.safety.pii_key import resolve_pii_key
 from luoxia.safety.provenance import save_with_provenance
 from luoxia.safety.watermark import WatermarkConfig, WatermarkKey, WatermarkLogitsProcessor, resolve_key
@@ -59,6 +59,8 @@ class GuardPolicy(Config):
     thresholds: dict[str, float] = Field(default_factory=dict, description="category → flag threshold override")
     pii: Action = Field("redact", description="action on personal data in the output")
     pii_style: MaskStyle = Field("tag", description="how redacted personal data looks: tag, partial or hash")
+    pii_types: list[PIIType] = Field(default_factory=lambda: list(DEFAULT_PII_TYPES),
+                                     description="the personal data acted on (default: all but ORG)")
     watermark: bool = Field(True, description="watermark generated text and images")
     watermark_config: WatermarkConfig = Field(default_factory=WatermarkConfig)
     audit: bool = Field(True, description="write flag/redact/block decisions to the audit trail")
@@ -93,7 +95,8 @@ class Guard:
         self.moderator = moderator or Moderator(thresholds=self.policy.thresholds)
         self.key = key or resolve_key()
         hashed = self.policy.pii_style == "hash"  # pseudonyms have their own key, never the watermark's
-        self.redactor = PIIRedactor(style=self.policy.pii_style, key=(pii_key or resolve_pii_key()) if hashed else None)
+        self.redactor = PIIRedactor(style=self.policy.pii_style, key=(pii_key or resolve_pii_key()) if hashed else None,
+                                    types=tuple(self.policy.pii_types))
         self.audit = audit if self.policy.audit else None
         self.model_name = model_name
 
@@ -122,7 +125,10 @@ class Guard:
 
     def replacement(self, span: PIISpan) -> str:
         """What ``span`` becomes in the policy's style; a plain tag when its value alone is not
-        recognised (it needed context, such as ``password:`` before a secret)."""
+        recognised (it needed context, such as ``password:`` before a secret). Names and addresses
+        always need context (a tagger reads the sentence): they are masked as found."""
+        if span.type in ENTITY_TYPES:
+            return self.redactor.mask(span)
         alone = self.redactor.redact(span.text)
         whole = len(alone.spans) == 1 and (alone.spans[0].start, alone.spans[0].end) == (0, len(span.text))
         return alone.text if whole else f"[{span.type}]"

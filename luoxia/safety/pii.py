@@ -6,7 +6,10 @@ a plausible birth date and a known province code), ``BANK_CARD`` (Luhn-valid 13�
 digit numbers with a card-network first digit), ``IP`` (IPv4/IPv6 checked by ``ipaddress``),
 ``URL_CREDENTIALS`` (``scheme://user:password@host``) and ``SECRET`` (API-key formats, Luoxia's
 own ``lx-`` keys among them, and ``key=``/``token=``/``password=`` assignments with a
-random-looking value).
+random-looking value); and, through the taggers of `luoxia.safety.ner`, ``PERSON`` (张三, John
+Smith), ``ADDRESS`` (a span from province or house number to street, ``北京市海淀区中关村大街1号``,
+``1600 Pennsylvania Ave NW, Washington, DC 20500``; a city or country alone is not personal data)
+and ``ORG`` (found, masked only when asked for: `DEFAULT_PII_TYPES` leaves it out).
 
 Detection reads a folded copy of the text (`luoxia.safety._pii_fold`: NFKC per character, format
 characters such as U+200B dropped), so ``１３８１２３４５６７８`` and an ID with a zero-width space
@@ -16,9 +19,12 @@ included. Every pattern runs in time linear in the text (see the detection secti
 Chinese text has no spaces, so digit-based patterns use digit lookarounds rather than ``\\b``:
 ``电话13812345678`` is found, a digit run inside a longer number is not. Every detector runs,
 then overlaps are resolved by a fixed type priority (`_PRIORITY`), longer spans first within a
-type, so an 18-digit resident ID is never also reported as a phone or a card.
+type, so an 18-digit resident ID is never also reported as a phone or a card; the tagged types come
+last (ADDRESS, then PERSON, then ORG), so a validated value is never swallowed by a guessed one.
 
-Masking styles: ``tag`` (``[PHONE]``), ``partial`` (``138****5678``) and ``hash``, a keyed
+Masking styles: ``tag`` (``[PHONE]``), ``partial`` (``138****5678``; names keep the surname or
+each word's initial, ``张**``, ``J*** S****``; addresses their province and city, ``北京市***``,
+``***, Washington, DC *****``) and ``hash``, a keyed
 pseudonym (``[PHONE_3f9a2c1b]``, HMAC-SHA256 of the normalised value) that maps one value written
 in different ways to one pseudonym without revealing it to anyone who lacks the key.
 """
@@ -43,10 +49,16 @@ from stdnum.cn import ric
 
 from luoxia.errors import ConfigError
 from luoxia.safety._pii_fold import Folded, fold, fold_with_map
+from luoxia.safety.ner import english_tagger, lac_tagger
 
-PII_TYPES: tuple[str, ...] = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL_CREDENTIALS", "SECRET")
-# Overlaps go to the earlier type: the more specific, validated match wins.
-_PRIORITY = ("URL_CREDENTIALS", "SECRET", "EMAIL", "CN_ID", "BANK_CARD", "PHONE", "IP")
+PIIType = Literal["EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL_CREDENTIALS", "SECRET", "PERSON", "ADDRESS", "ORG"]
+PII_TYPES: tuple[str, ...] = get_args(PIIType)
+ENTITY_TYPES: tuple[str, ...] = ("PERSON", "ADDRESS", "ORG")  # found by taggers (`luoxia.safety.ner`)
+# What `find_pii`, `redact` and the guard mask unless told otherwise: an organisation is not personal data.
+DEFAULT_PII_TYPES: tuple[str, ...] = tuple(t for t in PII_TYPES if t != "ORG")
+# Overlaps go to the earlier type: the more specific, validated match wins; then an address over
+# the names inside it (张江路), a person over an organisation (LAC reads 马云集团 either way).
+_PRIORITY = ("URL_CREDENTIALS", "SECRET", "EMAIL", "CN_ID", "BANK_CARD", "PHONE", "IP", "ADDRESS", "PERSON", "ORG")
 
 MaskStyle = Literal["tag", "partial", "hash"]
 MASK_STYLES: tuple[str, ...] = get_args(MaskStyle)
@@ -387,6 +399,78 @@ def _find_secrets(text: str, region: str) -> Iterator[PIISpan]:
             yield PIISpan("SECRET", start, end, text[start:end])
 
 
+# ---------------------------------------------------------------- names, places and addresses
+#
+# PERSON and ORG come from the taggers of `luoxia.safety.ner` (Chinese: LAC; English: a Census
+# gazetteer with capitalisation). ADDRESS is assembled. In Chinese, consecutive LOC words
+# (北京市 海淀区 中关村大街1号; a gap of up to four characters such as 高新 may sit between two) and the
+# house numbers and units after them (3单元1201室) make a candidate, which is an address when one of
+# its parts is at street level (路 街 道 巷 胡同 弄 村 …) and it has two parts or a house number. In
+# English, a street address is a bounded pattern: a house number, up to four words and a street
+# suffix, then an optional direction, unit, city, state and ZIP code. A place alone — 我爱北京, 长城,
+# "I visited Paris", even 北京市海淀区 — says where something is, not where someone lives: it is not
+# personal data and is left as it is. ORG is found but masked only when asked for (`DEFAULT_PII_TYPES`).
+
+_ZH_UNIT = re.compile(r"[ \t]{0,2}([0-9]{1,6}(?:-[0-9]{1,6})?|[一二三四五六七八九十百零〇]{1,4})?[ \t]{0,2}"
+                      r"(?:号楼|号院|号|弄|栋|幢|座|单元|室|楼|层|户)")
+_ZH_STREET = re.compile(r"(?:路|街|道|巷|胡同|弄|村|镇|乡|小区|苑|公寓|大厦)[0-9]*$|[0-9](?:号|弄|栋|幢|室)")
+_ZH_HOUSE_NUMBER = re.compile(r"(?:[0-9]|[一二三四五六七八九十百零〇])[ \t]{0,2}(?:号|弄|栋|幢|座|单元|室)")
+_ZH_GAP = re.compile(r"[\u4e00-\u9fff0-9]{1,4}")
+_ZH_GAP_STOP = re.compile(r"[的在到和与及从往去至是了住向为把被对或]")
+_EN_STREET_SUFFIX = ("Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|"
+                     "Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Trl|Plaza|Alley")
+_EN_ADDRESS = re.compile(
+    r"(?<![A-Za-z0-9.,$£€¥-])[0-9]{1,6}[A-Za-z]?"
+    r"(?: (?:[A-Z][A-Za-z'-]{0,20}|[0-9]{1,3}(?:st|nd|rd|th))){1,4}? "
+    rf"(?:{_EN_STREET_SUFFIX})\.?(?![A-Za-z])"
+    r"(?: (?:[NS][EW]?|[EW])\.?(?![A-Za-z]))?"
+    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Floor|Fl)\.? ?#?[A-Za-z0-9-]{1,6}|,? #[A-Za-z0-9-]{1,6})?"
+    r"(?:, [A-Z][A-Za-z'-]{1,20}(?: [A-Z][A-Za-z'-]{1,20}){0,2}"
+    r"(?:,? [A-Z]{2}(?: [0-9]{5}(?:-[0-9]{4})?)?(?![A-Za-z0-9]))?)?")
+_CAPITAL = re.compile(r"[A-Z]")
+
+
+def _zh_address_end(text: str, end: int) -> int:
+    """``end`` moved past the house numbers and units that follow (``3单元1201室``); a unit without
+    a number only right after a digit (``501`` then ``室``)."""
+    while (m := _ZH_UNIT.match(text, end)) and (m.group(1) or text[end - 1].isdigit()):
+        end = m.end()
+    return end
+
+
+def _zh_addresses(text: str, places: list[tuple[int, int]]) -> Iterator[PIISpan]:
+    """Addresses among the LOC spans ``places`` (sorted) of Chinese text (see the section comment)."""
+    groups: list[list[tuple[int, int]]] = []
+    for start, end in places:
+        gap = text[groups[-1][-1][1]:start] if groups else None
+        if gap == "" or gap and _ZH_GAP.fullmatch(gap) and not _ZH_GAP_STOP.search(gap):
+            groups[-1].append((start, end))
+        else:
+            groups.append([(start, end)])
+    for group in groups:
+        start, end = group[0][0], _zh_address_end(text, group[-1][1])
+        street = any(_ZH_STREET.search(text, s, e) for s, e in group)
+        if street and (len(group) > 1 or _ZH_HOUSE_NUMBER.search(text, start, end)):
+            yield PIISpan("ADDRESS", start, end, text[start:end])
+
+
+def _find_zh_entities(text: str) -> Iterator[PIISpan]:
+    entities = lac_tagger().tag([text])[0]
+    for label, start, end in entities:
+        if label in ("PER", "ORG") and end - start >= 2:  # one character alone is too often a misreading
+            yield PIISpan("PERSON" if label == "PER" else "ORG", start, end, text[start:end])
+    yield from _zh_addresses(text, [(s, e) for label, s, e in entities if label == "LOC"])
+
+
+def _find_entities(text: str) -> Iterator[PIISpan]:
+    """PERSON, ADDRESS and ORG candidates (the taggers run only on text that can hold them)."""
+    if _HAN.search(text):
+        yield from _find_zh_entities(text)
+    if _CAPITAL.search(text):
+        yield from (PIISpan("PERSON", s, e, text[s:e]) for _, s, e in english_tagger().tag([text])[0])
+        yield from _spans("ADDRESS", text, (m.span() for m in _EN_ADDRESS.finditer(text)))
+
+
 _DETECTORS: dict[str, Callable[[str, str], Iterable[PIISpan]]] = {
     "EMAIL": _find_emails, "PHONE": _find_phones, "CN_ID": _find_cn_ids, "BANK_CARD": _find_cards,
     "IP": _find_ips, "URL_CREDENTIALS": _find_url_credentials, "SECRET": _find_secrets,
@@ -395,7 +479,7 @@ _DETECTORS: dict[str, Callable[[str, str], Iterable[PIISpan]]] = {
 
 def _check_types(types: Iterable[str] | None) -> tuple[str, ...]:
     if types is None:
-        return PII_TYPES
+        return DEFAULT_PII_TYPES
     chosen = (types,) if isinstance(types, str) else tuple(types)
     unknown = [t for t in chosen if t not in PII_TYPES]
     if unknown:
@@ -442,7 +526,8 @@ def _to_original(text: str, folded: Folded, spans: list[PIISpan]) -> list[PIISpa
 
 
 def find_pii(text: str, types: Iterable[str] | None = None, default_region: str | None = None) -> list[PIISpan]:
-    """PII spans in ``text``, sorted and non-overlapping. ``default_region`` is the country
+    """PII spans in ``text``, sorted and non-overlapping, of ``types`` (default `DEFAULT_PII_TYPES`:
+    every type but ORG). ``default_region`` is the country
     assumed for phone numbers written without a ``+`` country code; None chooses it from the text
     (CN when it has Chinese characters, else US), so ``电话010-62345678`` is a phone.
 
@@ -450,12 +535,15 @@ def find_pii(text: str, types: Iterable[str] | None = None, default_region: str 
     that ``１３８１２３４５６７８`` or an ID with a U+200B inside is found; the spans are in offsets of
     ``text`` and cover the hidden characters too. All detectors run whatever ``types`` asks for,
     so that a value is classified once (a valid resident ID is not a phone even when only phones
-    are requested); ``types`` filters the result.
+    are requested); ``types`` filters the result. The taggers (PERSON, ADDRESS, ORG: the lowest
+    priorities, so they never take a span from another type) run only when one of theirs is asked for.
     """
     wanted = set(_check_types(types))
     region = _check_region(default_region, text)
     folded = fold_with_map(text)
     candidates = [span for detect in _DETECTORS.values() for span in detect(folded.text, region)]
+    if wanted.intersection(ENTITY_TYPES):  # the lowest priorities: they never change another type's spans
+        candidates += _find_entities(folded.text)
     spans = _to_original(text, folded, _resolve_overlaps(candidates, len(folded.text)))
     return [span for span in spans if span.type in wanted]
 
@@ -502,6 +590,25 @@ def _partial_url(value: str) -> str:
     return f"{scheme}://***:***@{rest}" if at and "://" in head else "[URL_CREDENTIALS]"
 
 
+def _partial_name(value: str) -> str:
+    """``张**`` (the surname, the length hidden), ``J*** S****`` (each word's initial)."""
+    if _HAN.match(value):
+        return value[0] + "**"
+    return " ".join(word[0] + "*" * (len(word) - 1) for word in value.split())
+
+
+_ZH_CITY = re.compile(r".{0,12}?(?:市|自治州|地区|盟)|.{0,8}?(?:省|自治区|特别行政区)")
+
+
+def _partial_address(value: str) -> str:
+    """The province and city stay, the rest is hidden: ``北京市***``; ``***, Washington, DC *****``."""
+    if _HAN.search(value):
+        city = _ZH_CITY.match(value)
+        return (city.group() if city else "") + "***"
+    _, comma, rest = value.partition(", ")
+    return "***" + (comma + re.sub(r"[0-9]", "*", rest) if comma else "")
+
+
 def _partial(span: PIISpan, region: str) -> str:
     """Built from the folded value, so no hidden character of the original survives."""
     value = fold(span.text)
@@ -517,6 +624,10 @@ def _partial(span: PIISpan, region: str) -> str:
         return _partial_ip(value)
     if span.type == "URL_CREDENTIALS":
         return _partial_url(value)
+    if span.type in ("PERSON", "ORG"):
+        return _partial_name(value)
+    if span.type == "ADDRESS":
+        return _partial_address(value)
     return value[:4] + "****"
 
 
@@ -536,6 +647,8 @@ def _normalise(span: PIISpan, region: str) -> str:
         return re.sub(r"[^0-9]", "", value)
     if span.type == "IP":
         return str(ipaddress.ip_address(value))
+    if span.type in ENTITY_TYPES:
+        return " ".join(value.split()).casefold()
     return value
 
 
@@ -556,17 +669,19 @@ def _check_style(style: str, key: bytes | str | None) -> bytes | None:
     return key
 
 
+def _replacement(span: PIISpan, style: str, key: bytes | None, region: str) -> str:
+    if style == "tag":
+        return f"[{span.type}]"
+    if style == "partial":
+        return _partial(span, region)
+    assert key is not None
+    return _pseudonym(span, key, region)
+
+
 def _apply(text: str, spans: list[PIISpan], style: str, key: bytes | None, region: str) -> str:
     pieces, last = [], 0
     for span in spans:
-        if style == "tag":
-            replacement = f"[{span.type}]"
-        elif style == "partial":
-            replacement = _partial(span, region)
-        else:
-            assert key is not None
-            replacement = _pseudonym(span, key, region)
-        pieces += [text[last:span.start], replacement]
+        pieces += [text[last:span.start], _replacement(span, style, key, region)]
         last = span.end
     return "".join(pieces) + text[last:]
 
@@ -606,6 +721,10 @@ class PIIRedactor:
 
     def redact(self, text: str) -> RedactionResult:
         return redact(text, self.style, self.key, self.types, self.default_region)
+
+    def mask(self, span: PIISpan, context: str = "") -> str:
+        """What ``span`` (found in a text like ``context``, which chooses the phone region) becomes."""
+        return _replacement(span, self.style, self.key, _check_region(self.default_region, context or span.text))
 
     def __call__(self, text: str) -> str:
         return self.redact(text).text

@@ -124,7 +124,7 @@ def test_spans_sorted_non_overlapping_with_original_offsets():
             f"卡号{CARD}，IP 10.1.2.3，"
             "key sk-abcdefghijklmnopqrstuvwxyz123456。")
     result = redact(text, "partial")
-    assert [s.type for s in result.spans] == ["PHONE", "EMAIL", "CN_ID", "BANK_CARD", "IP", "SECRET"]
+    assert [s.type for s in result.spans] == ["PERSON", "PHONE", "EMAIL", "CN_ID", "BANK_CARD", "IP", "SECRET"]
     for before, after in zip(result.spans, result.spans[1:], strict=False):
         assert before.end <= after.start
     for span in result.spans:

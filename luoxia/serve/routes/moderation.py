@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from luoxia.safety.moderation import ModerationResult
+from luoxia.safety.pii import RedactionResult
 from luoxia.safety.pii import redact as find_and_mask
 from luoxia.safety.watermark import WatermarkDetector
 from luoxia.serve import schemas
 from luoxia.serve.deps import CallerDep, ModelsDep, OffloadDep, SettingsDep
 from luoxia.serve.errors import APIError
 from luoxia.serve.generation import new_id
+from luoxia.serve.models import Models
 from luoxia.serve.responses import Moderation, ModerationVerdict, Redaction, WatermarkDetection
 from luoxia.serve.settings import ServeSettings
 
@@ -55,9 +57,16 @@ def verdict(text: str, result: ModerationResult, explain: bool) -> ModerationVer
 
 
 @router.post("/v1/redact", response_model=Redaction)
-async def redact(body: schemas.RedactRequest, who: CallerDep, settings: SettingsDep, offload: OffloadDep) -> dict:
+async def redact(body: schemas.RedactRequest, who: CallerDep, models: ModelsDep, settings: SettingsDep,
+                 offload: OffloadDep) -> dict:
+    """The types the guard's policy masks (``pii_types``: by default all but ORG)."""
     check_length([body.text], settings, "text")
-    return (await offload(find_and_mask, body.text, body.style)).to_json()
+    return (await offload(_redact, models, body.text, body.style)).to_json()
+
+
+def _redact(models: Models, text: str, style: str) -> RedactionResult:
+    """In a worker thread: the first call builds the guard (its policy names the types)."""
+    return find_and_mask(text, style, types=models.guard.policy.pii_types)
 
 
 @router.post("/v1/watermark/detect", response_model=WatermarkDetection)
