@@ -23,6 +23,7 @@ CATEGORIES = ("sexual", "sexual/minors", "hate", "hate/threatening", "harassment
               "violence/graphic", "illicit")
 HEAD_FILE, HEAD_INFO = "head.safetensors", "head.json"
 WINDOW_CHARS = 200
+SHORTEST_WINDOW = 24
 # A sentence ends after a run of terminators and closing quotes or brackets: Latin ones before a
 # space (so "3.14" and "e.g." stay whole), Chinese ones anywhere; a line break ends one too.
 _SENTENCE_END = re2.compile(r"[.!?;…]+[\"'”’)\]]*(\s+|$)|[。！？；]+[”’」』）]*|\n+")
@@ -83,13 +84,14 @@ def sentence_spans(text: str) -> list[Span]:
     return [trimmed for span in spans if (trimmed := _trim(text, span))[1] > trimmed[0]]
 
 
-def text_windows(text: str, limit: int = WINDOW_CHARS) -> list[Span]:
-    """Windows of whole consecutive sentences, each at most ``limit`` characters (a longer sentence
-    is cut at a space where it can be): a short text is one window, a long one is read piece by
-    piece so that one harmful sentence is not averaged away by the text around it."""
+def text_windows(text: str, limit: int = WINDOW_CHARS, shortest: int = SHORTEST_WINDOW) -> list[Span]:
+    """Sentence windows: each sentence on its own, joined to the one before while that window is
+    shorter than ``shortest`` characters ("Yes." says little alone), never over ``limit`` (a longer
+    sentence is cut at a space where it can be). A text is read piece by piece so that one harmful
+    sentence is not averaged away by the text around it."""
     windows: list[Span] = []
     for start, end in sentence_spans(text):
-        if windows and end - windows[-1][0] <= limit:
+        if windows and windows[-1][1] - windows[-1][0] < shortest and end - windows[-1][0] <= limit:
             windows[-1] = (windows[-1][0], end)
             continue
         while end - start > limit:

@@ -100,7 +100,7 @@ class ModerationData(Config):
 
 
 class ModerationTrain(Config):
-    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regressions")
+    C: float = Field(4.0, gt=0, description="inverse L2 strength of the logistic regressions")
     folds: int = Field(5, ge=2, description="folds for the English set's out-of-fold dev scores")
     lookalike_weight: float = Field(4.0, gt=0, description="sample weight of a look-alike training row")
     window_chars: int = Field(WINDOW_CHARS, ge=20, description="a long text is scored as windows of this size")
@@ -378,7 +378,7 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: ModerationObjective) -> np.ndarray:
     """Per-category thresholds on a grid by coordinate ascent (deterministic): maximise mean recall over
     the unsafe dev groups minus the mean flag rate over the other safe groups, with each language's
-    look-alike and ordinary flag rates held to the objective's limits (violations cost 10× their size)."""
+    look-alike and ordinary flag rates held to the objective's limits (violations cost 100× their size)."""
     grid = np.round(np.arange(0.05, 0.991, 0.01), 2)
     unsafe = [group == g for g in sorted(set(group)) if g.endswith("/unsafe")]
     limits = [(group == g, objective.max_lookalike_flagged if g.startswith("lookalike") else
@@ -391,7 +391,7 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
         recall = np.mean([flagged[m].mean() for m in unsafe]) if unsafe else 0.0
         false = np.mean([flagged[m].mean() for m in other_safe]) if other_safe else 0.0
         excess = sum(max(0.0, flagged[m].mean() - limit) for m, limit in limits)
-        return float(recall - false - 10 * excess)
+        return float(recall - false - 100 * excess)
 
     thresholds = np.full(scores.shape[1], grid[-1])
     best = value(thresholds)
