@@ -300,23 +300,24 @@ class EmbeddingCache:
     """Sentence vectors by SHA-256 of (encoder, text), in one ``.npz`` per encoder under ``directory``;
     missing texts are encoded in hash order and fixed batches, so the same texts give the same bits."""
 
-    def __init__(self, encoder: Encoder, directory: str | None):
-        self.encoder = encoder
-        tag = hashlib.sha256(encoder.name.encode()).hexdigest()[:12]
+    def __init__(self, name: str, directory: str | None, load: Callable[[], Encoder]):
+        self.name, self.load = name, load  # the encoder is loaded only if a text is missing
+        tag = hashlib.sha256(name.encode()).hexdigest()[:12]
         self.path = Path(directory).expanduser() / f"{tag}.npz" if directory else None
 
     def embed(self, texts: list[str], progress: Callable[[str], None] = lambda _: None) -> np.ndarray:
-        keys = [hashlib.sha256(f"{self.encoder.name}\0{t}".encode()).hexdigest() for t in texts]
+        keys = [hashlib.sha256(f"{self.name}\0{t}".encode()).hexdigest() for t in texts]
         known = self._load()
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
         if missing:
-            progress(f"encoding {len(missing)} texts with {self.encoder.name} ({len(texts) - len(missing)} cached)")
+            progress(f"encoding {len(missing)} texts with {self.name} (the rest cached or repeated)")
+            encoder = self.load()
             for i in range(0, len(missing), ENCODE_BATCH):
                 chunk = missing[i:i + ENCODE_BATCH]
-                vectors = self.encoder.encode([t for _, t in chunk])
+                vectors = encoder.encode([t for _, t in chunk])
                 known.update((k, v) for (k, _), v in zip(chunk, vectors, strict=True))
             self._save(known)
-        return np.stack([known[k] for k in keys]) if keys else np.zeros((0, self.encoder.dim), np.float32)
+        return np.stack([known[k] for k in keys])
 
     def _load(self) -> dict[str, np.ndarray]:
         if self.path is None or not self.path.is_file():
@@ -379,7 +380,7 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
     """Per-category thresholds on a grid by coordinate ascent (deterministic): maximise mean recall over
     the unsafe dev groups minus the mean flag rate over the other safe groups, with each language's
     look-alike and ordinary flag rates held to the objective's limits (violations cost 100× their size)."""
-    grid = np.round(np.arange(0.05, 0.991, 0.01), 2)
+    grid = np.concatenate([np.round(np.arange(0.05, 0.991, 0.01), 2), [0.995, 0.999, 1.0]])  # 1.0: never flags
     unsafe = [group == g for g in sorted(set(group)) if g.endswith("/unsafe")]
     limits = [(group == g, objective.max_lookalike_flagged if g.startswith("lookalike") else
                objective.max_ordinary_flagged) for g in sorted(set(group))
@@ -444,7 +445,7 @@ def train_moderation(recipe: ModerationRecipe, resume: bool = False, console: Co
     started = time.perf_counter()
     examples = read_examples(recipe)
     labels, group, lang, part = examples.arrays()
-    cache = EmbeddingCache(load_encoder(recipe.encoder, device="cpu"), recipe.cache_dir)
+    cache = EmbeddingCache(recipe.encoder, recipe.cache_dir, lambda: load_encoder(recipe.encoder, device="cpu"))
     fitted_rows = np.flatnonzero(part != "dev")
     dev_rows = np.flatnonzero(part != "train")
     windows = Windows.of([examples.texts[i] for i in dev_rows], recipe.train.window_chars)

@@ -68,9 +68,9 @@ train: {{folds: 2}}
 
 def test_a_tiny_bilingual_set_trains_deterministically_and_the_head_separates_it(tmp_path: Path):
     files = _tiny_data(tmp_path)
-    first = train_moderation(load_recipe(files["recipe"]))
-    second = train_moderation(load_recipe(files["recipe"], [f"out_dir={tmp_path / 'again'}",
-                                                          f"cache_dir={tmp_path / 'cache'}"]))
+    cached = f"cache_dir={tmp_path / 'cache'}"
+    first = train_moderation(load_recipe(files["recipe"], [cached]))  # fills the cache
+    second = train_moderation(load_recipe(files["recipe"], [f"out_dir={tmp_path / 'again'}", cached]))
     assert first["categories"] == second["categories"]
     weights = [load_file(str(tmp_path / d / "head.safetensors")) for d in ("head", "again")]
     assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -91,11 +91,11 @@ def test_the_embedding_cache_returns_what_the_encoder_gave(tmp_path: Path):
             Counting.calls += len(texts)
             return np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
 
-    cache = EmbeddingCache(Counting(), str(tmp_path))  # type: ignore[arg-type]
-    first = cache.embed(["a", "bb", "a"])
-    again = EmbeddingCache(Counting(), str(tmp_path)).embed(["bb", "ccc"])  # type: ignore[arg-type]
+    first = EmbeddingCache("counting", str(tmp_path), Counting).embed(["a", "bb", "a"])  # type: ignore[arg-type]
+    again = EmbeddingCache("counting", str(tmp_path), Counting).embed(["bb", "ccc"])  # type: ignore[arg-type]
     assert first[:, 0].tolist() == [1, 2, 1] and again[:, 0].tolist() == [2, 3]
     assert Counting.calls == 3  # "a" and "bb" once, then only "ccc"
+    assert EmbeddingCache("counting", str(tmp_path), None).embed(["ccc", "a"])[:, 0].tolist() == [3, 1]  # type: ignore[arg-type]
 
 
 def test_recipe_and_data_errors_name_the_problem(tmp_path: Path):
