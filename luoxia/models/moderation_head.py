@@ -48,6 +48,15 @@ class ModerationHead:
         probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
         return probabilities
 
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, dim) → (N, C) probabilities moved, monotonically and piecewise linearly, so that each
+        category's tuned threshold lands on 0.5: every layer's scores then flag at one threshold."""
+        p, t = self.probabilities(embeddings), np.clip(self.thresholds.astype(np.float64), 1e-6, 1.0)
+        below = 0.5 * p / t
+        above = 0.5 + 0.5 * (p - t) / np.maximum(1.0 - t, 1e-6)
+        scores: np.ndarray = np.where(p < t, below, np.minimum(above, 1.0))
+        return scores
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

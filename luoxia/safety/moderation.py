@@ -21,7 +21,8 @@
   flagged category is its ``head`` evidence. It reads at most `CLASSIFIER_CHARS` characters.
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
-threshold (the classifier's tuned threshold unless configured otherwise).
+threshold (0.5 unless configured otherwise: the classifier's scores are mapped so that its tuned
+threshold is 0.5).
 """
 
 from __future__ import annotations
@@ -219,8 +220,8 @@ class ModerationResult:
 class Moderator:
     """Scores texts with the rules and, unless ``classifier`` is None, the learned classifier.
 
-    ``thresholds`` overrides per category (``{"violence": 0.8}``); unnamed categories keep the
-    classifier's tuned threshold, or 0.5.
+    ``thresholds`` overrides per category (``{"violence": 0.8}``); unnamed categories flag at 0.5,
+    where the classifier's scores put its tuned thresholds.
     """
 
     def __init__(self, rules: RuleSet | None = None, classifier: str | Path | None = CLASSIFIER_DIR,
@@ -234,8 +235,7 @@ class Moderator:
         unknown = sorted(set(overrides) - set(CATEGORIES))
         if unknown:
             raise ConfigError(f"unknown moderation categories {unknown}; valid: {', '.join(CATEGORIES)}")
-        tuned = dict(zip(self.head.categories, self.head.thresholds.tolist(), strict=True)) if self.head else {}
-        return {c: float(overrides.get(c, tuned.get(c, DEFAULT_THRESHOLD))) for c in CATEGORIES}
+        return {c: float(overrides.get(c, DEFAULT_THRESHOLD)) for c in CATEGORIES}  # the head's scores flag at 0.5
 
     @cached_property
     def encoder(self) -> Encoder:
@@ -258,7 +258,7 @@ class Moderator:
         windows = self._windows(texts)
         if not windows:
             return [{} for _ in texts]
-        probabilities = self.head.probabilities(self.encoder.encode([text for _, _, _, text in windows]))
+        probabilities = self.head.scores(self.encoder.encode([text for _, _, _, text in windows]))
         best: list[dict[str, Evidence]] = [{} for _ in texts]
         source = f"head:{self.head.encoder}"
         for (owner, start, end, _), row in zip(windows, probabilities.tolist(), strict=True):
