@@ -1,5 +1,5 @@
-"""Moderation quality in English and Chinese: look-alike twins, COLDataset, the held-out moderation set, and
-over-blocking of ordinary text.
+"""Moderation quality in English and Chinese: look-alike twins, COLDataset, over-blocking of ordinary text,
+and the shipped head's dev report.
 
     python bench/moderation.py [--per-source 300] [--limit N]
 
@@ -9,8 +9,9 @@ over-blocking of ordinary text.
 - COLDataset (../shared/data/safety_offensive_zh/test.csv, Chinese offensive language; offensive = label 1):
   precision/recall/F1 of `flagged`, over-blocking on label-0 rows, and the flagged share per fine-grained label
   (0 other, 1 attack on an individual, 2 attack on a group, 3 anti-bias, labelled safe). Counts only.
-- Held-out: the 20% of OpenAI's moderation evaluation set that `luoxia train configs/safety/moderation.yaml`
-  keeps out (same seed, same split), per category.
+- Dev (not held out): the report `luoxia train configs/safety/moderation.yaml` wrote into the head, on the
+  sets its thresholds were tuned on (COLDataset dev, the twins' dev split, OpenAI's set out-of-fold: all of
+  OpenAI's set is fitted, so no part of it is held out).
 - Over-blocking of ordinary text (target ≤ 1%): pydoc prose, Tiny Shakespeare passages, Tang poems, banking77
   queries and customer-support requests (``--per-source`` of each that this machine has).
 - The older bench/data/moderation_lookalikes.tsv (benign sentences with risky words and a few harmful ones),
@@ -32,15 +33,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-from sklearn.model_selection import train_test_split
-
 from luoxia.data.corpora import corpus_documents, shared_data_dir
 from luoxia.errors import DataError, LuoxiaError
-from luoxia.registry import load_recipe
 from luoxia.safety.lookalikes import LANGS, read_lookalikes
 from luoxia.safety.moderation import Moderator
-from luoxia.train.moderation import read_moderation_data
 
 LEGACY_LOOKALIKES = Path(__file__).with_name("data") / "moderation_lookalikes.tsv"
 COLD_TEST = "safety_offensive_zh/test.csv"
@@ -121,21 +117,13 @@ def cold(moderator: Moderator, limit: int | None) -> dict:
     return report
 
 
-def held_out(moderator: Moderator, limit: int | None) -> dict:
-    """Per-category precision/recall on the part of the English moderation set kept out of training."""
-    recipe = load_recipe("configs/safety/moderation.yaml")
-    texts, labels, categories, _ = read_moderation_data(recipe.data)
-    _, eval_idx = train_test_split(np.arange(len(texts)), test_size=recipe.data.eval_fraction,
-                                   random_state=recipe.seed, stratify=(labels > 0).any(1))
-    eval_idx = np.array(sample(list(eval_idx), limit))
-    results = moderator.moderate([texts[i] for i in eval_idx])
-    report = {}
-    for c, category in enumerate(categories):
-        known = labels[eval_idx, c] >= 0
-        flags = [r.categories[category] for r, k in zip(results, known, strict=True) if k]
-        report[category] = prf((labels[eval_idx, c][known] > 0).tolist(), flags)
-    report["any"] = prf((labels[eval_idx] > 0).any(1).tolist(), [r.flagged for r in results])
-    return report
+def head_dev(moderator: Moderator) -> dict:
+    """The shipped head's own dev report (`luoxia train configs/safety/moderation.yaml` writes it):
+    the sets its thresholds were tuned on, so not held out. OpenAI's set has no dev split and is all
+    fitted; its numbers are out-of-fold."""
+    if moderator.head is None:
+        raise DataError("this moderator has no learned head")
+    return dict(moderator.head.info.get("dev", {}))
 
 
 def ordinary_texts(per_source: int, rng: random.Random) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -217,7 +205,7 @@ def main() -> None:
     result: dict = {"benchmark": "moderation", "limit": args.limit, "targets": TARGETS,
                     "lookalikes_test": section(lambda: lookalikes(moderator, args.limit)),
                     "cold_test": section(lambda: cold(moderator, args.limit)),
-                    "held_out_en": section(lambda: held_out(moderator, args.limit)),
+                    "head_dev_not_held_out": section(lambda: head_dev(moderator)),
                     "ordinary": section(lambda: ordinary(moderator, per_source)),
                     "legacy_lookalikes": section(lambda: legacy_lookalikes(moderator, args.limit))}
     print(json.dumps(result, ensure_ascii=False), flush=True)
