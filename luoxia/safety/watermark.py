@@ -241,7 +241,7 @@ class WatermarkDetector:
                  min_tokens: int | None = None):
         self.tokenizer, self.key, self.config = tokenizer, key, config or WatermarkConfig()
         self.model, self.min_tokens = model, min_tokens
-        if self.config.entropy_threshold > 0 and model is None:
+        if self.config.entropy_threshold > 0 and not hasattr(model, "sequence_logits"):
             raise ConfigError("entropy-aware detection (entropy_threshold > 0) needs the model, not only its "
                               "tokenizer; set entropy_threshold to 0 for plain detection")
 
