@@ -10,8 +10,9 @@ and ``--bpe-model`` (else configs/lm/pydoc.yaml with a 2,048-token byte-level BP
 For each model, temperature and scheme (γ:δ), ``--samples`` continuations of the longest length are
 sampled with the watermark and without (same seeds, no end-of-text, batched), 10/20/30% of each run
 of 10 tokens replaced by random tokens, decoded and re-tokenized as `luoxia watermark detect` reads
-them, and cut to each length. Detection at z ≥ 4 (and 3: ``--z-thresholds``), each (previous, token) pair once; with an entropy
-threshold > 0 only tokens the model predicted with at least that entropy are scored (SWEET).
+them, and cut to each length. Detection at z ≥ 4 (and 3: ``--z-thresholds``), each (previous,
+token) pair once; with an entropy threshold > 0 only tokens the model predicted with at least that
+entropy are scored (SWEET).
 FPR: unwatermarked output of the same model, and human text (Tiny Shakespeare's validation tail for
 the character model; Tiny Shakespeare and pydoc prose for BPE) of the same token lengths.
 Perplexity cost: the model's own perplexity of watermarked vs unwatermarked continuations.
@@ -116,8 +117,8 @@ def run_vocab(vocab: str, model_dir: Path, args, key) -> tuple[dict, list]:
     human = [(ids, analysed(generator, ids)[0]) for ids in human_passages(tok, vocab, args.human, top, rng)]
     result["human_passages"] = len(human)
     gammas = sorted({g for g, _ in args.schemes})
-    result["human_fpr"] = {str(g): rates(human, key, WatermarkConfig(gamma=g), args.lengths, args.entropy_thresholds, args.z_thresholds)
-                           for g in gammas}
+    grid = (args.lengths, args.entropy_thresholds, args.z_thresholds)
+    result["human_fpr"] = {str(g): rates(human, key, WatermarkConfig(gamma=g), *grid) for g in gammas}
     summary = []
     for temperature in args.temperatures:
         started = time.perf_counter()
@@ -125,9 +126,8 @@ def run_vocab(vocab: str, model_dir: Path, args, key) -> tuple[dict, list]:
         plain_items = [(retokenized(tok, ids), None) for ids in plain]
         plain_items = [(ids, analysed(generator, ids)[0]) for ids, _ in plain_items]
         plain_nll = sum(analysed(generator, ids, prompt)[1] for ids in plain)
-        per_t: dict = {"unwatermarked_fpr": {str(g): rates(plain_items, key, WatermarkConfig(gamma=g), args.lengths,
-                                                               args.entropy_thresholds, args.z_thresholds)
-                                       for g in gammas}}
+        per_t: dict = {"unwatermarked_fpr": {str(g): rates(plain_items, key, WatermarkConfig(gamma=g), *grid)
+                                             for g in gammas}}
         for gamma, delta in args.schemes:
             config = WatermarkConfig(gamma=gamma, delta=delta)
             marked = sample_ids(generator, [""] * args.samples, top, temperature, 0,
@@ -142,7 +142,7 @@ def run_vocab(vocab: str, model_dir: Path, args, key) -> tuple[dict, list]:
                 texts = [retokenized(tok, substitute(ids, share, tok.vocab_size, edit_rng)) if share else
                          retokenized(tok, ids) for ids in marked]
                 items = [(ids, analysed(generator, ids)[0]) for ids in texts]
-                cell[f"tpr_sub{int(share * 100)}"] = rates(items, key, config, args.lengths, args.entropy_thresholds, args.z_thresholds)
+                cell[f"tpr_sub{int(share * 100)}"] = rates(items, key, config, *grid)
             name = f"g{gamma}_d{delta}"
             per_t[name] = cell
             for threshold, z in ((str(e), str(z)) for e in args.entropy_thresholds for z in args.z_thresholds):

@@ -17,13 +17,13 @@ from rich.table import Table
 from luoxia.config import build_config
 from luoxia.errors import ConfigError, LuoxiaError
 from luoxia.generate.load import load_tokenizer
+from luoxia.registry import load
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.image_mark import detect_image_watermark
 from luoxia.safety.moderation import CLASSIFIER_DIR, Moderator, RuleSet
 from luoxia.safety.pii import redact as run_redact
 from luoxia.safety.pii_key import resolve_pii_key
 from luoxia.safety.provenance import verify_provenance
-from luoxia.registry import load
 from luoxia.safety.watermark import WatermarkConfig, WatermarkDetector, resolve_key
 from luoxia.safety.watermark_calibration import (
     CALIBRATION_FILE,

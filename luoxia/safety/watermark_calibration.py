@@ -16,7 +16,6 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from luoxia.checkpoint import atomic_write_text
