@@ -208,21 +208,24 @@ def detect_ids(ids: Sequence[int], key: WatermarkKey, config: WatermarkConfig | 
 @torch.no_grad()
 def next_token_log_probs(generator, ids: Sequence[int]) -> torch.Tensor:
     """(len(ids), V) float32: row i is the model's log-distribution of token i given the tokens before
-    it (row 0 is NaN). Longer texts go through windows of the model's context overlapping by half,
-    so every token but the first ``context/2`` sees at least half a context."""
+    it (row 0 is NaN). Longer texts go through windows of the model's context overlapping by half
+    (in one batch), so every token but the first ``context/2`` sees at least half a context."""
     n, width = len(ids), generator.context_length
     step = max(1, width // 2)
+    starts = [0] + list(range(step, max(n - width, 0) + step, step)) if n > width else [0]
+    windows = [list(ids[s:s + width]) for s in starts]
+    full = [w for w in windows if len(w) == width]
+    logits = [generator.sequence_logits(torch.tensor(full)).float()] if len(full) > 1 else []
+    logits = list(logits[0]) if logits else [generator.sequence_logits(torch.tensor([w]))[0].float() for w in full]
+    logits += [generator.sequence_logits(torch.tensor([w]))[0].float() for w in windows[len(full):]]
     rows: torch.Tensor | None = None
-    for start in range(0, max(n - 1, 1), step):
-        window = torch.tensor([list(ids[start:start + width])])
-        logits = generator.sequence_logits(window)[0].float().log_softmax(-1).cpu()  # predicts start+1 …
+    for start, window_logits in zip(starts, logits, strict=True):
+        log_probs = window_logits.log_softmax(-1).cpu()  # row j predicts token start + j + 1
         if rows is None:
-            rows = torch.full((n, logits.size(-1)), float("nan"))
-        targets = torch.arange(start + 1, start + 1 + logits.size(0))
+            rows = torch.full((n, log_probs.size(-1)), float("nan"))
+        targets = torch.arange(start + 1, start + 1 + log_probs.size(0))
         fresh = (targets < n) & (targets >= start + 1 + (0 if start == 0 else width - step))
-        rows[targets[fresh]] = logits[fresh]
-        if start + width >= n:
-            break
+        rows[targets[fresh]] = log_probs[fresh]
     return rows
 
 
