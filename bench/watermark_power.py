@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,6 +146,7 @@ def run_vocab(vocab: str, model_dir: Path, args, key) -> tuple[dict, list]:
                 cell[f"tpr_sub{int(share * 100)}"] = rates(items, key, config, *grid)
             name = f"g{gamma}_d{delta}"
             per_t[name] = cell
+            print(f"{vocab} T{temperature} {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             for threshold, z in ((str(e), str(z)) for e in args.entropy_thresholds for z in args.z_thresholds):
                 fprs = [per_t["unwatermarked_fpr"][str(gamma)][threshold][z]]
                 if human:
