@@ -45,6 +45,8 @@ class WatermarkConfig(Config):
     gamma: float = Field(0.25, gt=0, lt=1, description="share of the vocabulary that is green")
     delta: float = Field(2.0, gt=0, description="added to the green logits")
     z_threshold: float = Field(4.0, gt=0, description="z-score from which text counts as watermarked")
+    entropy_threshold: float = Field(0.0, ge=0, description="detection with the model at hand: score only tokens "
+                                     "the model predicted with at least this entropy (nats); 0 scores every token")
 
 
 @dataclass(frozen=True)
@@ -139,46 +141,116 @@ class WatermarkLogitsProcessor:
         return logits + self.config.delta * green.to(device=logits.device, dtype=logits.dtype)
 
 
+SCHEME = "kgw-prev1"  # the green-list function: one previous token, the SplitMix64 hash above; unchanged since v0.1
+
+
 @dataclass
 class Detection:
-    """What the detector found in one text."""
+    """What the detector found in one text. ``watermarked`` is None ("too short to decide") when the
+    text has fewer tokens than ``min_tokens``, the length from which the detector was measured to be
+    reliable on this model (`luoxia watermark calibrate`)."""
 
     z: float
     p_value: float
     green_fraction: float
     tokens_scored: int
-    watermarked: bool
+    watermarked: bool | None
     key_id: str
     gamma: float
+    tokens: int = 0
+    min_tokens: int | None = None
+    entropy_threshold: float = 0.0
+    scheme: str = SCHEME
+
+    @property
+    def verdict(self) -> str:
+        if self.watermarked is None:
+            return "too short to decide"
+        return "watermarked" if self.watermarked else "not watermarked"
 
     def to_json(self) -> dict:
         data = asdict(self)
         data.update(z=round(self.z, 4), green_fraction=round(self.green_fraction, 4),
-                    p_value=float(f"{self.p_value:.3g}"))
+                    p_value=float(f"{self.p_value:.3g}"), verdict=self.verdict)
         return data
 
 
-def detect_ids(ids: Sequence[int], key: WatermarkKey, config: WatermarkConfig | None = None) -> Detection:
-    """Score a token sequence: each distinct (previous, token) pair once."""
+def scored_pairs(ids: Sequence[int], entropies: np.ndarray | None, threshold: float) -> list[tuple[int, int]]:
+    """The distinct (previous, token) pairs to score; with ``threshold`` > 0 only those whose token the
+    model predicted with entropy ≥ threshold (SWEET, Lee et al. 2023: low-entropy tokens carry no mark)."""
+    if threshold > 0 and entropies is None:
+        raise LuoxiaError("entropy-aware detection (entropy_threshold > 0) needs the model's entropies: "
+                          "pass the model, or set entropy_threshold to 0")
+    if threshold > 0 and len(entropies) != len(ids):
+        raise LuoxiaError(f"{len(entropies)} entropies for {len(ids)} tokens")
+    keep = range(1, len(ids)) if threshold <= 0 else [i for i in range(1, len(ids)) if entropies[i] >= threshold]
+    return sorted({(int(ids[i - 1]), int(ids[i])) for i in keep})
+
+
+def detect_ids(ids: Sequence[int], key: WatermarkKey, config: WatermarkConfig | None = None,
+               entropies: np.ndarray | None = None, min_tokens: int | None = None) -> Detection:
+    """Score a token sequence: each distinct (previous, token) pair once (only high-entropy ones when
+    ``config.entropy_threshold`` > 0; ``entropies[i]`` is the model's entropy before token i)."""
     config = config or WatermarkConfig()
-    pairs = sorted(set(zip(ids[:-1], ids[1:], strict=True)))
-    if not pairs:
+    if len(ids) < 2:
         raise LuoxiaError(f"nothing to score: the text is {len(ids)} token(s) long; the detector needs at least 2")
-    previous, tokens = np.array(pairs, dtype=np.int64).T
-    green = int(green_mask(key, previous, tokens, config.gamma).sum())
-    scored, gamma = len(pairs), config.gamma
-    z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma))
-    return Detection(z=z, p_value=0.5 * math.erfc(z / math.sqrt(2)), green_fraction=green / scored,
-                     tokens_scored=scored, watermarked=z >= config.z_threshold, key_id=key.key_id, gamma=gamma)
+    pairs, gamma = scored_pairs(ids, entropies, config.entropy_threshold), config.gamma
+    scored = len(pairs)
+    green = int(green_mask(key, *np.array(pairs, dtype=np.int64).T, gamma).sum()) if pairs else 0
+    z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
+    short = min_tokens is not None and len(ids) < min_tokens
+    return Detection(z=z, p_value=0.5 * math.erfc(z / math.sqrt(2)), green_fraction=green / max(scored, 1),
+                     tokens_scored=scored, watermarked=None if short else z >= config.z_threshold,
+                     key_id=key.key_id, gamma=gamma, tokens=len(ids), min_tokens=min_tokens,
+                     entropy_threshold=config.entropy_threshold)
+
+
+@torch.no_grad()
+def next_token_log_probs(generator, ids: Sequence[int]) -> torch.Tensor:
+    """(len(ids), V) float32: row i is the model's log-distribution of token i given the tokens before
+    it (row 0 is NaN). Longer texts go through windows of the model's context overlapping by half
+    (in one batch), so every token but the first ``context/2`` sees at least half a context."""
+    n, width = len(ids), generator.context_length
+    step = max(1, width // 2)
+    starts = [0] + list(range(step, max(n - width, 0) + step, step)) if n > width else [0]
+    windows = [list(ids[s:s + width]) for s in starts]
+    full = [w for w in windows if len(w) == width]
+    logits = [generator.sequence_logits(torch.tensor(full)).float()] if len(full) > 1 else []
+    logits = list(logits[0]) if logits else [generator.sequence_logits(torch.tensor([w]))[0].float() for w in full]
+    logits += [generator.sequence_logits(torch.tensor([w]))[0].float() for w in windows[len(full):]]
+    rows: torch.Tensor | None = None
+    for start, window_logits in zip(starts, logits, strict=True):
+        log_probs = window_logits.log_softmax(-1).cpu()  # row j predicts token start + j + 1
+        if rows is None:
+            rows = torch.full((n, log_probs.size(-1)), float("nan"))
+        targets = torch.arange(start + 1, start + 1 + log_probs.size(0))
+        fresh = (targets < n) & (targets >= start + 1 + (0 if start == 0 else width - step))
+        rows[targets[fresh]] = log_probs[fresh]
+    return rows
+
+
+def token_entropies(generator, ids: Sequence[int]) -> np.ndarray:
+    """The model's entropy (nats) before each token (NaN before the first): what SWEET scores by."""
+    log_probs = next_token_log_probs(generator, ids)
+    return (-(log_probs.exp() * log_probs).sum(-1)).numpy()
 
 
 class WatermarkDetector:
-    """Detects the watermark in text with only a tokenizer (anything with ``encode(text) -> ids``) and the key."""
+    """Detects the watermark in text with a tokenizer (anything with ``encode(text) -> ids``) and the
+    key; with ``model`` (a `TextGenerator` with ``sequence_logits``) it can skip low-entropy tokens;
+    with ``min_tokens`` a shorter text is "too short to decide"."""
 
-    def __init__(self, tokenizer, key: WatermarkKey, config: WatermarkConfig | None = None):
+    def __init__(self, tokenizer, key: WatermarkKey, config: WatermarkConfig | None = None, model=None,
+                 min_tokens: int | None = None):
         self.tokenizer, self.key, self.config = tokenizer, key, config or WatermarkConfig()
+        self.model, self.min_tokens = model, min_tokens
+        if self.config.entropy_threshold > 0 and not hasattr(model, "sequence_logits"):
+            raise ConfigError("entropy-aware detection (entropy_threshold > 0) needs the model, not only its "
+                              "tokenizer; set entropy_threshold to 0 for plain detection")
 
     def detect(self, text: str) -> Detection:
         if not text.strip():
             raise LuoxiaError("nothing to score: the text is empty")
-        return detect_ids(self.tokenizer.encode(text), self.key, self.config)
+        ids = self.tokenizer.encode(text)
+        entropies = token_entropies(self.model, ids) if self.config.entropy_threshold > 0 and len(ids) > 1 else None
+        return detect_ids(ids, self.key, self.config, entropies, self.min_tokens)

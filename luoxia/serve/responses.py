@@ -147,9 +147,14 @@ class WatermarkDetection(BaseModel):
     p_value: float
     green_fraction: float
     tokens_scored: int
-    watermarked: bool
+    watermarked: bool | None  # None: shorter than min_tokens, "too short to decide"
     key_id: str
     gamma: float
+    tokens: int
+    min_tokens: int | None
+    entropy_threshold: float
+    scheme: str
+    verdict: str
 
 
 class Span(BaseModel):

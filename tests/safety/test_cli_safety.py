@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,22 @@ def test_review_of_a_huge_id_is_one_line(tmp_path: Path, command: str):
     result = luoxia("review", command, str(2**64), "--data-dir", str(tmp_path), check=False)
     assert result.returncode == 2 and result.stderr.startswith("error: no audit event")
     assert len(result.stderr.strip().splitlines()) == 1 and str(tmp_path) not in result.stderr
+
+
+def test_watermark_calibrate_then_detect_says_too_short_below_the_reliable_length(trained_run: Path, tmp_path: Path):
+    """Issue 14 item 5: `watermark calibrate` stores the shortest reliable length beside the model and
+    `watermark detect` answers "too short to decide" below it, instead of a verdict."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    stored = json.loads(luoxia("watermark", "calibrate", str(run), "--samples", "10", "--max-tokens", "25").stdout)
+    assert stored["path"] == str(run / "watermark_calibration.json") and [r["tokens"] for r in stored["table"]] == [25]
+    short = json.loads(luoxia("watermark", "detect", "--model", str(run), input="To be").stdout)
+    assert short["verdict"] == "too short to decide" and short["watermarked"] is None and short["min_tokens"] >= 25
+    forced = json.loads(luoxia("watermark", "detect", "--model", str(run), "--min-tokens", "0",
+                               "--entropy-threshold", "0.3", input="To be or not to be").stdout)
+    assert forced["verdict"] == "not watermarked" and forced["entropy_threshold"] == 0.3
+    bad = luoxia("watermark", "detect", "--model", str(run), "--entropy-threshold", "-1", input="To be", check=False)
+    assert bad.returncode == 2 and "entropy" in bad.stderr
+    (run / "watermark_calibration.json").write_text("{truncated")
+    corrupt = luoxia("watermark", "detect", "--model", str(run), input="To be", check=False)
+    assert corrupt.returncode == 2 and "corrupt watermark calibration" in corrupt.stderr

@@ -75,6 +75,8 @@ async def watermark_detect(body: schemas.WatermarkDetectRequest, who: CallerDep,
     check_length([body.text], settings, "text")
     served = models.text_model(body.model)
     guard = models.guard
-    detector = WatermarkDetector(served.tokenizer, guard.key, guard.policy.watermark_config)
+    config = guard.policy.watermark_config  # entropy-aware detection needs the model's logits: the served generator
+    model = served.generator if config.entropy_threshold > 0 else None
+    detector = WatermarkDetector(served.tokenizer, guard.key, config, model)
     detection = await offload(detector.detect, body.text)
     return {"model": served.name, **detection.to_json()}
