@@ -109,7 +109,8 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> Gener
     """A Luoxia run directory or a local Hugging Face model directory as a text generator —
     ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
     ``luoxia.load("runs/vae").generate("7", n=16)``; a token-classification run as a `Tagger` —
-    ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``. ``compile`` compiles a Luoxia GPT's decode step
+    ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``.
+    ``compile`` compiles a Luoxia GPT's decode step
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
     A path that does not exist is an error, never a Hugging Face hub name."""
     path = require_path(path)

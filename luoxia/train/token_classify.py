@@ -228,8 +228,9 @@ class TokenClassifyTask:
                 gold.append([self.names[g] for g, _ in kept])
                 predicted.append([self.names[p] for _, p in kept])
         self.model.train()
-        pairs = [(g, p) for row_g, row_p in zip(gold, predicted, strict=True) for g, p in zip(row_g, row_p, strict=True)]
-        metrics["val_accuracy"] = sum(g == p for g, p in pairs) / max(1, len(pairs))
+        right = sum(g == p for row_g, row_p in zip(gold, predicted, strict=True)
+                    for g, p in zip(row_g, row_p, strict=True))
+        metrics["val_accuracy"] = right / max(1, sum(map(len, gold)))
         metrics["val_f1"] = float(f1_score(gold, predicted, zero_division=0))
         return metrics
 
@@ -243,7 +244,8 @@ class TokenClassifyTask:
         self.learner.amp.load_state(state)
 
 
-def finetune_tagger(recipe: TokenClassifyRecipe, resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainState:
+def finetune_tagger(recipe: TokenClassifyRecipe, resume: bool = False,
+                    callbacks: Sequence[Callback] = ()) -> TrainState:
     """Run a token-classification recipe end to end and save its adapter (or full model) with its tokenizer."""
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)

@@ -154,7 +154,8 @@ def test_tagging_trains_resumes_exactly_and_evaluates(base: Path, data: Path, tm
     finetune_tagger(recipe(base, data, tmp_path / "killed", "method.dropout=0.2"), resume=True)
     resumed = [row["loss"] for row in read_metrics(tmp_path / "killed") if row["kind"] == "train"]
     assert len(reference) == 6 and resumed == reference
-    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors") for run in ("reference", "killed")]
+    final = [load_file(tmp_path / run / "checkpoints/step-0000006/model.safetensors")
+             for run in ("reference", "killed")]
     assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
 
     evals = [row for row in read_metrics(tmp_path / "reference") if row["kind"] == "eval"]
