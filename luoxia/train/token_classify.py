@@ -272,14 +272,15 @@ def finetune_tagger(recipe: TokenClassifyRecipe, resume: bool = False,
 
 def check_tagging_data(recipe: TokenClassifyRecipe) -> str:
     """``luoxia finetune --check`` for a tagger: read the IOB2 files, count sentences and entities per
-    type, and show two sentences with their entities — without loading weights or training."""
+    type, and show two sentences that hold entities — without loading weights or training."""
     base_dir(Path(recipe.out_dir), recipe.base_model)  # a missing base fails here, in one line
     lines = [f"base model: {recipe.base_model}; method: {recipe.method.name}; task: {recipe.task}"]
     for path in filter(None, [recipe.data.train, recipe.data.val]):
         sentences = read_iob(path)
         counts = Counter(kind for s in sentences for kind, _, _ in bio_spans(s.tags))
         lines.append(f"{path}: {len(sentences)} sentences; entities {dict(sorted(counts.items()))}")
-        for s in sentences[:2]:
+        shown = [s for s in sentences if any(tag != "O" for tag in s.tags)][:2] or sentences[:2]
+        for s in shown:
             entities = ", ".join(f"{kind}: {''.join(s.words[a:b]) if s.text else ' '.join(s.words[a:b])}"
                                  for kind, a, b in bio_spans(s.tags))
             lines.append(f"  {s.text or ' '.join(s.words)}  [{entities}]")
