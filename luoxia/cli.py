@@ -34,6 +34,7 @@ from luoxia.safety.pii import mask_pii
 from luoxia.safety.watermark import WatermarkLogitsProcessor, resolve_key
 from luoxia.train.finetune import check_data
 from luoxia.train.loop import TrainState
+from luoxia.train.token_classify import TokenClassifyRecipe, check_tagging_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Luoxia (落霞): prepare data, pre-train, fine-tune, generate and evaluate generative models.")
@@ -95,10 +96,12 @@ def finetune(
     check: Annotated[bool, typer.Option(help="validate the data and render two examples, then stop")] = False,
     resume: Annotated[bool, typer.Option(help="continue the run in out_dir from its latest checkpoint")] = False,
 ) -> None:
-    """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning."""
+    """Fine-tune a Luoxia run or a local Hugging Face model: full, LoRA, AdaLoRA, IA3, prefix or prompt tuning;
+    a generator, a text classifier (task: classify) or a tagger (task: token_classify)."""
     recipe = load_recipe(config, overrides, allowed=tasks("finetune"))
     if check:
-        console.print(check_data(recipe), highlight=False, markup=False)
+        checker = check_tagging_data if isinstance(recipe, TokenClassifyRecipe) else check_data
+        console.print(checker(recipe), highlight=False, markup=False)
         return
     _train_and_report(recipe, resume)
 
@@ -234,7 +237,11 @@ def _report_table(report: dict) -> Table:
     for key, value in report.items():
         if isinstance(value, dict):
             for sub, v in value.items():
-                table.add_row(f"{key}.{sub}", f"{v:.4f}" if isinstance(v, float) else str(v))
+                if isinstance(v, dict):  # a tagger's per-type scores
+                    for name, w in v.items():
+                        table.add_row(f"{key}.{sub}.{name}", f"{w:.4f}" if isinstance(w, float) else str(w))
+                else:
+                    table.add_row(f"{key}.{sub}", f"{v:.4f}" if isinstance(v, float) else str(v))
         elif key not in ("run",):
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
@@ -302,7 +309,8 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option(help="also write the report here as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
-    """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples."""
+    """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples; for a
+    tagger (token_classify run), entity precision/recall/F1 per type and micro on IOB2 data."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     report = evaluate_run(model, data, samples, prompt, generation, device=device)
     console.print(_report_table(report))

@@ -25,14 +25,16 @@ from luoxia.generate.hf import load_hf
 from luoxia.generate.image import load_image_model
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_finetuned_run, load_lm_run
+from luoxia.generate.tagger import Tagger, load_tagger_run
 from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
 from luoxia.train.finetune import FinetuneRecipe, finetune
 from luoxia.train.image import ClassifierRecipe, DDPMRecipe, GANRecipe, ImageRecipe, VAERecipe, train_image
 from luoxia.train.lm import LMRecipe, train_lm
 from luoxia.train.moderation import ModerationRecipe, train_moderation
+from luoxia.train.token_classify import TokenClassifyRecipe, finetune_tagger
 
-Generator = TextGenerator | ImageGenerator
-# (run directory, its recipe, device, compile) → a ready generator
+Generator = TextGenerator | ImageGenerator | Tagger  # what `load` returns: a tagger generates spans, not text
+# (run directory, its recipe, device, compile) → a ready generator (or tagger)
 Loader = Callable[[Path, dict[str, Any], str, bool], Generator]
 
 
@@ -46,7 +48,7 @@ class Family:
     recipe: type[Config]
     train: Callable[..., Any]  # (recipe, resume=False, ...) → TrainState or a report
     load: Loader | None = None  # None: its runs generate nothing
-    output: Literal["text", "image"] | None = None  # what its loader generates
+    output: Literal["text", "image", "spans"] | None = None  # what its loader generates
     uses: str = ""  # for a family that generates nothing: what its runs are for
     masks_data: bool = False  # its train function takes ``mask`` for ``data.redact_pii``
 
@@ -64,6 +66,8 @@ FAMILIES: dict[str, Family] = {family.task: family for family in [
     Family("finetune", "a fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run, "text"),
     Family("classify", "a text classifier fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run,
            "text"),
+    Family("token_classify", "a token classifier (tagger) fine-tuning", "finetune", TokenClassifyRecipe,
+           finetune_tagger, load_tagger_run, "spans"),
     _image("vae", "a variational autoencoder", VAERecipe),
     _image("ddpm", "a diffusion model", DDPMRecipe),
     _image("gan", "a GAN", GANRecipe),
@@ -104,7 +108,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: t
 def load(path: str | Path, device: str = "auto", compile: bool = False) -> Generator:
     """A Luoxia run directory or a local Hugging Face model directory as a text generator —
     ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
-    ``luoxia.load("runs/vae").generate("7", n=16)``. ``compile`` compiles a Luoxia GPT's decode step
+    ``luoxia.load("runs/vae").generate("7", n=16)``; a token-classification run as a `Tagger` —
+    ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``.
+    ``compile`` compiles a Luoxia GPT's decode step
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
     A path that does not exist is an error, never a Hugging Face hub name."""
     path = require_path(path)

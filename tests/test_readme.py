@@ -42,7 +42,8 @@ BIN = Path(sys.executable).parent
 LOOP = "max_steps=2 eval_interval=2 checkpoint_interval=2 log_interval=1 eval_batches=1"
 # A recipe's task → the overrides that make it tiny (later overrides win over the reader's own).
 TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
-        "moderation": "train.folds=2 data.chinese.max_rows=1000"}  # logistic heads: fewer folds and rows
+        "moderation": "train.folds=2 data.chinese.max_rows=1000",  # logistic heads: fewer folds and rows
+        "token_classify": f"{LOOP} train.batch_size=8"}  # MiniLM on 8 sentences a step
 TIMEOUT_S = 300
 
 # A command mentioning one of these needs that ../shared/data folder.
@@ -52,6 +53,7 @@ NEEDS_SHARED = {
     r"mnist|classifier\.yaml|runs/classifier": "mnist",
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",
+    r"ner_zh_uner|runs/ner-": "ner_zh_uner",
 }
 # Commands that are not run, and why.
 NOT_RUN = {

@@ -1,5 +1,5 @@
 """``luoxia eval``: a model — a pre-training run, a fine-tuning run or a Hugging Face directory —
-measured on held-out text and on its own samples."""
+measured on held-out text and on its own samples (a tagger: on tagged sentences)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from luoxia.data.prepare import encode_stream
 from luoxia.errors import DataError
 from luoxia.evaluate.diversity import diversity_report
 from luoxia.evaluate.perplexity import perplexity_report
+from luoxia.evaluate.tagging import evaluate_tagger_run
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.tagger import Tagger
 from luoxia.generate.text import CausalLMGenerator
 from luoxia.registry import load
 from luoxia.runs import data_dir as run_data_dir
@@ -38,9 +40,12 @@ def held_out_tokens(path: Path, generator: CausalLMGenerator, data: str | None) 
 
 def evaluate_run(path: str | Path, data: str | None = None, samples: int = 0, prompt: str = "",
                  generation: GenerationConfig | None = None, batch_size: int = 16, device: str = "auto") -> dict:
-    """Perplexity-type metrics on held-out data, plus diversity of ``samples`` generations."""
+    """Perplexity-type metrics on held-out data, plus diversity of ``samples`` generations; a
+    token-classification run gets entity precision/recall/F1 instead (`evaluate_tagger_run`)."""
     path = Path(path)
     generator = load(path, device)
+    if isinstance(generator, Tagger):
+        return evaluate_tagger_run(path, generator, data)
     tokens, source = held_out_tokens(path, generator, data)
     report: dict = {"run": str(path), "data": source, **perplexity_report(generator, tokens, batch_size)}
     if samples:

@@ -125,7 +125,9 @@ def load_models(settings: ServeSettings) -> Models:
     for path in paths:
         generator = load(path, settings.device)
         if not isinstance(generator, TextGenerator):
-            raise ConfigError(f"{path} is an image model; pass it with --image-model")
+            what = "an image model; pass it with --image-model" if isinstance(generator, ImageGenerator) else \
+                "a tagger (token_classify run), which generates no text"
+            raise ConfigError(f"{path} is {what}")
         serve_text(models, Path(path).name, generator, load_tokenizer(path))
     for path in settings.image_models:
         generator = load(path, settings.device)
