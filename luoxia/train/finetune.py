@@ -10,7 +10,7 @@ unchanged. The run ends with the adapter alone (``adapter/``) or the full model 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -247,6 +247,24 @@ def finetune_loss(classify: bool, smoothing: float) -> LossFn:
     return loss
 
 
+
+def finetune_step(learner: Learner, model: nn.Module, method: str, cfg: FinetuneTrainConfig, step: int,
+                  micro_batch: Callable[[int], Batch], loss_fn: LossFn) -> dict[str, float]:
+    """One optimizer step of a fine-tune (any head), with its loss averaged over ranks."""
+    # AdaLoRA re-allocates ranks from the stepped weights' gradients, before they are cleared.
+    reallocate = (lambda: model.base_model.update_and_allocate(step)) if method == "adalora" else None
+    loss = gradient_step(learner, micro_batch, loss_fn, cfg.grad_accum, cfg.grad_clip, before_zero_grad=reallocate)
+    samples = cfg.grad_accum * cfg.batch_size * learner.ctx.world_size
+    return {"loss": mean_across_ranks(loss, learner.ctx), "samples": samples}
+
+
+def val_sample(rows: Sequence[Any], cfg: FinetuneTrainConfig, seed: int) -> list[list[Any]]:
+    """A fixed, seeded sample of the validation rows in evaluation batches (files are often sorted by label)."""
+    size = cfg.eval_batch_size or cfg.batch_size
+    order = np.random.default_rng(seed).permutation(len(rows))[: size * cfg.eval_batches]
+    picked = [rows[i] for i in sorted(order)]
+    return [picked[i : i + size] for i in range(0, len(picked), size)]
+
 class FinetuneTask:
     """Fine-tuning as a `Task`: causal-LM loss on labelled tokens, or classification loss."""
 
@@ -277,20 +295,11 @@ class FinetuneTask:
         return self._batch([self.train_rows[i] for i in self.sampler.indices(step, micro)])
 
     def train_step(self, step: int) -> dict[str, float]:
-        adalora = self.recipe.method.name == "adalora"
-        # AdaLoRA re-allocates ranks from the stepped weights' gradients, before they are cleared.
-        reallocate = (lambda: self.model.base_model.update_and_allocate(step)) if adalora else None
-        loss = gradient_step(self.learner, lambda micro: self.micro_batch(step, micro), self.loss_fn,
-                             self.cfg.grad_accum, self.cfg.grad_clip, before_zero_grad=reallocate)
-        samples = self.cfg.grad_accum * self.cfg.batch_size * self.learner.ctx.world_size
-        return {"loss": mean_across_ranks(loss, self.learner.ctx), "samples": samples}
+        return finetune_step(self.learner, self.model, self.recipe.method.name, self.cfg, step,
+                             lambda micro: self.micro_batch(step, micro), self.loss_fn)
 
     def val_batches(self) -> list[Batch]:
-        """A fixed, seeded sample of the validation rows (files are often sorted by label)."""
-        size = self.cfg.eval_batch_size or self.cfg.batch_size
-        order = np.random.default_rng(self.recipe.seed).permutation(len(self.val_rows))[: size * self.cfg.eval_batches]
-        rows = [self.val_rows[i] for i in sorted(order)]
-        return [self._batch(rows[i : i + size]) for i in range(0, len(rows), size)]
+        return [self._batch(rows) for rows in val_sample(self.val_rows, self.cfg, self.recipe.seed)]
 
     def evaluate(self) -> dict[str, float]:
         batches = self.val_batches()

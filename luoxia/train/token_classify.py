@@ -33,8 +33,10 @@ from luoxia.train.finetune import (
     MethodConfig,
     base_model_dir,
     check_fits_context,
+    finetune_step,
     pad_batch,
     save_outputs,
+    val_sample,
 )
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, TrainState, fit
@@ -44,8 +46,6 @@ from luoxia.train.task import (
     Batch,
     ExampleSampler,
     Learner,
-    gradient_step,
-    mean_across_ranks,
     mean_eval_loss,
     to_device,
     wrap_model,
@@ -195,22 +195,14 @@ class TokenClassifyTask:
                                       ctx.world_size)
 
     def train_step(self, step: int) -> dict[str, float]:
-        adalora = self.recipe.method.name == "adalora"
-        reallocate = (lambda: self.model.base_model.update_and_allocate(step)) if adalora else None
-
         def micro_batch(micro: int) -> Batch:
             return pad_batch([self.train_rows[i] for i in self.sampler.indices(step, micro)], self.pad_id)
 
-        loss = gradient_step(self.learner, micro_batch, tagging_loss, self.cfg.grad_accum, self.cfg.grad_clip,
-                             before_zero_grad=reallocate)
-        samples = self.cfg.grad_accum * self.cfg.batch_size * self.learner.ctx.world_size
-        return {"loss": mean_across_ranks(loss, self.learner.ctx), "samples": samples}
+        return finetune_step(self.learner, self.model, self.recipe.method.name, self.cfg, step, micro_batch,
+                             tagging_loss)
 
     def val_batches(self) -> list[Batch]:
-        size = self.cfg.eval_batch_size or self.cfg.batch_size
-        order = np.random.default_rng(self.recipe.seed).permutation(len(self.val_rows))[: size * self.cfg.eval_batches]
-        rows = [self.val_rows[i] for i in sorted(order)]
-        return [pad_batch(rows[i : i + size], self.pad_id) for i in range(0, len(rows), size)]
+        return [pad_batch(rows, self.pad_id) for rows in val_sample(self.val_rows, self.cfg, self.recipe.seed)]
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
