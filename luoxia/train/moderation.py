@@ -18,7 +18,9 @@ Data (every file's SHA-256 goes into ``head.json``):
 Thresholds: per category and per script (Latin-script and Chinese dev texts apart, `is_chinese`:
 the two languages' scores are not on one scale, and one shared threshold made Chinese twins pay for
 English ones), a coordinate search over a grid that maximises the mean recall of the unsafe dev
-groups minus the mean flag rate of the other safe dev groups, subject to the issue's limits —
+groups minus ``objective.other_safe_weight`` × the mean flag rate of the other safe dev groups
+(OpenAI's and COLDataset's: not the issue's targets, so worth less than recall), subject to the
+issue's limits —
 safe look-alikes flagged ≤ ``objective.max_lookalike_flagged`` and ordinary text ≤
 ``objective.max_ordinary_flagged`` in each language. Dev texts are scored the way the moderator
 scores them (the maximum over sentence windows).
@@ -119,6 +121,8 @@ class ModerationObjective(Config):
     max_lookalike_flagged: float = Field(0.05, ge=0, le=1, description="safe look-alikes flagged, per language")
     max_ordinary_flagged: float = Field(0.01, ge=0, le=1, description="ordinary texts flagged, per language")
     min_recall: float = Field(0.90, ge=0, le=1, description="recall target on unsafe look-alikes (reported)")
+    other_safe_weight: float = Field(0.75, ge=0, description="weight of the flag rate of the other safe dev "
+                                     "texts (OpenAI's, COLDataset's) against the unsafe groups' recall")
 
 
 class ModerationRecipe(Config):
@@ -387,7 +391,7 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: ModerationObjective) -> np.ndarray:
     """Per-category thresholds on a grid by coordinate ascent (deterministic): maximise mean recall over
-    the unsafe dev groups minus the mean flag rate over the other safe groups, with each language's
+    the unsafe dev groups minus the weighted mean flag rate over the other safe groups, with each language's
     look-alike and ordinary flag rates held to the objective's limits (violations cost 100× their size)."""
     grid = np.concatenate([np.round(np.arange(0.05, 0.991, 0.01), 2), [0.995, 0.999, 1.0]])  # 1.0: never flags
     unsafe = [group == g for g in sorted(set(group)) if g.endswith("/unsafe")]
@@ -399,7 +403,7 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
     def value(thresholds: np.ndarray) -> float:
         flagged = (scores >= thresholds).any(1)
         recall = np.mean([flagged[m].mean() for m in unsafe]) if unsafe else 0.0
-        false = np.mean([flagged[m].mean() for m in other_safe]) if other_safe else 0.0
+        false = objective.other_safe_weight * np.mean([flagged[m].mean() for m in other_safe]) if other_safe else 0.0
         excess = sum(max(0.0, flagged[m].mean() - limit) for m, limit in limits)
         return float(recall - false - 100 * excess)
 
@@ -421,11 +425,14 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
 
 def tune_per_script(scores: np.ndarray, group: np.ndarray, chinese: np.ndarray,
                     objective: ModerationObjective) -> np.ndarray:
-    """(len(SCRIPTS), C): `tune_thresholds` on each script's dev texts apart; a script with no dev
-    text takes the thresholds tuned on all of them."""
+    """(len(SCRIPTS), C): `tune_thresholds` on each script's dev groups apart (a group goes with the
+    script most of its texts are in, so two Chinese lines in OpenAI's set do not weigh as a whole
+    group); a script with no dev group takes the thresholds tuned on all of them."""
+    majority = {g: int(round(float(chinese[group == g].mean()))) for g in set(group.tolist())}
+    script_of = np.array([majority[g] for g in group.tolist()], dtype=np.int64)
     rows = []
     for script in range(len(SCRIPTS)):
-        mine = chinese.astype(np.int64) == script
+        mine = script_of == script
         rows.append(tune_thresholds(scores[mine], group[mine], objective) if mine.any()
                     else tune_thresholds(scores, group, objective))
     return np.stack(rows)

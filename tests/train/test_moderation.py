@@ -147,6 +147,9 @@ def test_each_script_gets_its_own_thresholds():
     objective = ModerationRecipe().objective
     (shared,) = tune_thresholds(scores, group, objective)
     latin, han = tune_per_script(scores, group, chinese, objective)[:, 0]
+    stray = chinese.copy()
+    stray[[5, 150]] = True  # two English lines in Chinese script go with their groups' script
+    assert tune_per_script(scores, group, stray, objective)[:, 0].tolist() == [latin, han]
     assert latin < shared <= han
     for lang, threshold in (("en", latin), ("zh", han)):
         assert (scores[group == f"lookalike/{lang}/safe", 0] >= threshold).mean() <= 0.05
