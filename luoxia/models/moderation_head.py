@@ -1,6 +1,6 @@
 """The learned layer of `luoxia.safety.moderation`: one logistic regression per moderation
-category on sentence embeddings, saved as ``head.safetensors`` plus ``head.json``, and the
-sentence windows it reads a long text in.
+category on sentence embeddings, with a threshold per category and script (Latin or Chinese text),
+saved as ``head.safetensors`` plus ``head.json``, and the sentence windows it reads a long text in.
 
 It lives with the models so that training it (`luoxia.train.moderation`) and using it
 (`luoxia.safety.moderation`) both import it from below.
@@ -28,6 +28,14 @@ SHORTEST_WINDOW = 24
 # space (so "3.14" and "e.g." stay whole), Chinese ones anywhere; a line break ends one too.
 _SENTENCE_END = re2.compile(r"[.!?;…]+[\"'”’)\]]*(\s+|$)|[。！？；]+[”’」』）]*|\n+")
 Span = tuple[int, int]
+SCRIPTS = ("latin", "chinese")  # the rows of a head's thresholds: scores of the two are not on one scale
+
+
+def is_chinese(text: str) -> bool:
+    """Whether Han characters make up at least a third of the text's letters (one linear pass)."""
+    han = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return han > 0 and 3 * han >= letters
 
 
 @dataclass
@@ -37,7 +45,7 @@ class ModerationHead:
     categories: list[str]
     weights: np.ndarray  # (C, dim)
     bias: np.ndarray  # (C,)
-    thresholds: np.ndarray  # (C,)
+    thresholds: np.ndarray  # (len(SCRIPTS), C), or (C,) for both scripts
     encoder: str = "minilm"
     info: dict[str, Any] = field(default_factory=dict)
     window_chars: int = WINDOW_CHARS  # a long text is read as windows of whole sentences up to this size
@@ -48,10 +56,18 @@ class ModerationHead:
         probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
         return probabilities
 
-    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+    def thresholds_for(self, chinese: np.ndarray) -> np.ndarray:
+        """(N,) bools → (N, C): each row's thresholds for its script."""
+        table = np.atleast_2d(self.thresholds.astype(np.float64))
+        rows: np.ndarray = table[np.minimum(chinese.astype(np.int64), len(table) - 1)]
+        return rows
+
+    def scores(self, embeddings: np.ndarray, chinese: np.ndarray | None = None) -> np.ndarray:
         """(N, dim) → (N, C) probabilities moved, monotonically and piecewise linearly, so that each
-        category's tuned threshold lands on 0.5: every layer's scores then flag at one threshold."""
-        p, t = self.probabilities(embeddings), np.clip(self.thresholds.astype(np.float64), 1e-6, 1.0)
+        category's tuned threshold for the row's script (``chinese``: per row, default Latin) lands
+        on 0.5: every layer's scores then flag at one threshold."""
+        chinese = np.zeros(len(embeddings), dtype=bool) if chinese is None else chinese
+        p, t = self.probabilities(embeddings), np.clip(self.thresholds_for(chinese), 1e-6, 1.0)
         below = 0.5 * p / t
         above = 0.5 + 0.5 * (p - t) / np.maximum(1.0 - t, 1e-6)
         scores: np.ndarray = np.where(p < t, below, np.minimum(above, 1.0))

@@ -23,7 +23,8 @@
 
 A category's score is the larger of the two layers' scores; it is flagged at or above its
 threshold (0.5 unless configured otherwise: the classifier's scores are mapped so that its tuned
-threshold is 0.5).
+threshold is 0.5). The classifier has a tuned threshold per category for Latin-script and for
+Chinese text (`is_chinese` of the whole text picks the row).
 
 - **Explanations** (``moderate(texts, explain=True)``): each result's ``evidence`` names, for every
   category the rules score, the rule (its id) and the span it matched, mapped from the normalised
@@ -42,12 +43,13 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import re2
 import yaml
 
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
-from luoxia.models.moderation_head import CATEGORIES, ModerationHead, text_windows
+from luoxia.models.moderation_head import CATEGORIES, ModerationHead, is_chinese, text_windows
 from luoxia.safety.normalize import Variants, mapped_variants
 
 RULES_DIR = Path(__file__).with_name("rules")
@@ -321,7 +323,9 @@ class Moderator:
         windows = self._windows(texts)
         if not windows:
             return [{} for _ in texts]
-        probabilities = self.head.scores(self.encoder.encode([text for _, _, _, text in windows]))
+        chinese = [is_chinese(text) for text in texts]  # the whole text's script picks the thresholds
+        embeddings = self.encoder.encode([text for _, _, _, text in windows])
+        probabilities = self.head.scores(embeddings, np.array([chinese[owner] for owner, _, _, _ in windows]))
         best: list[dict[str, Evidence]] = [{} for _ in texts]
         source = f"head:{self.head.encoder}"
         for (owner, start, end, _), row in zip(windows, probabilities.tolist(), strict=True):

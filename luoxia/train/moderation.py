@@ -15,8 +15,12 @@ Data (every file's SHA-256 goes into ``head.json``):
 - Ordinary text (banking questions, scientific abstracts, Chinese abstracts): a seeded sample,
   half fitted as negatives, half held out to measure over-blocking.
 
-Thresholds: a coordinate search over a grid that maximises the mean recall of the unsafe dev
-groups minus the mean flag rate of the other safe dev groups, subject to the issue's limits —
+Thresholds: per category and per script (Latin-script and Chinese dev texts apart, `is_chinese`:
+the two languages' scores are not on one scale, and one shared threshold made Chinese twins pay for
+English ones), a coordinate search over a grid that maximises the mean recall of the unsafe dev
+groups minus ``objective.other_safe_weight`` × the mean flag rate of the other safe dev groups
+(OpenAI's and COLDataset's: not the issue's targets, so worth less than recall), subject to the
+issue's limits —
 safe look-alikes flagged ≤ ``objective.max_lookalike_flagged`` and ordinary text ≤
 ``objective.max_ordinary_flagged`` in each language. Dev texts are scored the way the moderator
 scores them (the maximum over sentence windows).
@@ -48,7 +52,14 @@ from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import read_jsonl_records
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError, DataError
-from luoxia.models.moderation_head import CATEGORIES, WINDOW_CHARS, ModerationHead, text_windows
+from luoxia.models.moderation_head import (
+    CATEGORIES,
+    SCRIPTS,
+    WINDOW_CHARS,
+    ModerationHead,
+    is_chinese,
+    text_windows,
+)
 from luoxia.runs import CONFIG_FILE
 
 # The keys of OpenAI's moderation evaluation set (Markov et al. 2022) → Luoxia's category names.
@@ -110,6 +121,8 @@ class ModerationObjective(Config):
     max_lookalike_flagged: float = Field(0.05, ge=0, le=1, description="safe look-alikes flagged, per language")
     max_ordinary_flagged: float = Field(0.01, ge=0, le=1, description="ordinary texts flagged, per language")
     min_recall: float = Field(0.90, ge=0, le=1, description="recall target on unsafe look-alikes (reported)")
+    other_safe_weight: float = Field(0.75, ge=0, description="weight of the flag rate of the other safe dev "
+                                     "texts (OpenAI's, COLDataset's) against the unsafe groups' recall")
 
 
 class ModerationRecipe(Config):
@@ -378,7 +391,7 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: ModerationObjective) -> np.ndarray:
     """Per-category thresholds on a grid by coordinate ascent (deterministic): maximise mean recall over
-    the unsafe dev groups minus the mean flag rate over the other safe groups, with each language's
+    the unsafe dev groups minus the weighted mean flag rate over the other safe groups, with each language's
     look-alike and ordinary flag rates held to the objective's limits (violations cost 100× their size)."""
     grid = np.concatenate([np.round(np.arange(0.05, 0.991, 0.01), 2), [0.995, 0.999, 1.0]])  # 1.0: never flags
     unsafe = [group == g for g in sorted(set(group)) if g.endswith("/unsafe")]
@@ -390,7 +403,7 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
     def value(thresholds: np.ndarray) -> float:
         flagged = (scores >= thresholds).any(1)
         recall = np.mean([flagged[m].mean() for m in unsafe]) if unsafe else 0.0
-        false = np.mean([flagged[m].mean() for m in other_safe]) if other_safe else 0.0
+        false = objective.other_safe_weight * np.mean([flagged[m].mean() for m in other_safe]) if other_safe else 0.0
         excess = sum(max(0.0, flagged[m].mean() - limit) for m, limit in limits)
         return float(recall - false - 100 * excess)
 
@@ -410,17 +423,34 @@ def tune_thresholds(scores: np.ndarray, group: np.ndarray, objective: Moderation
     return thresholds
 
 
-def dev_report(scores: np.ndarray, thresholds: np.ndarray, labels: np.ndarray, group: np.ndarray,
-               categories: list[str]) -> dict:
-    """Flag rates per dev group, P/R/F1 per category, and any-category P/R/F1 for the labelled sets."""
-    flags = scores >= thresholds
+def tune_per_script(scores: np.ndarray, group: np.ndarray, chinese: np.ndarray,
+                    objective: ModerationObjective) -> np.ndarray:
+    """(len(SCRIPTS), C): `tune_thresholds` on each script's dev groups apart (a group goes with the
+    script most of its texts are in, so two Chinese lines in OpenAI's set do not weigh as a whole
+    group); a script with no dev group takes the thresholds tuned on all of them."""
+    majority = {g: int(round(float(chinese[group == g].mean()))) for g in set(group.tolist())}
+    script_of = np.array([majority[g] for g in group.tolist()], dtype=np.int64)
+    rows = []
+    for script in range(len(SCRIPTS)):
+        mine = script_of == script
+        rows.append(tune_thresholds(scores[mine], group[mine], objective) if mine.any()
+                    else tune_thresholds(scores, group, objective))
+    return np.stack(rows)
+
+
+def dev_report(scores: np.ndarray, thresholds: np.ndarray, chinese: np.ndarray, labels: np.ndarray,
+               group: np.ndarray, categories: list[str]) -> dict:
+    """Flag rates per dev group, P/R/F1 per category, and any-category P/R/F1 for the labelled sets;
+    ``thresholds`` (scripts, C) apply to each text by its script (``chinese``)."""
+    flags = scores >= thresholds[chinese.astype(np.int64)]
     flagged = flags.any(1)
     report: dict = {"groups": {g: {"flagged": round(float(flagged[group == g].mean()), 4),
                                    "n": int((group == g).sum())} for g in sorted(set(group))}}
     per_category = {}
     for i, category in enumerate(categories):
         known = labels[:, i] >= 0
-        per_category[category] = {**_prf(labels[known, i] > 0, flags[known, i]), "threshold": float(thresholds[i])}
+        by_script = {name: float(row[i]) for name, row in zip(SCRIPTS, thresholds, strict=True)}
+        per_category[category] = {**_prf(labels[known, i] > 0, flags[known, i]), "threshold": by_script}
     report["categories"] = per_category
     for name in ("openai", "cold", "lookalike/en", "lookalike/zh"):
         rows = np.char.startswith(group.astype(str), name)
@@ -472,9 +502,10 @@ def train_moderation(recipe: ModerationRecipe, resume: bool = False, console: Co
             held = np.isin(owner_row, fitted_rows[folds == fold])
             window_logits[held, k] = x_windows[held] @ w + b
     scores = windows.max_per_text(_sigmoid(window_logits), len(dev_rows))
-    thresholds = tune_thresholds(scores, group[dev_rows], recipe.objective)
+    chinese = np.array([is_chinese(examples.texts[i]) for i in dev_rows], dtype=bool)
+    thresholds = tune_per_script(scores, group[dev_rows], chinese, recipe.objective)
     categories = [CATEGORIES[c] for c in trained]
-    report = dev_report(scores, thresholds, labels[dev_rows][:, trained], group[dev_rows], categories)
+    report = dev_report(scores, thresholds, chinese, labels[dev_rows][:, trained], group[dev_rows], categories)
     report["seconds"] = round(time.perf_counter() - started, 1)
     info = {"data_sha256": examples.sources, "train_rows": int(len(fitted_rows)), "dev_rows": int(len(dev_rows)),
             "seed": recipe.seed, "objective": recipe.objective.model_dump(), "dev": report}
@@ -505,11 +536,11 @@ def _folds(part: np.ndarray, labels: np.ndarray, recipe: ModerationRecipe) -> np
 
 def report_table(report: dict) -> Table:
     table = Table(title="moderation classifier on dev data (English: out of fold)")
-    for column in ("set", "precision", "recall", "f1", "support", "flagged / threshold"):
+    for column in ("set", "precision", "recall", "f1", "support", "flagged / thresholds"):
         table.add_column(column, justify="left" if column == "set" else "right")
     for name, row in report["categories"].items():
         table.add_row(name, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"]),
-                      f"{row['threshold']:.2f}")
+                      " / ".join(f"{t:.2f}" for t in row["threshold"].values()))
     for name, row in report.items():
         if name.endswith(" any"):
             table.add_row(name, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"]), "")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from luoxia.errors import ConfigError
-from luoxia.models.moderation_head import ModerationHead, text_windows
+from luoxia.models.moderation_head import ModerationHead, is_chinese, text_windows
 from luoxia.safety.moderation import CATEGORIES, CLASSIFIER_CHARS, Moderator, RuleSet
 
 HARMFUL = [
@@ -223,6 +223,27 @@ def test_a_harmful_sentence_in_a_long_benign_text_is_found_and_pointed_at(tmp_pa
     assert evidence.end - evidence.start <= moderator.head.window_chars  # type: ignore[union-attr]
     quiet = moderator.moderate([benign], explain=True)[0]
     assert not quiet.flagged and quiet.evidence == []
+
+
+class _Constant:
+    name, dim = "constant", 2
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.tile(np.array([1.0, 0.0], dtype=np.float32), (len(texts), 1))
+
+
+def test_the_head_flags_with_the_thresholds_of_the_text_s_script(tmp_path: Path):
+    """Issue 14 item 2: one probability (0.5 for every text here) is judged against the Latin row of
+    thresholds for English text and the Chinese row for Chinese text."""
+    ModerationHead(["violence"], np.zeros((1, 2)), np.zeros(1), np.array([[0.9], [0.3]]), "constant").save(tmp_path)
+    moderator = Moderator(rules=RuleSet(), classifier=tmp_path)  # the head alone
+    moderator.__dict__["encoder"] = _Constant()
+    chinese, english = moderator.moderate(["一句关于茶的普通的话", "a plain sentence about tea"])
+    assert not english.flagged and chinese.flagged
+    assert english.scores["violence"] < 0.5 < chinese.scores["violence"]
+    assert is_chinese("我要找到你 OK") and not is_chinese("Tea with 茶 and milk") and not is_chinese("123 !")
+    one_row = ModerationHead(["violence"], np.zeros((1, 2)), np.zeros(1), np.array([0.3]))  # older heads: one row
+    assert (one_row.scores(np.ones((2, 2)), np.array([False, True])) > 0.5).all()
 
 
 def test_windows_are_whole_sentences_within_the_limit_in_both_languages():
