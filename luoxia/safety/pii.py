@@ -457,7 +457,9 @@ def _zh_addresses(text: str, places: list[tuple[int, int]]) -> Iterator[PIISpan]
 def _find_zh_entities(text: str) -> Iterator[PIISpan]:
     entities = lac_tagger().tag([text])[0]
     for label, start, end in entities:
-        if label in ("PER", "ORG") and end - start >= 2:  # one character alone is too often a misreading
+        # one character alone is too often a misreading, and a name has letters: LAC calls some digit runs
+        # (tracking numbers, an ID's first six digits) names
+        if label in ("PER", "ORG") and end - start >= 2 and not text[start:end].isdigit():
             yield PIISpan("PERSON" if label == "PER" else "ORG", start, end, text[start:end])
     yield from _zh_addresses(text, [(s, e) for label, s, e in entities if label == "LOC"])
 
