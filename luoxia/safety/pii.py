@@ -415,6 +415,7 @@ _ZH_UNIT = re.compile(r"[ \t]{0,2}([0-9]{1,6}(?:-[0-9]{1,6})?|[一二三四五�
                       r"(?:号楼|号院|号|弄|栋|幢|座|单元|室|楼|层|户)")
 _ZH_STREET = re.compile(r"(?:路|街|道|巷|胡同|弄|村|镇|乡|小区|苑|公寓|大厦)[0-9]*$|[0-9](?:号|弄|栋|幢|室)")
 _ZH_HOUSE_NUMBER = re.compile(r"(?:[0-9]|[一二三四五六七八九十百零〇])[ \t]{0,2}(?:号|弄|栋|幢|座|单元|室)")
+_ZH_ROOM = re.compile(r"[ \t]{0,2}[0-9]{1,6}(?![0-9])")
 _ZH_GAP = re.compile(r"[\u4e00-\u9fff0-9]{1,4}")
 _ZH_GAP_STOP = re.compile(r"[的在到和与及从往去至是了住向为把被对或]")
 _EN_STREET_SUFFIX = ("Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|"
@@ -432,8 +433,11 @@ _CAPITAL = re.compile(r"[A-Z]")
 
 def _zh_address_end(text: str, end: int) -> int:
     """``end`` moved past the house numbers and units that follow (``3单元1201室``); a unit without
-    a number only right after a digit (``501`` then ``室``)."""
+    a number only right after a digit (``501`` then ``室``); a bare room number after a building or
+    unit (``6号楼205``)."""
     while (m := _ZH_UNIT.match(text, end)) and (m.group(1) or text[end - 1].isdigit()):
+        end = m.end()
+    if text[end - 1:end] in tuple("楼栋幢座元层") and (m := _ZH_ROOM.match(text, end)):  # 6号楼1901: a room, no 室
         end = m.end()
     return end
 

@@ -168,3 +168,13 @@ def test_the_server_follows_the_policy_that_turns_org_on(tmp_path):
 def test_digit_runs_the_chinese_tagger_calls_names_are_not_names(text: str):
     """LAC tags some digit runs PER (found by bench/pii.py's look-alikes); a name has letters."""
     assert [s for s in find_pii(text) if s.type == "PERSON"] == []
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    ("成都市武侯区翠竹南路190号6号楼205", "成都市武侯区翠竹南路190号6号楼205"),
+    ("收货地址：广东省广州市海珠区科技大街３４０号２０号楼１９０１",
+     "广东省广州市海珠区科技大街３４０号２０号楼１９０１"),
+])
+def test_a_room_number_without_a_unit_ends_the_address(text: str, address: str):
+    """Found by bench/pii.py: a room written without 室 after a building number was left unmasked."""
+    assert [s.text for s in find_pii(text) if s.type == "ADDRESS"] == [address]
