@@ -419,15 +419,17 @@ _ZH_ROOM = re.compile(r"[ \t]{0,2}[0-9]{1,6}(?![0-9])")
 _ZH_GAP = re.compile(r"[\u4e00-\u9fff0-9]{1,4}")
 _ZH_GAP_STOP = re.compile(r"[的在到和与及从往去至是了住向为把被对或]")
 _EN_STREET_SUFFIX = ("Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|"
-                     "Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Trl|Plaza|Alley")
+                     "Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Trl|Plaza|Alley|"
+                     "Close|Gardens|Crescent|Grove|Row|Mews|Walk|Hill|Green")  # the last line: British streets
 _EN_ADDRESS = re.compile(
-    r"(?<![A-Za-z0-9.,$£€¥-])[0-9]{1,6}[A-Za-z]?"
+    r"(?<![A-Za-z0-9.,$£€¥-])(?:(?:Flat|Apt|Apartment|Unit|Suite) [0-9]{1,5}[A-Za-z]?, )?[0-9]{1,6}[A-Za-z]?"
     r"(?: (?:[A-Z][A-Za-z'-]{0,20}|[0-9]{1,3}(?:st|nd|rd|th))){1,4}? "
     rf"(?:{_EN_STREET_SUFFIX})\.?(?![A-Za-z])"
     r"(?: (?:[NS][EW]?|[EW])\.?(?![A-Za-z]))?"
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Floor|Fl)\.? ?#?[A-Za-z0-9-]{1,6}|,? #[A-Za-z0-9-]{1,6})?"
-    r"(?:, [A-Z][A-Za-z'-]{1,20}(?: [A-Z][A-Za-z'-]{1,20}){0,2}"
-    r"(?:,? [A-Z]{2}(?: [0-9]{5}(?:-[0-9]{4})?)?(?![A-Za-z0-9]))?)?")
+    r"(?:, [A-Z][A-Za-z'-]{1,20}(?: [A-Z][A-Za-z'-]{1,20}(?![0-9])){0,2}"  # a town; a word before a digit is a postcode
+    r"(?:,? [A-Z]{2}(?: [0-9]{5}(?:-[0-9]{4})?)?(?![A-Za-z0-9])"  # US state and ZIP
+    r"|,? [A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}(?![A-Za-z0-9]))?)?")  # UK postcode
 _CAPITAL = re.compile(r"[A-Z]")
 
 

@@ -178,3 +178,10 @@ def test_digit_runs_the_chinese_tagger_calls_names_are_not_names(text: str):
 def test_a_room_number_without_a_unit_ends_the_address(text: str, address: str):
     """Found by bench/pii.py: a room written without 室 after a building number was left unmasked."""
     assert [s.text for s in find_pii(text) if s.type == "ADDRESS"] == [address]
+
+
+@pytest.mark.parametrize("address", ["44 Station Avenue, London TG19 2TF", "180A Church Close, Cardiff B5 3PS",
+                                     "Flat 3, 25 Grove Terrace, Edinburgh EN14 9PW"])
+def test_british_addresses_with_flat_and_postcode(address: str):
+    """Found by bench/pii.py: UK streets (Close, Grove), a leading "Flat 3," and the postcode were missed."""
+    assert [s.text for s in find_pii(f"Please send it to {address} by Friday.") if s.type == "ADDRESS"] == [address]
