@@ -254,6 +254,10 @@ class EnglishNameTagger:
             while end + 1 < len(words) and end < i + 3 and self._is_surname(words[end + 1]):
                 end += 1
             return end
+        if i + 1 < len(words) and f"{words[i]} {words[i + 1]}" in _PINYIN_PLACES:
+            return None  # Hong Kong: a given name and a surname in the Census lists, and a place
+        if i + 1 < len(words) and _pinyin_name(words[i], words[i + 1]):
+            return i + 1
         if words[i] not in self.given or words[i] in _NOT_GIVEN:
             return None
         best = None
@@ -263,6 +267,26 @@ class EnglishNameTagger:
             elif not (len(words[j]) == 1 or words[j] in self.given):
                 break
         return best
+
+
+# Chinese names in pinyin, in either order (Zihan Zhang, Zhang Zihan): a common surname and a given
+# name of one or two pinyin syllables. The Census lists know the surnames but few of the given names.
+_CN_SURNAMES = frozenset("""Wang Li Zhang Liu Chen Yang Huang Zhao Wu Zhou Xu Sun Ma Zhu Hu Guo He Lin Gao Luo Zheng
+Liang Xie Song Tang Han Feng Deng Cao Peng Zeng Xiao Tian Dong Pan Yuan Cai Jiang Yu Du Ye Cheng Wei Su Lu Ding Ren
+Shen Yao Jin Fu Zhong Cui Tan Fan Qian Qin Bai Mao Qiu Hou Shi Xiong Meng Gu Yin Lei Duan Hao Kang Shao Hong Wen Lyu
+""".split())  # not Kong or Long (So Long)
+_PINYIN_PLACES = frozenset({"Hong Kong", "Shang Hai", "Bei Jing", "Nan Jing", "Xi An", "Tian Jin", "Wu Han",
+                            "Shen Zhen", "Guang Zhou", "Hang Zhou", "Su Zhou", "Chong Qing", "Tai Wan", "Ma Cau"})
+_PINYIN = re.compile(r"(?:(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|ai|ei|"
+                     r"ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ui|ue|er|a|o|e|i|u|v)){1,2}")
+
+
+def _pinyin_name(first: str, second: str) -> bool:
+    """A pinyin given name next to a common Chinese surname, in either order."""
+    def given(word: str) -> bool:
+        return len(word) <= 12 and bool(_PINYIN.fullmatch(word.lower()))
+
+    return (given(first) and second in _CN_SURNAMES) or (first in _CN_SURNAMES and given(second) and len(second) > 2)
 
 
 def _capitalised_runs(text: str) -> list[list[tuple[int, int]]]:
