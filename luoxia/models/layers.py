@@ -129,18 +129,24 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: x + attn(norm(x)), then x + mlp(norm(x)). ``norm`` makes each of
+    """Transformer block. Pre-norm (GPT-2): x + attn(norm(x)), then x + mlp(norm(x)). Post-norm (the
+    original Transformer and BERT): norm(x + attn(x)), then norm(x + mlp(x)). ``norm`` makes each of
     the two norms, so the block is built from its parts rather than from a config."""
 
-    def __init__(self, attn: SelfAttention, mlp: MLP, norm: Callable[[], nn.Module]):
+    def __init__(self, attn: SelfAttention, mlp: MLP, norm: Callable[[], nn.Module], post_norm: bool = False):
         super().__init__()
         self.ln_1 = norm()
         self.attn = attn
         self.ln_2 = norm()
         self.mlp = mlp
+        self.post_norm = post_norm
 
     def forward(self, x: torch.Tensor, rope: Rope | None = None, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
+        if self.post_norm:
+            x = self.ln_1(x + self.attn(x, rope, mask, cache))  # (B, T, C)
+            post: torch.Tensor = self.ln_2(x + self.mlp(x))
+            return post
         x = x + self.attn(self.ln_1(x), rope, mask, cache)  # (B, T, C)
         out: torch.Tensor = x + self.mlp(self.ln_2(x))
         return out
