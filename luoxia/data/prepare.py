@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -139,9 +139,10 @@ def require_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -> dict:
+def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None, specials: Sequence[str] = ()) -> dict:
     """Run the whole pipeline into ``out_dir`` and return its ``meta.json`` contents. ``mask`` masks
-    personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`)."""
+    personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`);
+    ``specials`` are extra tokenizer specials taking the first ids (the masked LM's, `luoxia.data.mlm`)."""
     out = require_out_dir(out_dir)
     documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
     raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents, strict=False)]
@@ -157,7 +158,7 @@ def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -
         raise DataError(f"{corpus_label(config)}: empty corpus after cleaning "
                         f"({len(raw_texts)} documents read, none with text left)")
     tokenizer = train_tokenizer(config.tokenizer, texts, config.vocab_size, eos=config.eos,
-                                min_frequency=config.min_frequency)
+                                min_frequency=config.min_frequency, specials=specials)
     train_ids, val_ids = _split_tokens(config, tokenizer, texts)
     out.mkdir(parents=True, exist_ok=True)
     write_tokens(out / "train.bin", train_ids, tokenizer.vocab_size)
@@ -180,19 +181,25 @@ def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -
         "sources": source_hashes(config),
         "config": config.model_dump(mode="json"),
     }
+    if specials:
+        meta["specials"] = list(specials)
     write_meta(out, meta)
     return meta
 
 
-def is_prepared(config: DataConfig, out_dir: str | Path) -> bool:
-    """True if ``out_dir`` already holds data made from this config and these exact sources."""
+def is_prepared(config: DataConfig, out_dir: str | Path, specials: Sequence[str] = ()) -> bool:
+    """True if ``out_dir`` already holds data made from this config, these specials and these exact sources."""
     try:
         meta = read_meta(out_dir)
     except DataError:
         return False
-    return meta.get("config") == config.model_dump(mode="json") and meta.get("sources") == source_hashes(config)
+    return (meta.get("config") == config.model_dump(mode="json") and meta.get("specials", []) == list(specials)
+            and meta.get("sources") == source_hashes(config))
 
 
-def prepare_cached(config: DataConfig, out_dir: str | Path, mask: Mask | None = None) -> dict:
+def prepare_cached(config: DataConfig, out_dir: str | Path, mask: Mask | None = None,
+                   specials: Sequence[str] = ()) -> dict:
     """Prepare unless an identical preparation is already there."""
-    return read_meta(out_dir) if is_prepared(config, out_dir) else prepare(config, out_dir, mask)
+    if is_prepared(config, out_dir, specials):
+        return read_meta(out_dir)
+    return prepare(config, out_dir, mask, specials)

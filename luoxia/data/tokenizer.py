@@ -131,14 +131,18 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: in
 
 
 def train_tokenizer(kind: TokenizerKind, texts: Sequence[str], vocab_size: int | None = None,
-                    eos: bool = True, min_frequency: int = 1) -> TextTokenizer:
+                    eos: bool = True, min_frequency: int = 1, specials: Sequence[str] = ()) -> TextTokenizer:
     """Train the tokenizer a data config asks for. ``eos`` adds the end-of-text token that separates
-    documents; a char tokenizer for a single-document corpus can do without it."""
-    specials = (EOS_TOKEN,) if eos else ()
+    documents; a char tokenizer for a single-document corpus can do without it. ``specials`` take
+    the first ids, in order, before end-of-text (the masked LM's ``[PAD] [CLS] [SEP] [MASK]``)."""
+    specials = (*specials, EOS_TOKEN) if eos else tuple(specials)
     if kind == "char":
         return train_char_tokenizer(texts, min_frequency=min_frequency, special_tokens=specials)
     if kind == "bpe":
         if vocab_size is None or vocab_size < 257:
             raise DataError(f"a byte-level BPE tokenizer needs vocab_size ≥ 257, got {vocab_size}")
+        if vocab_size < 256 + len(specials):
+            raise DataError(f"a byte-level BPE tokenizer with {len(specials)} special tokens needs vocab_size ≥ "
+                            f"{256 + len(specials)}, got {vocab_size}")
         return train_bpe_tokenizer(texts, vocab_size, min_frequency=max(2, min_frequency), special_tokens=specials)
     raise DataError(f"unknown tokenizer kind '{kind}'; valid: char, bpe")
