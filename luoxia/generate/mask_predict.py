@@ -18,16 +18,16 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from luoxia.data.mlm import CLS_TOKEN, MASK_TOKEN, MLM_SPECIALS, PAD_TOKEN, SEP_TOKEN
+from luoxia.data.tokenizer import EOS_TOKEN, UNK_TOKEN
 from luoxia.errors import ConfigError
 from luoxia.generate.decode import row_generator, row_seed
 from luoxia.generate.interface import GenerationConfig, GenerationResult
 from luoxia.generate.sampling import sample_rows
 from luoxia.models.mlm import MaskedLM
 
-# The masked LM's special tokens (as `luoxia.data.mlm` names them) and the others a tokenizer may hold:
-# none of them is ever generated.
-CLS, SEP, MASK, PAD = "[CLS]", "[SEP]", "[MASK]", "[PAD]"
-NEVER_GENERATED = (PAD, CLS, SEP, MASK, "<|endoftext|>", "<unk>", "[UNK]")
+CLS, SEP, MASK, PAD = CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, PAD_TOKEN
+NEVER_GENERATED = (*MLM_SPECIALS, EOS_TOKEN, UNK_TOKEN)  # special tokens are never filled in
 
 
 class MaskTokenizer(Protocol):
