@@ -63,6 +63,11 @@ class TextTokenizer:
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a (special) token, or None if the vocabulary lacks it."""
+        found: int | None = self.backend.token_to_id(token)
+        return found
+
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / TOKENIZER_FILE
         self.backend.save(str(path))
