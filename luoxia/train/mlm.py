@@ -30,7 +30,16 @@ from luoxia.train.lm import prepare_run_dir
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, LoopConfig, TrainState, fit
 from luoxia.train.optim import MuonConfig, OptimizerConfig, build_optimizers
-from luoxia.train.task import Amp, Batch, CompileConfig, Learner, gradient_step, mean_across_ranks, to_device, wrap_model
+from luoxia.train.task import (
+    Amp,
+    Batch,
+    CompileConfig,
+    Learner,
+    gradient_step,
+    mean_across_ranks,
+    to_device,
+    wrap_model,
+)
 
 # The encoder's 2-D weights outside the blocks that stay with AdamW when optimizer=muon (with the
 # embeddings): the masked-LM head's dense layer, the pooler and the next-sentence head.
