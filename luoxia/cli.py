@@ -335,7 +335,8 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Loss, perplexity, bits per char/byte on held-out text; diversity and repetition of samples; for a
-    tagger (token_classify run), entity precision/recall/F1 per type and micro on IOB2 data."""
+    tagger (token_classify run), entity precision/recall/F1 per type and micro on IOB2 data; for a masked LM
+    (mlm run), masked-token accuracy and pseudo-perplexity."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     report = evaluate_run(model, data, samples, prompt, generation, device=device)
     console.print(_report_table(report))
