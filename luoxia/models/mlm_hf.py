@@ -127,7 +127,7 @@ def mlm_to_hf(model: MaskedLM, tokenizer: FastTokenizer) -> tuple[PreTrainedMode
 
     config = bert_config(model.config, tokenizer.token_to_id("[PAD]"))
     hf_class = BertForPreTraining if model.config.nsp else BertForMaskedLM
-    hf_model = hf_class(config)
+    hf_model: Any = hf_class(config)  # transformers is untyped: eval() and friends
     missing, unexpected = hf_model.load_state_dict(to_bert_state(model), strict=False)
     if unexpected or missing:
         raise AssertionError(f"export mapping out of date: missing {missing}, unexpected {unexpected}")
