@@ -25,11 +25,13 @@ from luoxia.generate.hf import load_hf
 from luoxia.generate.image import load_image_model
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_finetuned_run, load_lm_run
+from luoxia.generate.mlm import load_mlm_run
 from luoxia.generate.tagger import Tagger, load_tagger_run
 from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
 from luoxia.train.finetune import FinetuneRecipe, finetune
 from luoxia.train.image import ClassifierRecipe, DDPMRecipe, GANRecipe, ImageRecipe, VAERecipe, train_image
 from luoxia.train.lm import LMRecipe, train_lm
+from luoxia.train.mlm import MLMRecipe, train_mlm
 from luoxia.train.moderation import ModerationRecipe, train_moderation
 from luoxia.train.token_classify import TokenClassifyRecipe, finetune_tagger
 
@@ -51,6 +53,7 @@ class Family:
     output: Literal["text", "image", "spans"] | None = None  # what its loader generates
     uses: str = ""  # for a family that generates nothing: what its runs are for
     masks_data: bool = False  # its train function takes ``mask`` for ``data.redact_pii``
+    served: bool = True  # False: `luoxia serve` refuses its runs, giving ``uses`` as the reason
 
 
 def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
@@ -63,6 +66,10 @@ def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
 
 FAMILIES: dict[str, Family] = {family.task: family for family in [
     Family("lm", "a language model pre-training", "train", LMRecipe, train_lm, load_lm_run, "text", masks_data=True),
+    Family("mlm", "a masked language model (BERT-style) pre-training", "train", MLMRecipe, train_mlm, load_mlm_run,
+           "text", masks_data=True, served=False,
+           uses="it fills [MASK]s (luoxia fill-mask) and writes fixed-length text by mask-predict (luoxia generate); "
+                "the server's chat, stop strings and streaming need a left-to-right model"),
     Family("finetune", "a fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run, "text"),
     Family("classify", "a text classifier fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run,
            "text"),

@@ -19,7 +19,8 @@ from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_tokenizer
 from luoxia.generate.text import CausalLMGenerator
-from luoxia.registry import load
+from luoxia.registry import load, run_family
+from luoxia.runs import is_run_dir
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy
 from luoxia.safety.moderation import Moderator
@@ -123,6 +124,8 @@ def load_models(settings: ServeSettings) -> Models:
         raise ConfigError(f"no --model given and no {DEMO_RUN} (what `make demo` trains); run `make demo` first "
                           "or pass --model RUN_OR_HF_DIR")
     for path in paths:
+        if is_run_dir(path) and not (found := run_family(path)).served:
+            raise ConfigError(f"{path}: {found.title} run is not served: {found.uses}")
         generator = load(path, settings.device)
         if not isinstance(generator, TextGenerator):
             what = "an image model; pass it with --image-model" if isinstance(generator, ImageGenerator) else \

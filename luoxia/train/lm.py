@@ -123,15 +123,18 @@ def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     return model(x, y)[1]
 
 
-def prepare_run_dir(recipe: LMRecipe, ctx: DistributedContext, mask: Mask | None = None) -> tuple[Path, Path]:
+def prepare_run_dir(recipe: Any, ctx: DistributedContext, mask: Mask | None = None,
+                    specials: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write the recipe and tokenizer into the run directory and prepare the data (rank 0 only);
-    ``mask`` masks personal data when the recipe's data asks for it (``data.redact_pii``)."""
+    ``mask`` masks personal data when the recipe's data asks for it (``data.redact_pii``). Any recipe
+    with ``out_dir``, ``prepared_data``, ``data`` and a ``model`` with ``vocab_size`` (the masked LM's
+    too, whose tokenizer gets ``specials``)."""
     run_dir = Path(recipe.out_dir)
     data_dir = run_data_dir(run_dir, recipe.prepared_data)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if recipe.prepared_data is None:
-            prepare_cached(recipe.data, data_dir, mask)
+            prepare_cached(recipe.data, data_dir, mask, specials)
         else:
             read_meta(data_dir)  # fails clearly if the directory is not prepared data
         shutil.copyfile(data_dir / TOKENIZER_FILE, run_dir / TOKENIZER_FILE)
