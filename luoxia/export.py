@@ -18,8 +18,8 @@ from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
 from luoxia.generate.hf import load_hf_model
 from luoxia.generate.load import MERGEABLE_METHODS, load_finetuned, load_gpt, load_lm_run
-from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.generate.mlm import load_mlm, load_mlm_run
+from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import gpt_from_hf, save_hf
 from luoxia.models.mlm_hf import save_bert
 from luoxia.registry import run_family

@@ -29,8 +29,8 @@ from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
 from luoxia.generate.hf import HFGenerator, context_length, load_hf_model
 from luoxia.generate.interface import GenerationConfig
-from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.generate.mlm import load_mlm
+from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import save_hf
 from luoxia.models.mlm import MLMConfig
 from luoxia.models.mlm_hf import save_bert
