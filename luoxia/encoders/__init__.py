@@ -9,5 +9,5 @@ from luoxia.encoders.registry import ENCODERS, load_encoder
 from luoxia.encoders.usem import USEMultilingualEncoder
 from luoxia.runs import BUNDLED_MODELS, model_path
 
-__all__ = ["BUNDLED_MODELS", "ENCODERS", "Encoder", "MiniLMEncoder", "MLMEncoder", "USEMultilingualEncoder", "load_encoder",
-           "model_path"]
+__all__ = ["BUNDLED_MODELS", "ENCODERS", "Encoder", "MLMEncoder", "MiniLMEncoder", "USEMultilingualEncoder",
+           "load_encoder", "model_path"]
