@@ -9,11 +9,16 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertForMaskedLM, BertForNextSentencePrediction
 
+from luoxia.checkpoint import save_weights
+from luoxia.config import dump_config
 from luoxia.data.mlm import MLM_SPECIALS
 from luoxia.data.tokenizer import train_char_tokenizer
 from luoxia.errors import ConfigError
+from luoxia.export import export_run
 from luoxia.models.mlm import MaskedLM, MLMConfig
 from luoxia.models.mlm_hf import save_bert
+from luoxia.runs import CONFIG_FILE, WEIGHTS_FILE
+from luoxia.train.mlm import MLMRecipe
 from tests.helpers import TEXT
 
 # Different kernels (HF's embedding sum order, its SDPA call with an additive mask vs ours with a
@@ -74,9 +79,22 @@ def test_exported_tokenizer_frames_like_bert(tokenizer, tmp_path: Path):
     assert (hf_tok.mask_token, hf_tok.pad_token_id) == ("[MASK]", tokenizer.token_to_id("[PAD]"))
     assert BertForMaskedLM.from_pretrained(tmp_path / "hf", local_files_only=True).config.hidden_act == \
         "gelu_pytorch_tanh"
+    # what token classification relies on: character offsets, and words mapped to their characters
+    offsets = hf_tok("To be", return_offsets_mapping=True)["offset_mapping"]
+    assert offsets == [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 0)]
+    assert hf_tok(["To", "be"], is_split_into_words=True).word_ids() == [None, 0, 0, 1, 1, None]
 
 
 def test_pre_norm_is_refused_in_one_line(tokenizer, tmp_path: Path):
+    model = distinct_mlm(tokenizer.vocab_size, norm_position="pre")
     with pytest.raises(ConfigError, match="BertForMaskedLM is post-LN; this run is pre-norm"):
-        save_bert(distinct_mlm(tokenizer.vocab_size, norm_position="pre"), tokenizer, tmp_path / "hf")
+        save_bert(model, tokenizer, tmp_path / "hf")
+    run = tmp_path / "run"
+    run.mkdir()
+    tokenizer.save(run)
+    save_weights(model, run / WEIGHTS_FILE)
+    dump_config(MLMRecipe(out_dir=str(run), model=model.config), run / CONFIG_FILE)
+    with pytest.raises(ConfigError, match="this run is pre-norm") as refusal:
+        export_run(run, tmp_path / "hf")  # what `luoxia export RUN --out DIR` runs
+    assert "\n" not in str(refusal.value)
     assert not (tmp_path / "hf").exists()
