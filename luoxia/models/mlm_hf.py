@@ -10,6 +10,7 @@ load. Pre-norm runs are refused: BERT is post-LN and no ``transformers`` class c
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -100,6 +101,17 @@ class FastTokenizer(Protocol):
     def token_to_id(self, token: str) -> int | None: ...
 
 
+def unknown_as_mask(tokenizer_json: str) -> str:
+    """A character tokenizer trained without ``<unk>`` fails on an unseen character; exported, it
+    reads one as ``[MASK]`` instead — the token a masked LM fills from context — so fine-tuning and
+    tagging data may hold characters the pre-training corpus lacked."""
+    data = json.loads(tokenizer_json)
+    model = data["model"]
+    if model.get("type") == "WordLevel" and model.get("unk_token") not in model.get("vocab", {}):
+        model["unk_token"] = "[MASK]"
+    return json.dumps(data, ensure_ascii=False)
+
+
 def bert_tokenizer(tokenizer: FastTokenizer, context: int) -> PreTrainedTokenizerFast:
     """The masked LM's tokenizer as a `transformers` fast tokenizer that frames inputs as BERT does:
     ``[CLS] a [SEP]`` and ``[CLS] a [SEP] b [SEP]`` with segment ids 0 then 1."""
@@ -110,7 +122,7 @@ def bert_tokenizer(tokenizer: FastTokenizer, context: int) -> PreTrainedTokenize
     missing = [token for token in names.values() if tokenizer.token_to_id(token) is None]
     if missing:
         raise ConfigError(f"the tokenizer has no {' '.join(missing)}: it is not a masked-LM tokenizer")
-    backend = Tokenizer.from_str(tokenizer.backend.to_str())  # a copy: the run's own stays unframed
+    backend = Tokenizer.from_str(unknown_as_mask(tokenizer.backend.to_str()))  # a copy: the run's own stays as is
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

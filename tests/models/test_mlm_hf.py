@@ -83,6 +83,8 @@ def test_exported_tokenizer_frames_like_bert(tokenizer, tmp_path: Path):
     offsets = hf_tok("To be", return_offsets_mapping=True)["offset_mapping"]
     assert offsets == [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 0)]
     assert hf_tok(["To", "be"], is_split_into_words=True).word_ids() == [None, 0, 0, 1, 1, None]
+    mask = tokenizer.token_to_id("[MASK]")
+    assert hf_tok("T€", add_special_tokens=False)["input_ids"] == [tokenizer.token_to_id("T"), mask]  # unseen
 
 
 def test_pre_norm_is_refused_in_one_line(tokenizer, tmp_path: Path):
