@@ -25,6 +25,7 @@ from luoxia.evaluate.lm import evaluate_run
 from luoxia.export import export_run, import_hf
 from luoxia.generate.image import generate_image_files
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.mlm import MaskedLMGenerator
 from luoxia.generate.templates import prepare_prompts
 from luoxia.registry import family, load, load_recipe, tasks
 from luoxia.runs import EVAL_IMAGE_DIR
@@ -294,6 +295,29 @@ def eval_image(
     out = out or model / EVAL_IMAGE_DIR
     console.print(write_report(result, out))
     console.print(f"wrote report.json and report.png in {escape(str(out))}", highlight=False)
+
+
+@app.command("fill-mask")
+def fill_mask(
+    text: Annotated[str, typer.Argument(help='text with [MASK] where tokens are missing, e.g. "The [MASK] '
+                                        'statement returns a value"')],
+    model: Annotated[Path, typer.Option("--model", "-m", help="a masked-LM run directory (task: mlm)")],
+    top_k: Annotated[int, typer.Option(help="fillers shown per [MASK]")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON list per [MASK]")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """The most probable fillers of each [MASK] in a text, with their probabilities (a masked LM)."""
+    generator = load(model, device)
+    if not isinstance(generator, MaskedLMGenerator):
+        raise ConfigError(f"{model}: not a masked-LM run (task: mlm); fill-mask needs one, e.g. one trained "
+                          "from configs/mlm/pydoc.yaml")
+    for n, fillers in enumerate(generator.fill_mask(text, top_k), start=1):
+        if as_json:
+            print(json.dumps([{"token": t, "probability": p} for t, p in fillers], ensure_ascii=False))
+            continue
+        console.print(f"[bold]{escape(MASK_TOKEN)} {n}[/bold]", highlight=False)
+        for token, probability in fillers:
+            console.print(f"  {probability:.4f}  {escape(repr(token))}", highlight=False)
 
 
 @app.command("eval")

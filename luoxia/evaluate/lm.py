@@ -13,9 +13,11 @@ from luoxia.data.packed import open_tokens
 from luoxia.data.prepare import encode_stream
 from luoxia.errors import DataError
 from luoxia.evaluate.diversity import diversity_report
+from luoxia.evaluate.mlm import evaluate_mlm_run
 from luoxia.evaluate.perplexity import perplexity_report
 from luoxia.evaluate.tagging import evaluate_tagger_run
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.mlm import MaskedLMGenerator
 from luoxia.generate.tagger import Tagger
 from luoxia.generate.text import CausalLMGenerator
 from luoxia.registry import load
@@ -41,11 +43,14 @@ def held_out_tokens(path: Path, generator: CausalLMGenerator, data: str | None) 
 def evaluate_run(path: str | Path, data: str | None = None, samples: int = 0, prompt: str = "",
                  generation: GenerationConfig | None = None, batch_size: int = 16, device: str = "auto") -> dict:
     """Perplexity-type metrics on held-out data, plus diversity of ``samples`` generations; a
-    token-classification run gets entity precision/recall/F1 instead (`evaluate_tagger_run`)."""
+    token-classification run gets entity precision/recall/F1 instead (`evaluate_tagger_run`), a
+    masked LM masked-token accuracy and pseudo-perplexity (`evaluate_mlm_run`)."""
     path = Path(path)
     generator = load(path, device)
     if isinstance(generator, Tagger):
         return evaluate_tagger_run(path, generator, data)
+    if isinstance(generator, MaskedLMGenerator):
+        return evaluate_mlm_run(path, generator, data)
     tokens, source = held_out_tokens(path, generator, data)
     report: dict = {"run": str(path), "data": source, **perplexity_report(generator, tokens, batch_size)}
     if samples:

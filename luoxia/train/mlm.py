@@ -92,7 +92,7 @@ def masked_counts(model: MaskedLM, batch: Batch) -> torch.Tensor:
 def masked_metrics(counts: torch.Tensor) -> dict[str, float]:
     """Loss (nats per masked token), masked-token accuracy and, with NSP rows, NSP accuracy from summed counts."""
     nll, tokens, correct, nsp_rows, nsp_correct = counts.tolist()
-    metrics = {"mlm_loss": nll / max(tokens, 1), "mlm_accuracy": correct / max(tokens, 1), "masked_tokens": tokens}
+    metrics = {"mlm_loss": nll / max(tokens, 1), "mlm_accuracy": correct / max(tokens, 1), "masked_tokens": int(tokens)}
     if nsp_rows:
         metrics["nsp_accuracy"] = nsp_correct / nsp_rows
     return metrics
