@@ -133,8 +133,12 @@ class FinetuneRecipe(Config):
 def export_base(base_model: str, target: Path) -> str:
     """A Luoxia run as a Hugging Face directory, by its model's family: a masked LM (``bert``) as
     BERT (`luoxia.models.mlm_hf`), a GPT as its `transformers` family; returns what it became."""
-    if run_recipe(base_model).get("model", {}).get("family") == MLMConfig.model_fields["family"].default:
+    family = run_recipe(base_model).get("model", {}).get("family")  # a GPT's config names none
+    if family == MLMConfig.model_fields["family"].default:
         return save_bert(*load_mlm(base_model, device="cpu"), target)
+    if family is not None:
+        raise ConfigError(f"base model {base_model}: a {family} run has no transformers counterpart to fine-tune; "
+                          "use a GPT (task: lm) or masked-LM (task: mlm) run, or a Hugging Face directory")
     return save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
 
 
