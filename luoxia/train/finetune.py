@@ -137,8 +137,8 @@ def export_base(base_model: str, target: Path) -> str:
     if family == MLMConfig.model_fields["family"].default:
         return save_bert(*load_mlm(base_model, device="cpu"), target)
     if family is not None:
-        raise ConfigError(f"base model {base_model}: a {family} run has no transformers counterpart to fine-tune; "
-                          "use a GPT (task: lm) or masked-LM (task: mlm) run, or a Hugging Face directory")
+        raise ConfigError(f"base model {base_model}: model family {family!r} has no transformers counterpart to "
+                          "fine-tune; use a GPT (task: lm) or masked-LM (task: mlm) run, or a Hugging Face directory")
     return save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
 
 

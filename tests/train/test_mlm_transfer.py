@@ -12,12 +12,13 @@ from transformers import AutoModelForPreTraining, AutoModelForSequenceClassifica
 
 import luoxia
 from luoxia.config import load_config
+from luoxia.errors import ConfigError
 from luoxia.evaluate.classify import classify_file
 from luoxia.export import export_run
 from luoxia.generate.mlm import load_mlm
 from luoxia.models.mlm_hf import to_bert_state
 from luoxia.runs import BASE_DIR
-from luoxia.train.finetune import FinetuneRecipe, build_model, finetune
+from luoxia.train.finetune import FinetuneRecipe, build_model, export_base, finetune
 from luoxia.train.mlm import MLMRecipe, train_mlm
 from luoxia.train.token_classify import finetune_tagger
 from tests.helpers import REPO, TEXT
@@ -86,3 +87,10 @@ def test_token_classify_starts_from_the_masked_lm(mlm_run: Path, tmp_path: Path)
     text = "Bob lives in Rome."
     spans = tagger.tag([text])[0]
     assert all(0 <= start < end <= len(text) for _, start, end in spans)  # the char tokenizer's offsets
+
+
+def test_a_base_of_another_family_is_refused_in_one_line(tmp_path: Path):
+    (tmp_path / "rnn").mkdir()
+    (tmp_path / "rnn" / "config.yaml").write_text("task: lm\nmodel:\n  family: rnn\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="model family 'rnn' has no transformers counterpart"):
+        export_base(str(tmp_path / "rnn"), tmp_path / "base")
