@@ -16,6 +16,7 @@ from luoxia import cli_safety, cli_serve
 from luoxia.cli_demo import run_demo
 from luoxia.cli_options import config_options
 from luoxia.config import build_config, load_config
+from luoxia.data.mlm import MASK_TOKEN
 from luoxia.data.prepare import DataConfig
 from luoxia.data.prepare import prepare as run_prepare
 from luoxia.errors import ConfigError, LuoxiaError

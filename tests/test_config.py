@@ -13,7 +13,7 @@ POLICIES = {REPO / "configs/safety/guard.yaml"}  # configs, not recipes: tested 
 RECIPES = sorted(set((REPO / "configs").rglob("*.yaml")) - POLICIES)
 TRAINED_BY_STEPS = [p for p in RECIPES if p.parent.name != "safety"]  # the moderation head has no steps
 TASKS_BY_FOLDER = {"lm": ("lm",), "finetune": ("finetune", "classify", "token_classify"),
-                   "image": ("vae", "gan", "ddpm", "classifier"), "safety": ("moderation",)}
+                   "image": ("vae", "gan", "ddpm", "classifier"), "safety": ("moderation",), "mlm": ("mlm",)}
 
 
 def test_there_are_recipes():

@@ -43,13 +43,14 @@ LOOP = "max_steps=2 eval_interval=2 checkpoint_interval=2 log_interval=1 eval_ba
 # A recipe's task → the overrides that make it tiny (later overrides win over the reader's own).
 TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
         "moderation": "train.folds=2 data.chinese.max_rows=1000",  # logistic heads: fewer folds and rows
-        "token_classify": f"{LOOP} train.batch_size=8"}  # MiniLM on 8 sentences a step
+        "token_classify": f"{LOOP} train.batch_size=8",  # MiniLM on 8 sentences a step
+        "mlm": f"{LOOP} data.max_documents=300 model.n_layer=1"}  # 300 poems or pydoc topics, one block
 TIMEOUT_S = 300
 
 # A command mentioning one of these needs that ../shared/data folder.
 NEEDS_SHARED = {
     r"shakespeare": "tinyshakespeare",
-    r"tang_poems|runs/poems": "chinese_poetry_tang",
+    r"tang_poems|runs/(mlm-)?poems": "chinese_poetry_tang",
     r"mnist|classifier\.yaml|runs/classifier": "mnist",
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",

@@ -16,7 +16,7 @@ from tests.helpers import REPO
 
 def test_commands_train_the_families_they_name():
     assert tasks("finetune") == ("finetune", "classify", "token_classify")
-    assert set(tasks("train")) == {"lm", "vae", "ddpm", "gan", "classifier", "moderation"}
+    assert set(tasks("train")) == {"lm", "mlm", "vae", "ddpm", "gan", "classifier", "moderation"}
     assert all((found.load is None) == (found.output is None) for found in FAMILIES.values())
 
 

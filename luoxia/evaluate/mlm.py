@@ -24,11 +24,10 @@ from luoxia.data.packed import open_tokens
 from luoxia.data.prepare import encode_stream
 from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import DataError
-from luoxia.generate.mlm import MaskedLMGenerator
+from luoxia.generate.mlm import MaskedLMGenerator, masked_counts, masked_metrics
 from luoxia.models.mlm import MaskedLM
 from luoxia.runs import data_dir as run_data_dir
 from luoxia.runs import run_recipe
-from luoxia.train.mlm import masked_counts, masked_metrics
 
 ACCURACY_WINDOWS = 256  # masked windows scored for accuracy, at most
 PSEUDO_PPL_TOKENS = 2048  # tokens scored one at a time for pseudo-perplexity, at most

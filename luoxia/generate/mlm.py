@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from luoxia.data.mlm import MASK_TOKEN, MLMSpecials
 from luoxia.data.tokenizer import TextTokenizer
@@ -71,6 +72,34 @@ def fill_mask(model: MaskedLM, tokenizer: TextTokenizer, text: str, top_k: int =
     best = probs.topk(min(top_k, probs.size(-1)), dim=-1)
     return [[(tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps.tolist(), ids_.tolist(), strict=True)]
             for ps, ids_ in zip(best.values, best.indices, strict=True)]
+
+
+@torch.no_grad()
+def masked_counts(model: MaskedLM, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(summed masked-token NLL, masked tokens, correct top-1 guesses, NSP rows, correct NSP guesses)
+    of one batch, as a float tensor (5,) so ranks and batches add up."""
+    x, y, segments, *nsp = batch
+    hidden = model.encode(x, segments)  # (B, T, C)
+    chosen = y != -100
+    logits = model.mlm_logits(hidden[chosen]).float()  # (N, V): only the predicted positions
+    nll = F.cross_entropy(logits, y[chosen], reduction="sum")
+    correct = (logits.argmax(-1) == y[chosen]).sum()
+    zero = torch.zeros((), device=x.device)
+    nsp_rows, nsp_correct = zero, zero
+    if nsp and model.config.nsp:
+        nsp_rows = torch.tensor(float(len(nsp[0])), device=x.device)
+        nsp_correct = (model.nsp_logits(hidden).argmax(-1) == nsp[0]).sum().float()
+    return torch.stack([nll, chosen.sum().float(), correct.float(), nsp_rows, nsp_correct])
+
+
+def masked_metrics(counts: torch.Tensor) -> dict[str, float]:
+    """Loss (nats per masked token), masked-token accuracy and, with NSP rows, NSP accuracy from summed counts."""
+    nll, tokens, correct, nsp_rows, nsp_correct = counts.tolist()
+    metrics: dict[str, float] = {"mlm_loss": nll / max(tokens, 1), "mlm_accuracy": correct / max(tokens, 1),
+                                 "masked_tokens": int(tokens)}
+    if nsp_rows:
+        metrics["nsp_accuracy"] = nsp_correct / nsp_rows
+    return metrics
 
 
 class MaskedLMGenerator:

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from pydantic import Field
 
 from luoxia.config import Config
@@ -24,6 +23,7 @@ from luoxia.data.mlm import MLM_SPECIALS, MaskingConfig, MLMBatches
 from luoxia.data.packed import open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, Mask
 from luoxia.data.tokenizer import TextTokenizer
+from luoxia.generate.mlm import masked_counts, masked_metrics
 from luoxia.models.mlm import MaskedLM, MLMConfig
 from luoxia.runtime import DistributedContext, autocast, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.lm import prepare_run_dir
@@ -69,33 +69,6 @@ class MLMRecipe(Config):
 def mlm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     x, y, segments, *nsp = batch  # (B, T) inputs, targets (-100: not predicted), segment ids; (B,) NSP labels
     return model(x, y, segments=segments, nsp_labels=nsp[0] if nsp else None)[1]
-
-
-@torch.no_grad()
-def masked_counts(model: MaskedLM, batch: Batch) -> torch.Tensor:
-    """(summed masked-token NLL, masked tokens, correct top-1 guesses, NSP rows, correct NSP guesses)
-    of one batch, as a float tensor (5,) so ranks and batches add up."""
-    x, y, segments, *nsp = batch
-    hidden = model.encode(x, segments)  # (B, T, C)
-    chosen = y != -100
-    logits = model.mlm_logits(hidden[chosen]).float()  # (N, V): only the predicted positions
-    nll = F.cross_entropy(logits, y[chosen], reduction="sum")
-    correct = (logits.argmax(-1) == y[chosen]).sum()
-    zero = torch.zeros((), device=x.device)
-    nsp_rows, nsp_correct = zero, zero
-    if nsp and model.config.nsp:
-        nsp_rows = torch.tensor(float(len(nsp[0])), device=x.device)
-        nsp_correct = (model.nsp_logits(hidden).argmax(-1) == nsp[0]).sum().float()
-    return torch.stack([nll, chosen.sum().float(), correct.float(), nsp_rows, nsp_correct])
-
-
-def masked_metrics(counts: torch.Tensor) -> dict[str, float]:
-    """Loss (nats per masked token), masked-token accuracy and, with NSP rows, NSP accuracy from summed counts."""
-    nll, tokens, correct, nsp_rows, nsp_correct = counts.tolist()
-    metrics = {"mlm_loss": nll / max(tokens, 1), "mlm_accuracy": correct / max(tokens, 1), "masked_tokens": int(tokens)}
-    if nsp_rows:
-        metrics["nsp_accuracy"] = nsp_correct / nsp_rows
-    return metrics
 
 
 class MLMTask:
