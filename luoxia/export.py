@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from luoxia.checkpoint import atomic_directory, save_weights
 from luoxia.config import dump_config
@@ -16,8 +18,10 @@ from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
 from luoxia.generate.hf import load_hf_model
 from luoxia.generate.load import MERGEABLE_METHODS, load_finetuned, load_gpt, load_lm_run
+from luoxia.generate.mlm import load_mlm, load_mlm_run
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import gpt_from_hf, save_hf
+from luoxia.models.mlm_hf import save_bert
 from luoxia.registry import run_family
 from luoxia.runs import ADAPTER_DIR, CONFIG_FILE, FULL_DIR, IMPORT_RECORD, WEIGHTS_FILE, is_run_dir, run_recipe
 from luoxia.train.lm import LMRecipe
@@ -27,6 +31,16 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> str:
     """Write a pre-training run as a standard Hugging Face directory; returns the family name."""
     model, tokenizer = load_gpt(run_dir, device="cpu")
     return save_hf(model, tokenizer, out_dir)
+
+
+def export_mlm(run_dir: str | Path, out_dir: str | Path) -> str:
+    """Write a masked-LM run as a standard Hugging Face BERT directory; returns the class it became."""
+    return save_bert(*load_mlm(run_dir, device="cpu"), out_dir)
+
+
+# A pre-training family's export, by its loader: each writes the `transformers` model computing it.
+EXPORTS: dict[Callable[..., Any], Callable[[Path, Path], str]] = {
+    load_lm_run: lambda run, out: f"{export_hf(run, out)} model", load_mlm_run: export_mlm}
 
 
 def export_finetuned(run_dir: Path, out_dir: Path, merge: bool) -> str:
@@ -57,8 +71,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir}: exists and is not empty; choose a new --out directory")
-    if run_family(run_dir).load is load_lm_run:  # a Luoxia GPT; anything else is a fine-tuning run
-        return f"{export_hf(run_dir, out_dir)} model"
+    export = EXPORTS.get(run_family(run_dir).load)  # type: ignore[arg-type]
+    if export is not None:  # a Luoxia GPT or masked LM; anything else is a fine-tuning run
+        return export(run_dir, out_dir)
     return export_finetuned(run_dir, out_dir, merge)
 
 

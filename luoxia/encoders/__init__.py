@@ -4,9 +4,10 @@ and `safety`, `serve` and applications import them."""
 
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.minilm import MiniLMEncoder
+from luoxia.encoders.mlm import MLMEncoder
 from luoxia.encoders.registry import ENCODERS, load_encoder
 from luoxia.encoders.usem import USEMultilingualEncoder
 from luoxia.runs import BUNDLED_MODELS, model_path
 
-__all__ = ["BUNDLED_MODELS", "ENCODERS", "Encoder", "MiniLMEncoder", "USEMultilingualEncoder", "load_encoder",
-           "model_path"]
+__all__ = ["BUNDLED_MODELS", "ENCODERS", "Encoder", "MLMEncoder", "MiniLMEncoder", "USEMultilingualEncoder",
+           "load_encoder", "model_path"]

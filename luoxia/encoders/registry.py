@@ -10,6 +10,7 @@ from pathlib import Path
 
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.minilm import MiniLMEncoder
+from luoxia.encoders.mlm import MLMEncoder, is_mlm_run
 from luoxia.encoders.usem import USEMultilingualEncoder
 from luoxia.errors import ConfigError
 
@@ -22,11 +23,13 @@ ENCODERS: dict[str, Callable[[str, int], Encoder]] = {
 
 
 def load_encoder(name_or_path: str | Path, device: str = "auto", batch_size: int = 64) -> Encoder:
-    """A registered encoder by name, or a local Hugging Face encoder directory read the MiniLM way
-    (mean pooling, L2 normalisation)."""
+    """A registered encoder by name, a masked-LM run directory (`MLMEncoder`), or a local Hugging
+    Face encoder directory read the MiniLM way (mean pooling, L2 normalisation)."""
     if str(name_or_path) in ENCODERS:
         return ENCODERS[str(name_or_path)](device, batch_size)
+    if is_mlm_run(name_or_path):
+        return MLMEncoder(name_or_path, device=device, batch_size=batch_size)
     if not Path(name_or_path).is_dir():
         raise ConfigError(f"unknown encoder '{name_or_path}': neither one of {', '.join(ENCODERS)} "
-                          "nor a local Hugging Face encoder directory")
+                          "nor a masked-LM run nor a local Hugging Face encoder directory")
     return MiniLMEncoder(name_or_path, device=device, batch_size=batch_size)

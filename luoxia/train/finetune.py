@@ -29,8 +29,11 @@ from luoxia.data.tokenizer import TextTokenizer
 from luoxia.errors import ConfigError
 from luoxia.generate.hf import HFGenerator, context_length, load_hf_model
 from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.mlm import load_mlm
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import save_hf
+from luoxia.models.mlm import MLMConfig
+from luoxia.models.mlm_hf import save_bert
 from luoxia.runs import (
     ADAPTER_DIR,
     BASE_DIR,
@@ -40,6 +43,7 @@ from luoxia.runs import (
     WEIGHTS_FILE,
     base_dir,
     load_run_module,
+    run_recipe,
 )
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.lm import SampleConfig
@@ -126,11 +130,23 @@ class FinetuneRecipe(Config):
 
 
 # Model ----------------------------------------------------------------------------------------
+def export_base(base_model: str, target: Path) -> str:
+    """A Luoxia run as a Hugging Face directory, by its model's family: a masked LM (``bert``) as
+    BERT (`luoxia.models.mlm_hf`), a GPT as its `transformers` family; returns what it became."""
+    family = run_recipe(base_model).get("model", {}).get("family")  # a GPT's config names none
+    if family == MLMConfig.model_fields["family"].default:
+        return save_bert(*load_mlm(base_model, device="cpu"), target)
+    if family is not None:
+        raise ConfigError(f"base model {base_model}: model family {family!r} has no transformers counterpart to "
+                          "fine-tune; use a GPT (task: lm) or masked-LM (task: mlm) run, or a Hugging Face directory")
+    return save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
+
+
 def base_model_dir(base_model: str, run_dir: Path) -> Path:
     """The base as a Hugging Face directory: itself, or a Luoxia run exported into the run."""
     target = base_dir(run_dir, base_model)
     if target == run_dir / BASE_DIR and not (target / HF_CONFIG_FILE).is_file():
-        save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
+        export_base(base_model, target)
     return target
 
 
