@@ -57,7 +57,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir}: exists and is not empty; choose a new --out directory")
-    if run_family(run_dir).load is load_lm_run:  # a Luoxia GPT; anything else is a fine-tuning run
+    found = run_family(run_dir)
+    if found.task == "lm" and found.model != "gpt":
+        raise ConfigError(f"{run_dir}: {found.title} run; no Hugging Face model family matches an "
+                          "LSTM/GRU language model, so it cannot be exported (use the run directory itself)")
+    if found.load is load_lm_run:  # a Luoxia GPT; anything else is a fine-tuning run
         return f"{export_hf(run_dir, out_dir)} model"
     return export_finetuned(run_dir, out_dir, merge)
 
