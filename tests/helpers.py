@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from luoxia.checkpoint import save_weights
-from luoxia.config import load_config, resolve_recipe
+from luoxia.config import dump_config, load_config, resolve_recipe
 from luoxia.data.tokenizer import TextTokenizer
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.rnn import RNNLM, RNNConfig
@@ -50,9 +49,10 @@ def tiny_rnn(cell: str = "lstm", vocab_size: int = 32, seed: int = 0, spread: fl
 
 def save_rnn_run(run_dir: Path, model: RNNLM, tokenizer: TextTokenizer) -> Path:
     """A run directory holding just an RNN, written by hand: recipe, weights, tokenizer."""
+    from luoxia.train.rnn import RNNRecipe
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = {"task": "lm", "out_dir": str(run_dir), "model": model.config.model_dump(mode="json")}
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    dump_config(RNNRecipe(out_dir=str(run_dir), model=model.config), run_dir / CONFIG_FILE)
     save_weights(model, run_dir / WEIGHTS_FILE)
     tokenizer.save(run_dir)
     return run_dir

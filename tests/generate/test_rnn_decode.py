@@ -5,6 +5,7 @@ CLI) runs on it unchanged."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,13 @@ from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.rnn import RNNBatchDecoder, RNNDecoder, RNNGenerator
 from luoxia.models.rnn import RNNLM
+from luoxia.runs import CONFIG_FILE
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import REFUSAL, Guard, GuardedGenerator, GuardPolicy
 from luoxia.safety.moderation import Moderator
 from luoxia.safety.watermark import WatermarkDetector, parse_key
 from tests.helpers import TEXT, save_rnn_run, tiny_rnn
-from tests.helpers import luoxia as luoxia_cli
+from tests.test_cli import assert_one_line_error, run_main
 
 CELLS = ["lstm", "gru"]
 PROMPTS = ["To be", "Whether 'tis"]
@@ -184,28 +186,39 @@ def rnn_run(tmp_path_factory, tokenizer: TextTokenizer) -> Path:
                         tokenizer)
 
 
-def test_luoxia_load_and_the_generate_cli_on_an_rnn_run(rnn_run: Path):
+def test_luoxia_load_and_the_generate_cli_on_an_rnn_run(rnn_run: Path, monkeypatch, capsys):
     generator = luoxia.load(rnn_run, device="cpu", compile=True)  # compile: ignored for an RNN
     assert isinstance(generator, RNNGenerator) and generator.name == "tiny-lstm"
     config = GenerationConfig(max_new_tokens=16, temperature=1.0, seed=5)
     expected = [r.text for r in generator.generate(PROMPTS, config)]
-    result = luoxia_cli("generate", "--model", str(rnn_run), "--prompt", PROMPTS[0], "--prompt", PROMPTS[1],
-                        "--json", "--device", "cpu", "--max-new-tokens", "16", "--seed", "5")
-    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == expected
+    code, out, err = run_main(monkeypatch, capsys, "generate", "--model", str(rnn_run), "--prompt", PROMPTS[0],
+                              "--prompt", PROMPTS[1], "--json", "--device", "cpu", "--max-new-tokens", "16",
+                              "--seed", "5")
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in out.splitlines()] == expected
 
 
-def test_the_eval_cli_measures_an_rnn_run(rnn_run: Path, tmp_path: Path):
+def test_the_eval_cli_measures_an_rnn_run(rnn_run: Path, tmp_path: Path, monkeypatch, capsys):
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(TEXT, encoding="utf-8")
     out = tmp_path / "report.json"
-    luoxia_cli("eval", "--model", str(rnn_run), "--data", str(held_out), "--device", "cpu", "--json-out", str(out))
+    code, _, err = run_main(monkeypatch, capsys, "eval", "--model", str(rnn_run), "--data", str(held_out),
+                            "--device", "cpu", "--json-out", str(out))
+    assert code == 0, err
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["tokens"] > 0 and report["perplexity"] > 1
 
 
-def test_export_refuses_an_rnn_run_in_one_line(rnn_run: Path, tmp_path: Path):
-    result = luoxia_cli("export", str(rnn_run), "--out", str(tmp_path / "hf"), check=False)
-    assert result.returncode == 2 and result.stdout == ""
-    (line,) = result.stderr.strip().splitlines()
-    assert "LSTM/GRU" in line and "Hugging Face" in line and "Traceback" not in line
-    assert not (tmp_path / "hf").exists()
+def test_export_refuses_an_rnn_run_in_one_line(rnn_run: Path, tmp_path: Path, monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, "export", str(rnn_run), "--out", str(tmp_path / "hf"))
+    assert_one_line_error(code, err, "no Hugging Face model family matches an LSTM/GRU language model")
+    assert out == "" and not (tmp_path / "hf").exists()
+
+
+def test_a_broken_rnn_run_is_a_one_line_error(rnn_run: Path, tmp_path: Path, monkeypatch, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(rnn_run, broken)
+    recipe = (broken / CONFIG_FILE).read_text(encoding="utf-8")
+    (broken / CONFIG_FILE).write_text(recipe.replace("cell: lstm", "cell: transformer"), encoding="utf-8")
+    code, _, err = run_main(monkeypatch, capsys, "generate", "--model", str(broken), "--prompt", "To be")
+    assert_one_line_error(code, err, "cell")
