@@ -25,6 +25,7 @@ from luoxia.generate.hf import load_hf
 from luoxia.generate.image import load_image_model
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_finetuned_run, load_lm_run
+from luoxia.generate.rnn import load_rnn_run
 from luoxia.generate.tagger import Tagger, load_tagger_run
 from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
 from luoxia.train.finetune import FinetuneRecipe, finetune
@@ -73,8 +74,8 @@ def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
 _ORDER: list[Family] = [
     Family("lm", "a language model pre-training", "train", LMRecipe, train_lm, load_lm_run, "text", masks_data=True,
            model="gpt"),
-    Family("lm", "an LSTM/GRU language model pre-training", "train", RNNRecipe, train_rnn, None, None,
-           uses="generation from LSTM/GRU runs is not available yet", masks_data=True, model="rnn"),
+    Family("lm", "an LSTM/GRU language model pre-training", "train", RNNRecipe, train_rnn, load_rnn_run, "text",
+           masks_data=True, model="rnn"),
     Family("finetune", "a fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run, "text"),
     Family("classify", "a text classifier fine-tuning", "finetune", FinetuneRecipe, finetune, load_finetuned_run,
            "text"),
@@ -148,7 +149,7 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> Gener
     ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
     ``luoxia.load("runs/vae").generate("7", n=16)``; a token-classification run as a `Tagger` —
     ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``.
-    ``compile`` compiles a Luoxia GPT's decode step
+    ``compile`` compiles a Luoxia GPT's decode step (an LSTM/GRU run ignores it)
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
     A path that does not exist is an error, never a Hugging Face hub name."""
     path = require_path(path)

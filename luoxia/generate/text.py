@@ -27,6 +27,7 @@ from luoxia.generate.decode import (
     StepModel,
     TokenizerLike,
     adjust_logits,
+    append_tokens,
     left_pad,
     row_generator,
     row_seed,
@@ -70,8 +71,7 @@ class GPTDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence; return the logits for the token after it."""
-        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
-            history.append(token)
+        append_tokens(self.histories, next_ids)
         if not self.use_cache:
             self.logits = self._refill(self.block_size)
         elif self.cache is not None and self.cache.length >= self.cache.max_len:  # use_cache: there is one
