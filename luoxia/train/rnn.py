@@ -24,6 +24,7 @@ from luoxia.config import Config
 from luoxia.data.packed import StreamSampler, open_tokens
 from luoxia.data.prepare import DataConfig, Mask
 from luoxia.errors import ConfigError
+from luoxia.generate.rnn import RNNGenerator
 from luoxia.models.rnn import RNNLM, RNNConfig, RNNState, detach_state
 from luoxia.runtime import DistributedContext
 from luoxia.train.lm import LMTask, LMTrainConfig, SampleConfig, train_lm
@@ -74,7 +75,7 @@ class RNNTask:
     state is carried (detached: gradients stop at each window's start)."""
 
     def __init__(self, recipe: RNNRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
-        self.lm = LMTask(recipe, data_dir, ctx, device, build=RNNLM, sampler=_rnn_sampler)
+        self.lm = LMTask(recipe, data_dir, ctx, device, build=RNNLM, sampler=RNNGenerator)
         self.model, self.optimizers, self.cfg = self.lm.model, self.lm.optimizers, recipe.train
         self.state: RNNState | None = None  # the carried state after the last window read (None: zeros)
         self.streams = None
@@ -118,11 +119,6 @@ class RNNTask:
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
         self.lm.log_samples(logger, step)
-
-
-def _rnn_sampler(model: nn.Module, tokenizer: Any) -> Any:
-    raise ConfigError("training-time samples from an LSTM/GRU need its generator, which is not available yet; "
-                      "leave train.sample_interval unset")
 
 
 def train_rnn(recipe: RNNRecipe, resume: bool = False, mask: Mask | None = None,

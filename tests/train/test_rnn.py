@@ -17,6 +17,7 @@ from luoxia.errors import ConfigError
 from luoxia.registry import family, load_recipe, recipe_family
 from luoxia.runs import read_metrics
 from luoxia.train.lm import LMRecipe, prepare_run_dir
+from luoxia.train.logging import RunLogger
 from luoxia.train.loop import ONE_PROCESS
 from luoxia.train.rnn import RNNRecipe, RNNTask, train_rnn
 from tests.helpers import REPO, TEXT
@@ -128,3 +129,11 @@ def test_random_windows_start_from_zeros(tmp_path: Path, corpus: Path):
     task.train_step(0)
     task.train_step(1)
     assert all(state in (None, ()) for state in seen) and task.state is None
+
+
+def test_training_samples_come_from_the_rnn_generator(tmp_path: Path, corpus: Path, monkeypatch):
+    texts: list[str] = []
+    monkeypatch.setattr(RunLogger, "text", lambda self, tag, text, step: texts.append(text))
+    train_rnn(rnn_recipe(tmp_path / "run", corpus, "max_steps=2", "sample_interval=2", "sample.max_new_tokens=8",
+                         "sample.prompt=To"))
+    assert len(texts) == 1 and texts[0].startswith("To") and len(texts[0]) > 2
