@@ -8,8 +8,9 @@ error. The corpus is prepared once and every model trains on the same prepared d
 
 Each model trains through the real ``train_rnn`` / ``train_lm`` with a callback that stops it once
 ``--seconds`` of wall time have passed since its first step (which carries one-off warm-up costs)
-ended: optimizer steps and nothing else, since evaluation runs only after the stop. The learning rate is constant after a short
-warm-up (a decay would need the step count in advance, which equal time does not give).
+ended: optimizer steps and nothing else, since evaluation runs only after the stop. The learning
+rate is constant after a short warm-up (a decay would need the step count in advance, which equal
+time does not give).
 
 Sizes, chosen for similar parameter counts (~0.56-0.63M), all reading 32 windows of 64 characters a step:
 - GPT: configs/lm/shakespeare_char.yaml's model and optimizer (2 blocks × 160, RoPE, RMSNorm,

@@ -81,7 +81,8 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path: Path, corpu
         train_rnn(rnn_recipe(tmp_path / "killed", corpus, *steps), callbacks=[Crash(13)])  # last checkpoint: 10
     train_rnn(rnn_recipe(tmp_path / "killed", corpus, *steps), resume=True)
     assert train_losses(tmp_path / "killed") == train_losses(tmp_path / "reference")
-    final = [load_file(tmp_path / run / "checkpoints/step-0000020/model.safetensors") for run in ("reference", "killed")]
+    final = [load_file(tmp_path / run / "checkpoints/step-0000020/model.safetensors")
+             for run in ("reference", "killed")]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
 
 
