@@ -70,14 +70,14 @@ class RNNTask:
     state is carried (detached: gradients stop at each window's start)."""
 
     def __init__(self, recipe: RNNRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
+        if recipe.train.stateful and ctx.enabled:
+            raise ConfigError("train.stateful=true under torchrun is not supported (each rank's carried state "
+                              "would have to travel in the checkpoint); use train.stateful=false")
         self.lm = LMTask(recipe, data_dir, ctx, device, build=RNNLM, sampler=RNNGenerator)
         self.model, self.optimizers, self.cfg = self.lm.model, self.lm.optimizers, recipe.train
         self.state: RNNState | None = None  # the carried state after the last window read (None: zeros)
         self.streams = None
         if recipe.train.stateful:
-            if ctx.enabled:
-                raise ConfigError("train.stateful=true under torchrun is not supported (each rank's carried state "
-                                  "would have to travel in the checkpoint); use train.stateful=false")
             self.streams = StreamSampler(open_tokens(data_dir, "train"), recipe.model.block_size,
                                          recipe.train.batch_size, recipe.seed, ctx.rank, ctx.world_size)
 

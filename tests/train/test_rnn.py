@@ -16,6 +16,7 @@ from luoxia.data.packed import StreamSampler
 from luoxia.errors import ConfigError
 from luoxia.registry import family, load_recipe, recipe_family
 from luoxia.runs import read_metrics
+from luoxia.runtime import DistributedContext
 from luoxia.train.lm import LMRecipe, prepare_run_dir
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import ONE_PROCESS
@@ -143,3 +144,10 @@ def test_training_samples_come_from_the_rnn_generator(tmp_path: Path, corpus: Pa
     train_rnn(rnn_recipe(tmp_path / "run", corpus, "max_steps=2", "sample_interval=2", "sample.max_new_tokens=8",
                          "sample.prompt=To"))
     assert len(texts) == 1 and texts[0].startswith("To") and len(texts[0]) > 2
+
+
+def test_stateful_training_under_torchrun_is_refused_in_one_line(tmp_path: Path, corpus: Path):
+    recipe = rnn_recipe(tmp_path / "run", corpus)
+    _, data_dir = prepare_run_dir(recipe, ONE_PROCESS)
+    with pytest.raises(ConfigError, match="^train.stateful=true under torchrun is not supported .*stateful=false$"):
+        RNNTask(recipe, data_dir, DistributedContext(rank=0, world_size=2), torch.device("cpu"))
