@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 import luoxia
 from luoxia.data.tokenizer import EOS_TOKEN, train_char_tokenizer
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.rnn import RNNBatchDecoder
+from luoxia.generate.rnn import STATEFUL_CONTEXT, RNNBatchDecoder
 from luoxia.serve.app import create_app
 from luoxia.serve.settings import ServeSettings
 from tests.helpers import TEXT, save_rnn_run, tiny_rnn
@@ -25,13 +25,12 @@ from tests.serve.conftest import CHAT
 PROMPTS = ["To be", "Whether 'tis"]
 N, MAX_TOKENS, SEED = 2, 24, 123
 ROWS = [p for p in PROMPTS for _ in range(N)]  # the choices, prompt-major
-BLOCK_SIZE = 96  # the served context: prompt + max_tokens must fit in it
 
 
 @pytest.fixture(scope="module")
 def rnn_run(tmp_path_factory) -> Path:
     tokenizer = train_char_tokenizer([TEXT + CHAT], special_tokens=[EOS_TOKEN])
-    model = tiny_rnn("lstm", tokenizer.vocab_size, seed=2, block_size=BLOCK_SIZE)
+    model = tiny_rnn("lstm", tokenizer.vocab_size, seed=2)  # trained statefully: served with STATEFUL_CONTEXT
     return save_rnn_run(tmp_path_factory.mktemp("serve-rnn") / "tiny-lstm", model, tokenizer)
 
 
@@ -105,9 +104,11 @@ def test_chat_and_the_context_check(client: TestClient):
     reply = client.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 16, "seed": 1})
     assert reply.status_code == 200, reply.text
     assert isinstance(reply.json()["choices"][0]["message"]["content"], str)
-    too_long = client.post("/v1/completions", json={"prompt": "To be " * 10, "max_tokens": 64})
+    long = "To be " * (STATEFUL_CONTEXT // 6)  # more than the 16-token training window: served
+    assert client.post("/v1/completions", json={"prompt": long[: -6 * 11], "max_tokens": 64}).status_code == 200
+    too_long = client.post("/v1/completions", json={"prompt": long, "max_tokens": 64})
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
-    assert f"context length is {BLOCK_SIZE}" in too_long.json()["error"]["message"]
+    assert f"context length is {STATEFUL_CONTEXT}" in too_long.json()["error"]["message"]
 
 
 def test_the_guard_refuses_and_watermarks(rnn_run: Path, tmp_path: Path):
