@@ -13,20 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 from pydantic import Field
 
 from luoxia.checkpoint import decode_tensor, encode_tensor
-from luoxia.config import Config
 from luoxia.data.packed import StreamSampler, open_tokens
-from luoxia.data.prepare import DataConfig, Mask
+from luoxia.data.prepare import Mask
 from luoxia.errors import ConfigError
+from luoxia.generate.rnn import RNNGenerator
 from luoxia.models.rnn import RNNLM, RNNConfig, RNNState, detach_state
 from luoxia.runtime import DistributedContext
-from luoxia.train.lm import LMTask, LMTrainConfig, SampleConfig, train_lm
+from luoxia.train.lm import LMRecipe, LMTask, LMTrainConfig, train_lm
 from luoxia.train.logging import RunLogger
 from luoxia.train.loop import Callback, TrainState
 from luoxia.train.task import Batch, gradient_step, mean_across_ranks
@@ -45,17 +45,13 @@ class RNNTrainConfig(LMTrainConfig):
                            "windows from a zero state, like the GPT")
 
 
-class RNNRecipe(Config):
-    """An LSTM/GRU language-model pre-training run: data, model and training loop."""
+class RNNRecipe(LMRecipe):
+    """An LSTM/GRU language-model pre-training run: the GPT recipe's data, seed and samples, with an
+    `RNNConfig` model and `RNNTrainConfig` training."""
 
-    task: Literal["lm"] = Field("lm", description="recipe kind")
     out_dir: str = Field("runs/rnn", description="run directory (config, tokenizer, checkpoints, logs)")
-    seed: int = Field(1337, description="seed for initialisation, batches and dropout")
-    prepared_data: str | None = Field(None, description="use this `luoxia prepare` output instead of `data`")
-    data: DataConfig = Field(default_factory=DataConfig)
     model: RNNConfig = Field(default_factory=RNNConfig)
     train: RNNTrainConfig = Field(default_factory=RNNTrainConfig)
-    sample: SampleConfig = Field(default_factory=SampleConfig)
 
 
 def encode_state(state: RNNState | None) -> list[dict[str, Any]]:
@@ -74,7 +70,7 @@ class RNNTask:
     state is carried (detached: gradients stop at each window's start)."""
 
     def __init__(self, recipe: RNNRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
-        self.lm = LMTask(recipe, data_dir, ctx, device, build=RNNLM, sampler=_rnn_sampler)
+        self.lm = LMTask(recipe, data_dir, ctx, device, build=RNNLM, sampler=RNNGenerator)
         self.model, self.optimizers, self.cfg = self.lm.model, self.lm.optimizers, recipe.train
         self.state: RNNState | None = None  # the carried state after the last window read (None: zeros)
         self.streams = None
@@ -118,11 +114,6 @@ class RNNTask:
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
         self.lm.log_samples(logger, step)
-
-
-def _rnn_sampler(model: nn.Module, tokenizer: Any) -> Any:
-    raise ConfigError("training-time samples from an LSTM/GRU need its generator, which is not available yet; "
-                      "leave train.sample_interval unset")
 
 
 def train_rnn(recipe: RNNRecipe, resume: bool = False, mask: Mask | None = None,
