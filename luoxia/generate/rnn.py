@@ -81,12 +81,15 @@ class RNNBatchDecoder:
 
 class RNNDecoder:
     """A `StepDecoder` over an RNN (what beam search steps): the histories, each read alone from the
-    zero state and their states joined, in an `RNNBatchDecoder`."""
+    zero state and their states joined, in an `RNNBatchDecoder`. A history given several times (beam
+    search's identical first beams) is read once and its state copied."""
 
     def __init__(self, model: RNNLM, histories: Sequence[Sequence[int]], use_cache: bool = True):
         self.rows = RNNBatchDecoder(model, use_cache)
-        for history in histories:
+        distinct = list(dict.fromkeys(tuple(h) for h in histories))
+        for history in distinct:
             self.rows.add(list(history))
+        self.rows.reorder(torch.tensor([distinct.index(tuple(h)) for h in histories], dtype=torch.long))
         self.histories, self.logits = self.rows.histories, self.rows.logits
 
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
