@@ -47,12 +47,13 @@ def tiny_rnn(cell: str = "lstm", vocab_size: int = 32, seed: int = 0, spread: fl
     return model
 
 
-def save_rnn_run(run_dir: Path, model: RNNLM, tokenizer: TextTokenizer) -> Path:
+def save_rnn_run(run_dir: Path, model: RNNLM, tokenizer: TextTokenizer, stateful: bool = True) -> Path:
     """A run directory holding just an RNN, written by hand: recipe, weights, tokenizer."""
-    from luoxia.train.rnn import RNNRecipe
+    from luoxia.train.rnn import RNNRecipe, RNNTrainConfig
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(RNNRecipe(out_dir=str(run_dir), model=model.config), run_dir / CONFIG_FILE)
+    recipe = RNNRecipe(out_dir=str(run_dir), model=model.config, train=RNNTrainConfig(stateful=stateful))
+    dump_config(recipe, run_dir / CONFIG_FILE)
     save_weights(model, run_dir / WEIGHTS_FILE)
     tokenizer.save(run_dir)
     return run_dir

@@ -5,7 +5,9 @@ same at any length, and rows join (`cat_states`) and leave (`select_state`) a ru
 step with no padding and no refill. That makes continuous batching natural: `RNNGenerator` takes any
 number of rows (``max_rows = None``, as Luoxia's GPT), and the server's batcher decodes RNN requests
 side by side. Sampling, streaming and beam search are `CausalLMGenerator`'s, through the same decode
-engine and sampler as the GPT's.
+engine and sampler as the GPT's. A run's `context_length` (what the server admits, the width of
+`luoxia eval`'s windows) is its training window, or `STATEFUL_CONTEXT` when stateful truncated BPTT
+trained it to carry its state further.
 """
 
 from __future__ import annotations
@@ -79,12 +81,15 @@ class RNNBatchDecoder:
 
 class RNNDecoder:
     """A `StepDecoder` over an RNN (what beam search steps): the histories, each read alone from the
-    zero state and their states joined, in an `RNNBatchDecoder`."""
+    zero state and their states joined, in an `RNNBatchDecoder`. A history given several times (beam
+    search's identical first beams) is read once and its state copied."""
 
     def __init__(self, model: RNNLM, histories: Sequence[Sequence[int]], use_cache: bool = True):
         self.rows = RNNBatchDecoder(model, use_cache)
-        for history in histories:
+        distinct = list(dict.fromkeys(tuple(h) for h in histories))
+        for history in distinct:
             self.rows.add(list(history))
+        self.rows.reorder(torch.tensor([distinct.index(tuple(h)) for h in histories], dtype=torch.long))
         self.histories, self.logits = self.rows.histories, self.rows.logits
 
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -107,15 +112,15 @@ class RNNGenerator(CausalLMGenerator):
 
     max_rows = None
 
-    def __init__(self, model: RNNLM, tokenizer: TextTokenizer, name: str = "luoxia-rnn"):
+    def __init__(self, model: RNNLM, tokenizer: TextTokenizer, name: str = "luoxia-rnn",
+                 context_length: int | None = None):
         self.model = model.eval()
-        # context_length: decoding needs no limit (the state is fixed-size, so library generation runs
-        # past it); it is what the server checks prompt + max_tokens against and the width of
-        # `luoxia eval`'s windows. The training window (block_size) is the length the model learnt to
-        # read from the zero state: eval then scores windows as training's validation did, and the
-        # server stays within lengths the state was trained over.
+        # Decoding has no context limit (library generation runs past this one); ``context_length`` is
+        # what the server checks prompt + max_tokens against and the width of `luoxia eval`'s windows.
+        # By default the training window (block_size): all that a model trained from the zero state
+        # has read at once. `load_rnn_run` gives a statefully trained run more (`rnn_context_length`).
         super().__init__(lambda histories, use_cache: RNNDecoder(self.model, histories, use_cache), tokenizer,
-                         name, model.config.block_size, model.lm_head.weight.device)
+                         name, context_length or model.config.block_size, model.lm_head.weight.device)
 
     def batch_decoder(self, use_cache: bool = True) -> BatchDecoder:
         return RNNBatchDecoder(self.model, use_cache)
@@ -125,6 +130,19 @@ class RNNGenerator(CausalLMGenerator):
         """Next-token logits (B, T, V) at every position of ``ids`` (B, T), each row from the zero state."""
         logits: torch.Tensor = self.model(ids.to(self.device))[0]
         return logits
+
+
+# What a statefully trained run serves and is measured with: not a limit of the model (it has
+# carried its state through streams far longer), but a bound on one request and on `luoxia eval`'s
+# (16, width, V) logits; four times the longest GPT context of configs/lm/.
+STATEFUL_CONTEXT = 1024
+
+
+def rnn_context_length(config: RNNConfig, recipe: dict[str, Any]) -> int:
+    """A run's context: ``STATEFUL_CONTEXT`` when it was trained with stateful truncated BPTT
+    (``train.stateful``, the default), else its training window, ``block_size``."""
+    stateful = bool(recipe.get("train", {}).get("stateful", True))
+    return max(STATEFUL_CONTEXT, config.block_size) if stateful else config.block_size
 
 
 def load_rnn(run_dir: str | Path, device: str = "auto") -> tuple[RNNLM, TextTokenizer]:
@@ -138,4 +156,4 @@ def load_rnn_run(run_dir: Path, recipe: dict[str, Any], device: str = "auto", co
     """An LSTM/GRU run as a `TextGenerator`. ``compile`` is ignored: each recurrent layer already runs
     as one fused kernel (cuDNN on a GPU), so there are no small operators for Inductor to fuse."""
     model, tokenizer = load_rnn(run_dir, device)
-    return RNNGenerator(model, tokenizer, name=Path(run_dir).name)
+    return RNNGenerator(model, tokenizer, Path(run_dir).name, rnn_context_length(model.config, recipe))

@@ -15,7 +15,7 @@ import luoxia
 from luoxia.data.tokenizer import EOS_TOKEN, TextTokenizer, train_char_tokenizer
 from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import GenerationConfig
-from luoxia.generate.rnn import RNNBatchDecoder, RNNDecoder, RNNGenerator
+from luoxia.generate.rnn import STATEFUL_CONTEXT, RNNBatchDecoder, RNNDecoder, RNNGenerator
 from luoxia.models.rnn import RNNLM
 from luoxia.runs import CONFIG_FILE
 from luoxia.safety.audit import AuditStore
@@ -156,7 +156,7 @@ def test_stop_strings_and_stream_pieces_make_the_text(generator: RNNGenerator):
     assert len(pieces) > 1 and "".join(pieces) == stopped.text
 
 
-def test_context_length_is_the_training_window_and_generation_runs_past_it(generator: RNNGenerator,
+def test_the_default_context_is_the_training_window_and_generation_runs_past_it(generator: RNNGenerator,
                                                                            model: RNNLM):
     assert generator.context_length == model.config.block_size
     config = GenerationConfig(max_new_tokens=3 * model.config.block_size, temperature=1.0, seed=0)
@@ -184,6 +184,14 @@ def test_the_guard_wraps_an_rnn(tokenizer: TextTokenizer, tmp_path: Path):
 def rnn_run(tmp_path_factory, tokenizer: TextTokenizer) -> Path:
     return save_rnn_run(tmp_path_factory.mktemp("rnn") / "tiny-lstm", tiny_rnn("lstm", tokenizer.vocab_size),
                         tokenizer)
+
+
+def test_a_run_s_context_is_its_window_or_longer_when_trained_statefully(rnn_run: Path, tmp_path: Path,
+                                                                        tokenizer: TextTokenizer):
+    stateful = luoxia.load(rnn_run, device="cpu")
+    assert isinstance(stateful, RNNGenerator) and stateful.context_length == STATEFUL_CONTEXT
+    stateless = save_rnn_run(tmp_path / "stateless", tiny_rnn("gru", tokenizer.vocab_size), tokenizer, stateful=False)
+    assert luoxia.load(stateless, device="cpu").context_length == 16  # tiny_rnn's block_size
 
 
 def test_luoxia_load_and_the_generate_cli_on_an_rnn_run(rnn_run: Path, monkeypatch, capsys):
