@@ -19,7 +19,7 @@ Sizes, chosen for similar parameter counts (~0.56-0.63M), all reading 32 windows
 - GRU: 2 layers, 128-wide embedding, hidden 224, AdamW 3e-3, stateful truncated BPTT.
 
 Reported per model: ``val_loss`` on the whole validation split in consecutive 64-character windows,
-each from an empty context (`luoxia.evaluate.lm.evaluate_run`, the same windows for all three);
+each from an empty context (the same windows for all three, through each run's `luoxia.load` generator);
 for the RNNs also ``val_loss_streamed``, the validation split read as 16 streams with the state
 carried across windows (how a stateful RNN is used); training tokens/s; parameters; steps. The
 character bigram baseline counts pairs on the train split with add-one smoothing. Prints one JSON line.
@@ -40,13 +40,14 @@ import torch
 import torch.nn.functional as F
 
 from luoxia.config import load_config, resolve_recipe
-from luoxia.data.packed import open_tokens, read_meta
+from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, prepare_cached
 from luoxia.errors import LuoxiaError
-from luoxia.evaluate.lm import evaluate_run
 from luoxia.generate.load import load_gpt
 from luoxia.generate.rnn import load_rnn
+from luoxia.generate.text import CausalLMGenerator
 from luoxia.models.rnn import RNNLM, detach_state
+from luoxia.registry import load
 from luoxia.train.lm import LMRecipe, train_lm
 from luoxia.train.rnn import RNNRecipe, train_rnn
 
@@ -87,6 +88,20 @@ def bigram_loss(train: np.ndarray, val: np.ndarray, vocab_size: int) -> float:
 
 
 @torch.no_grad()
+def window_loss(run_dir: Path, tokens: np.ndarray, block: int = 64, batch_size: int = 64) -> float:
+    """Mean next-token loss of a run over ``tokens`` in consecutive ``block``-token windows, each read
+    from an empty context (the last partial window is left out)."""
+    generator = load(run_dir, device="cpu")
+    assert isinstance(generator, CausalLMGenerator), run_dir
+    total, count = 0.0, 0
+    for x, y in WindowSampler(tokens, block, batch_size, seed=0).sequential(batch_size):
+        logits = generator.sequence_logits(x)  # (B, T, V)
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    return total / count
+
+
+@torch.no_grad()
 def streamed_loss(model: RNNLM, tokens: np.ndarray, streams: int = 16, block: int = 64) -> float:
     """Loss over ``streams`` contiguous streams of ``tokens``, the state carried across windows."""
     length = (len(tokens) - 1) // streams
@@ -108,11 +123,12 @@ def run_one(name: str, seconds: float, data_dir: Path, out: Path) -> dict:
     budget = TimeBudget(seconds)
     state = train(recipe, callbacks=[budget])
     tokens = budget.steps * recipe.train.batch_size * recipe.model.block_size  # read in the timed steps
-    report = {"val_loss": round(evaluate_run(out, device="cpu")["loss"], 4), "steps": state.step,
+    val = np.asarray(open_tokens(data_dir, "val"))
+    report = {"val_loss": round(window_loss(out, val), 4), "steps": state.step,
               "train_seconds": round(budget.elapsed, 2), "tokens_per_s": round(tokens / max(budget.elapsed, 1e-9), 1)}
     if recipe_class is RNNRecipe:
         model, _ = load_rnn(out, device="cpu")
-        report["val_loss_streamed"] = round(streamed_loss(model, np.asarray(open_tokens(data_dir, "val"))), 4)
+        report["val_loss_streamed"] = round(streamed_loss(model, val), 4)
         report["params"] = model.num_params()
     else:
         report["params"] = sum(p.numel() for p in load_gpt(out, device="cpu")[0].parameters())
