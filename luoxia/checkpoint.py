@@ -88,6 +88,18 @@ def decode_rng(text: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
 
+def encode_tensor(tensor: torch.Tensor) -> dict[str, Any]:
+    """A tensor as JSON (dtype, shape, base64 bytes): checkpoint state that must come back bit for bit."""
+    data = tensor.detach().cpu().contiguous()
+    return {"dtype": str(data.dtype).removeprefix("torch."), "shape": list(data.shape),
+            "data": base64.b64encode(data.view(torch.uint8).numpy().tobytes()).decode("ascii")}
+
+
+def decode_tensor(encoded: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tensor:
+    raw = torch.frombuffer(bytearray(base64.b64decode(encoded["data"])), dtype=torch.uint8)
+    return raw.view(getattr(torch, encoded["dtype"])).reshape(encoded["shape"]).to(device)
+
+
 def capture_rng() -> dict[str, Any]:
     """This process's torch RNG states (CPU and every CUDA device), JSON-ready."""
     states = {"cpu": encode_rng(torch.get_rng_state())}

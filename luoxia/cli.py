@@ -28,7 +28,7 @@ from luoxia.generate.image import generate_image_files
 from luoxia.generate.interface import GenerationConfig
 from luoxia.generate.mlm import MaskedLMGenerator
 from luoxia.generate.templates import prepare_prompts
-from luoxia.registry import family, load, load_recipe, tasks
+from luoxia.registry import load, load_recipe, recipe_family, tasks
 from luoxia.runs import EVAL_IMAGE_DIR
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy, write_guarded_images
@@ -83,7 +83,7 @@ def train(
 def _train_and_report(recipe, resume: bool) -> None:
     """Run the recipe's family's train function and say where the run is (the PII masker goes to
     families whose data can ask for it)."""
-    found = family(recipe.task)
+    found = recipe_family(recipe)
     result = found.train(recipe, resume=resume, **({"mask": mask_pii} if found.masks_data else {}))
     if not isinstance(result, TrainState):
         console.print(f"done: {found.title} in {recipe.out_dir}")

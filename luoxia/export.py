@@ -19,6 +19,7 @@ from luoxia.errors import ConfigError
 from luoxia.generate.hf import load_hf_model
 from luoxia.generate.load import MERGEABLE_METHODS, load_finetuned, load_gpt, load_lm_run
 from luoxia.generate.mlm import load_mlm, load_mlm_run
+from luoxia.generate.rnn import load_rnn_run
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.models.gpt_hf import gpt_from_hf, save_hf
 from luoxia.models.mlm_hf import save_bert
@@ -38,9 +39,14 @@ def export_mlm(run_dir: str | Path, out_dir: str | Path) -> str:
     return save_bert(*load_mlm(run_dir, device="cpu"), out_dir)
 
 
+def refuse_rnn(run_dir: Path, out_dir: Path) -> str:
+    raise ConfigError(f"{run_dir}: an LSTM/GRU language model run; no Hugging Face model family matches an "
+                      "LSTM/GRU language model, so it cannot be exported (use the run directory itself)")
+
+
 # A pre-training family's export, by its loader: each writes the `transformers` model computing it.
 EXPORTS: dict[Callable[..., Any], Callable[[Path, Path], str]] = {
-    load_lm_run: lambda run, out: f"{export_hf(run, out)} model", load_mlm_run: export_mlm}
+    load_lm_run: lambda run, out: f"{export_hf(run, out)} model", load_mlm_run: export_mlm, load_rnn_run: refuse_rnn}
 
 
 def export_finetuned(run_dir: Path, out_dir: Path, merge: bool) -> str:
@@ -72,7 +78,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir}: exists and is not empty; choose a new --out directory")
     export = EXPORTS.get(run_family(run_dir).load)  # type: ignore[arg-type]
-    if export is not None:  # a Luoxia GPT or masked LM; anything else is a fine-tuning run
+    if export is not None:  # a Luoxia pre-training family; anything else is a fine-tuning run
         return export(run_dir, out_dir)
     return export_finetuned(run_dir, out_dir, merge)
 

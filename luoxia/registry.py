@@ -1,5 +1,5 @@
-"""Every model family, by the ``task`` its recipes and runs carry: the one place that decides which
-code handles a task.
+"""Every model family, by the ``task`` its recipes and runs carry (and, where a task has several, the
+recipe's ``model.family``): the one place that decides which code handles a run.
 
 A `Family` names its recipe class (how ``configs/*.yaml`` validate), its train function (what
 ``luoxia train`` / ``luoxia finetune`` run) and its load function (what ``luoxia.load(run)`` returns).
@@ -19,13 +19,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from luoxia.config import Config, load_config, read_yaml, resolve_recipe
+from luoxia.config import Config, load_config, parse_override, read_yaml, resolve_recipe
 from luoxia.errors import CheckpointError, ConfigError
 from luoxia.generate.hf import load_hf
 from luoxia.generate.image import load_image_model
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_finetuned_run, load_lm_run
 from luoxia.generate.mlm import load_mlm_run
+from luoxia.generate.rnn import load_rnn_run
 from luoxia.generate.tagger import Tagger, load_tagger_run
 from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
 from luoxia.train.finetune import FinetuneRecipe, finetune
@@ -33,6 +34,7 @@ from luoxia.train.image import ClassifierRecipe, DDPMRecipe, GANRecipe, ImageRec
 from luoxia.train.lm import LMRecipe, train_lm
 from luoxia.train.mlm import MLMRecipe, train_mlm
 from luoxia.train.moderation import ModerationRecipe, train_moderation
+from luoxia.train.rnn import RNNRecipe, train_rnn
 from luoxia.train.token_classify import TokenClassifyRecipe, finetune_tagger
 
 Generator = TextGenerator | ImageGenerator | Tagger  # what `load` returns: a tagger generates spans, not text
@@ -42,7 +44,7 @@ Loader = Callable[[Path, dict[str, Any], str, bool], Generator]
 
 @dataclass(frozen=True)
 class Family:
-    """What Luoxia knows about one ``task``."""
+    """What Luoxia knows about one ``task`` (or one ``model.family`` within it)."""
 
     task: str
     title: str  # what its runs are, in a sentence: "a digit classifier"
@@ -54,6 +56,13 @@ class Family:
     uses: str = ""  # for a family that generates nothing: what its runs are for
     masks_data: bool = False  # its train function takes ``mask`` for ``data.redact_pii``
     served: bool = True  # False: `luoxia serve` refuses its runs, giving ``uses`` as the reason
+    model: str = ""  # its recipes' ``model.family`` when a task has several ("" when it has one)
+
+    @property
+    def name(self) -> str:
+        """Its key in `FAMILIES`: the task, or ``task/model`` for a task's second and later families."""
+        first = next((found for found in _ORDER if found.task == self.task), self)
+        return self.task if first is self else f"{self.task}/{self.model}"
 
 
 def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
@@ -64,8 +73,12 @@ def _image(task: str, title: str, recipe: type[ImageRecipe]) -> Family:
     return Family(task, title, "train", recipe, train_image, loader, "image")
 
 
-FAMILIES: dict[str, Family] = {family.task: family for family in [
-    Family("lm", "a language model pre-training", "train", LMRecipe, train_lm, load_lm_run, "text", masks_data=True),
+# One line per family; a task's first line is its default family (``lm``: the GPT).
+_ORDER: list[Family] = [
+    Family("lm", "a language model pre-training", "train", LMRecipe, train_lm, load_lm_run, "text", masks_data=True,
+           model="gpt"),
+    Family("lm", "an LSTM/GRU language model pre-training", "train", RNNRecipe, train_rnn, load_rnn_run, "text",
+           masks_data=True, model="rnn"),
     Family("mlm", "a masked language model (BERT-style) pre-training", "train", MLMRecipe, train_mlm, load_mlm_run,
            "text", masks_data=True, served=False,
            uses="it fills [MASK]s (luoxia fill-mask) and writes fixed-length text by mask-predict (luoxia generate); "
@@ -82,34 +95,60 @@ FAMILIES: dict[str, Family] = {family.task: family for family in [
            uses="it measures image models: luoxia eval-image --model RUN --classifier {path}"),
     Family("moderation", "a moderation classifier", "train", ModerationRecipe, train_moderation,
            uses="it is the learned layer of `luoxia moderate`"),
-]}
+]
+FAMILIES: dict[str, Family] = {found.name: found for found in _ORDER}
 
 
-def family(task: str) -> Family:
-    if task not in FAMILIES:
-        raise ConfigError(f"unknown task '{task}'; valid: {', '.join(FAMILIES)}")
-    return FAMILIES[task]
+def family(task: str, model: str | None = None) -> Family:
+    """The family of ``task`` whose recipes say ``model.family: model`` (None: the task's default)."""
+    found = [entry for entry in _ORDER if entry.task == task]
+    if not found:
+        raise ConfigError(f"unknown task '{task}'; valid: {', '.join(tasks())}")
+    if model is None or not found[0].model:  # a task with one family takes no model.family
+        return found[0]
+    for entry in found:
+        if entry.model == model:
+            return entry
+    raise ConfigError(f"unknown model.family '{model}' for task '{task}'; valid: "
+                      f"{', '.join(entry.model for entry in found)}")
 
 
-def tasks(command: str) -> tuple[str, ...]:
-    """The tasks a CLI command trains (``train`` or ``finetune``)."""
-    return tuple(task for task, found in FAMILIES.items() if found.command == command)
+def recipe_family(recipe: dict[str, Any] | Config) -> Family:
+    """The family of a recipe (a validated one or its YAML dict): its ``task`` (``lm`` when it has
+    none) and ``model.family`` (the task's default when it has none)."""
+    data = recipe.model_dump() if isinstance(recipe, Config) else recipe
+    model = data.get("model")
+    name = model.get("family") if isinstance(model, dict) else None
+    return family(str(data.get("task", "lm")), None if name is None else str(name))
+
+
+def tasks(command: str | None = None) -> tuple[str, ...]:
+    """The tasks a CLI command trains (``train`` or ``finetune``; None: every task), each once."""
+    found = [entry.task for entry in _ORDER if command is None or entry.command == command]
+    return tuple(dict.fromkeys(found))
 
 
 def run_family(run_dir: str | Path) -> Family:
-    """The family of a run directory, by its recipe's ``task`` (``lm`` when it has none)."""
-    return family(str(run_recipe(run_dir).get("task", "lm")))
+    """The family of a run directory, by its recipe (see `recipe_family`)."""
+    return recipe_family(run_recipe(run_dir))
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allowed: tuple[str, ...] | None = None) -> Config:
     """Any recipe (or a run directory's), validated into its family's class; ``allowed`` limits the
     tasks a command accepts."""
     path = Path(path) / CONFIG_FILE if is_run_dir(path) else resolve_recipe(str(path))  # a run: its recipe
-    task = read_yaml(path).get("task", "lm")
-    valid = [name for name in FAMILIES if allowed is None or name in allowed]
+    raw = read_yaml(path)
+    task = raw.get("task", "lm")
+    valid = [name for name in tasks() if allowed is None or name in allowed]
     if task not in valid:
         raise ConfigError(f"{path}: task '{task}' is not one this command runs; valid: {', '.join(valid)}")
-    return load_config(FAMILIES[task].recipe, path, overrides or [])
+    chosen = [value for key, value in map(parse_override, overrides or []) if key == "model.family"]
+    model = chosen[-1] if chosen else raw["model"].get("family") if isinstance(raw.get("model"), dict) else None
+    try:
+        found = family(task, None if model is None else str(model))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return load_config(found.recipe, path, overrides or [])
 
 
 def load(path: str | Path, device: str = "auto", compile: bool = False) -> Generator:
@@ -117,13 +156,13 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> Gener
     ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
     ``luoxia.load("runs/vae").generate("7", n=16)``; a token-classification run as a `Tagger` —
     ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``.
-    ``compile`` compiles a Luoxia GPT's decode step
+    ``compile`` compiles a Luoxia GPT's decode step (an LSTM/GRU run ignores it)
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
     A path that does not exist is an error, never a Hugging Face hub name."""
     path = require_path(path)
     if is_run_dir(path):
         recipe = run_recipe(path)
-        found = family(str(recipe.get("task", "lm")))
+        found = recipe_family(recipe)
         if found.load is None:
             uses = f"; {found.uses.format(path=path)}" if found.uses else ""
             raise ConfigError(f"{path}: {found.title} run, which generates nothing{uses}")

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import torch
 
-from luoxia.config import load_config, resolve_recipe
+from luoxia.checkpoint import save_weights
+from luoxia.config import dump_config, load_config, resolve_recipe
+from luoxia.data.tokenizer import TextTokenizer
 from luoxia.models.gpt import GPT, GPTConfig
+from luoxia.models.rnn import RNNLM, RNNConfig
+from luoxia.runs import CONFIG_FILE, WEIGHTS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = (
@@ -28,6 +32,31 @@ def tiny_gpt(seed: int = 0, vocab_size: int = 32, **options) -> GPT:
     config.update(options)
     torch.manual_seed(seed)
     return GPT(GPTConfig(**config)).eval()
+
+
+def tiny_rnn(cell: str = "lstm", vocab_size: int = 32, seed: int = 0, spread: float = 0.3, **options) -> RNNLM:
+    """A tiny LSTM/GRU LM whose weights are pushed ``spread`` away from the near-uniform
+    initialisation, so its next-token choices are clear-cut and its texts differ by seed."""
+    config = dict(cell=cell, vocab_size=vocab_size, block_size=16, n_layer=2, n_embd=16, hidden_size=24)
+    config.update(options)
+    torch.manual_seed(seed)
+    model = RNNLM(RNNConfig(**config)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * spread)
+    return model
+
+
+def save_rnn_run(run_dir: Path, model: RNNLM, tokenizer: TextTokenizer, stateful: bool = True) -> Path:
+    """A run directory holding just an RNN, written by hand: recipe, weights, tokenizer."""
+    from luoxia.train.rnn import RNNRecipe, RNNTrainConfig
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = RNNRecipe(out_dir=str(run_dir), model=model.config, train=RNNTrainConfig(stateful=stateful))
+    dump_config(recipe, run_dir / CONFIG_FILE)
+    save_weights(model, run_dir / WEIGHTS_FILE)
+    tokenizer.save(run_dir)
+    return run_dir
 
 
 def tiny_recipe(out_dir: Path, corpus: Path | str, *overrides: str):

@@ -9,7 +9,7 @@ import pytest
 
 import luoxia
 from luoxia.errors import CheckpointError, ConfigError
-from luoxia.registry import FAMILIES, family, load_recipe, tasks
+from luoxia.registry import FAMILIES, load_recipe, recipe_family, tasks
 from luoxia.runs import CONFIG_FILE
 from tests.helpers import REPO
 
@@ -24,7 +24,7 @@ def test_commands_train_the_families_they_name():
                                           if "task:" in p.read_text(encoding="utf-8") or "/lm/" in str(p)))
 def test_every_shipped_recipe_validates_into_its_family(recipe: str):
     config = load_recipe(REPO / recipe)
-    assert isinstance(config, family(config.task).recipe)
+    assert isinstance(config, recipe_family(config).recipe)
 
 
 def test_load_refuses_what_is_not_a_run(tmp_path: Path):

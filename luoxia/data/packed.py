@@ -87,7 +87,7 @@ class WindowSampler:
         self.world_size = world_size
         self._offsets = np.arange(block_size + 1)
 
-    def _windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(self.tokens[starts[:, None] + self._offsets].astype(np.int64))
         return rows[:, :-1], rows[:, 1:]  # (B, T) inputs and the same shifted by one
 
@@ -95,7 +95,7 @@ class WindowSampler:
         rng = np.random.default_rng([self.seed, step, micro])
         starts = rng.integers(0, len(self.tokens) - self.block_size - 1, self.batch_size * self.world_size)
         mine = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        return self._windows(mine)
+        return self.windows(mine)
 
     def sequential(self, batch_size: int,
                    max_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -104,4 +104,38 @@ class WindowSampler:
         for count, first in enumerate(range(0, len(starts), batch_size)):
             if max_batches is not None and count >= max_batches:
                 return
-            yield self._windows(starts[first : first + batch_size])
+            yield self.windows(starts[first : first + batch_size])
+
+
+class StreamSampler:
+    """Consecutive windows of ``batch_size × world_size`` contiguous streams through one token file,
+    for truncated back-propagation through time that carries a recurrent state across windows.
+
+    The file is cut into one stream per global row; window ``index`` (``step × grad_accum + micro``)
+    of every stream follows window ``index − 1`` directly. When the streams run out an epoch ends and
+    they restart from a start shifted by a seeded offset below ``block_size`` (so window boundaries
+    move between epochs); `fresh` says which windows begin an epoch (the state must start from zero).
+    A pure function of (seed, index, rank), like `WindowSampler`.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        streams = batch_size * world_size
+        self.stream_len = len(tokens) // streams
+        self.per_epoch = (self.stream_len - block_size) // block_size  # windows per stream and epoch
+        if self.per_epoch < 1:
+            raise DataError(f"only {len(tokens)} tokens: too few for {streams} streams of at least "
+                            f"{2 * block_size} tokens (block_size={block_size}); use more data, a smaller "
+                            "batch_size or block_size, or train.stateful=false")
+        self.windows = WindowSampler(tokens, block_size, batch_size, seed, rank, world_size)
+        self.block_size, self.seed = block_size, seed
+        self.rows = np.arange(rank * batch_size, (rank + 1) * batch_size) * self.stream_len  # this rank's streams
+
+    def fresh(self, index: int) -> bool:
+        """Whether window ``index`` starts an epoch (every stream from its start, a zero state)."""
+        return index % self.per_epoch == 0
+
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, position = divmod(index, self.per_epoch)
+        shift = int(np.random.default_rng([self.seed, epoch]).integers(0, self.block_size))
+        return self.windows.windows(self.rows + shift + position * self.block_size)  # (B, T) each

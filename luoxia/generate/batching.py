@@ -5,8 +5,9 @@ A worker thread owns the model. Each turn of its loop it admits waiting requests
 prompt into its own KV cache, then joining it to the batch's), runs one decoding step for all
 active sequences, samples each sequence's token with that request's own settings and seed, sends
 each request its new text, and lets finished or cancelled requests leave. Luoxia's GPT joins and
-leaves through `KVCache.join`/`reorder`; any other `CausalLMGenerator` (a Hugging Face model) is
-served one request at a time through the same loop. The loop itself is `luoxia.generate.decode`'s
+leaves through `KVCache.join`/`reorder`, an LSTM/GRU through its fixed-size recurrent state
+(`luoxia.generate.rnn`); any other `CausalLMGenerator` (a Hugging Face model) is served one
+request at a time through the same loop. The loop itself is `luoxia.generate.decode`'s
 `DecodeEngine`, which library generation runs too. A bounded queue refuses work beyond its size
 (`QueueFull`), which a server turns into 503 + Retry-After.
 """

@@ -114,6 +114,18 @@ class Completion:
         return GenerationResult(text, self.ids, self.finished or "length", self.prompt_tokens, self.logprobs)
 
 
+def append_tokens(histories: list[list[int]], next_ids: torch.Tensor) -> None:
+    """Append one token per row (B,) to each row's history, in place."""
+    for history, token in zip(histories, next_ids.tolist(), strict=True):
+        history.append(token)
+
+
+def kept_rows(count: int, leaving: Sequence[int]) -> list[int]:
+    """The rows of ``count`` that stay when ``leaving`` go, in their order."""
+    gone = set(leaving)
+    return [i for i in range(count) if i not in gone]
+
+
 def row_seed(seed: int | None, index: int) -> int | None:
     """The seed of row ``index`` of a request seeded with ``seed``: rows never share a stream."""
     return None if seed is None else seed + index
@@ -228,8 +240,7 @@ class GPTBatchDecoder:
         self.logits = torch.cat([self.logits, logits])
 
     def remove(self, rows: Sequence[int]) -> None:
-        leaving = set(rows)
-        keep = [i for i in range(len(self.histories)) if i not in leaving]
+        keep = kept_rows(len(self.histories), rows)
         self.histories = [self.histories[i] for i in keep]
         self.logits = self.logits[keep]
         if self.cache is None:
@@ -242,8 +253,7 @@ class GPTBatchDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> None:
         """Append one token per row (B,) and compute every row's next logits."""
-        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
-            history.append(token)
+        append_tokens(self.histories, next_ids)
         cache = self.cache
         if not self.use_cache or cache is None:
             self.logits = torch.cat([self._read(h[-self.block_size :])[0] for h in self.histories])

@@ -3,8 +3,8 @@
 `CausalLMGenerator` runs sampling and streaming through the one decode engine of
 `luoxia.generate.decode` (the same one the continuous batcher drives), and beam search over a
 `StepDecoder` with the same logit adjustment. A `StepDecoder` is all it needs of a model (Luoxia's
-GPT here, a Hugging Face model in `luoxia.generate.hf`), and a `TokenizerLike` all it needs of a
-tokenizer.
+GPT here, an LSTM/GRU in `luoxia.generate.rnn`, a Hugging Face model in `luoxia.generate.hf`), and
+a `TokenizerLike` all it needs of a tokenizer.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from luoxia.generate.decode import (
     StepModel,
     TokenizerLike,
     adjust_logits,
+    append_tokens,
     left_pad,
     row_generator,
     row_seed,
@@ -70,8 +71,7 @@ class GPTDecoder:
     @torch.no_grad()
     def push(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence; return the logits for the token after it."""
-        for history, token in zip(self.histories, next_ids.tolist(), strict=True):
-            history.append(token)
+        append_tokens(self.histories, next_ids)
         if not self.use_cache:
             self.logits = self._refill(self.block_size)
         elif self.cache is not None and self.cache.length >= self.cache.max_len:  # use_cache: there is one
@@ -114,7 +114,7 @@ class CausalLMGenerator:
         return ids
 
     # What the decode engine needs of a model: a decoder that rows join, and how many rows it takes.
-    max_rows: int | None = 1  # None: any number; Hugging Face models decode one row at a time
+    max_rows: int | None = 1  # None: any number (GPT, RNN); Hugging Face models decode one row at a time
 
     def batch_decoder(self, use_cache: bool = True) -> BatchDecoder:
         return SingleDecoder(self.start_decoder, use_cache)

@@ -28,6 +28,7 @@ from luoxia.models.layers import MLP, Block, MLPKind, NormKind, Rotary, SelfAtte
 class GPTConfig(Config):
     """Shape and options of a GPT. ``vocab_size`` is filled from the tokenizer when left empty."""
 
+    family: Literal["gpt"] = Field("gpt", description="model family (gpt: a decoder-only Transformer)")
     vocab_size: int | None = Field(None, description="tokens in the vocabulary (from the tokenizer if null)")
     block_size: int = Field(256, gt=0, description="longest context the model sees")
     n_layer: int = Field(4, gt=0, description="transformer blocks")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,14 +22,14 @@ from luoxia.config import Config, dump_config
 from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, Mask, prepare_cached
 from luoxia.data.tokenizer import TextTokenizer
-from luoxia.generate.interface import GenerationConfig
+from luoxia.generate.interface import GenerationConfig, TextGenerator
 from luoxia.generate.text import GPTGenerator
 from luoxia.models.gpt import GPT, GPTConfig
 from luoxia.runs import CONFIG_FILE, TOKENIZER_FILE
 from luoxia.runs import data_dir as run_data_dir
 from luoxia.runtime import DistributedContext, init_distributed, resolve_device, seed_everything, set_threads
 from luoxia.train.logging import RunLogger
-from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, TrainState, fit
+from luoxia.train.loop import Callback, LoopConfig, SampleLogConfig, Task, TrainState, fit
 from luoxia.train.optim import MuonConfig, OptimizerConfig, build_optimizers
 from luoxia.train.task import (
     Amp,
@@ -70,16 +70,24 @@ class LMRecipe(Config):
     sample: SampleConfig = Field(default_factory=SampleConfig)
 
 
-class LMTask:
-    """Next-token prediction on random windows of a packed token file."""
+# (model, tokenizer) → the generator that draws training-time samples
+SampleGenerator = Callable[[nn.Module, TextTokenizer], TextGenerator]
 
-    def __init__(self, recipe: LMRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device):
+
+class LMTask:
+    """Next-token prediction on random windows of a packed token file, for any language model
+    whose ``forward(idx, targets)`` returns ``(logits, loss, ...)``: ``build`` makes it from the
+    recipe's model config (the GPT by default; the LSTM/GRU task composes this one)."""
+
+    def __init__(self, recipe: LMRecipe, data_dir: Path, ctx: DistributedContext, device: torch.device,
+                 build: Callable[[Any], nn.Module] = GPT, sampler: SampleGenerator = GPTGenerator):
         cfg = self.cfg = recipe.train
         self.tokenizer = TextTokenizer.load(data_dir)
         meta = read_meta(data_dir)
         model_config = recipe.model.model_copy(update={"vocab_size": meta["vocab_size"]})
         seed_everything(recipe.seed)  # identical initial weights on every rank
-        self.model = GPT(model_config).to(device)
+        self.model = build(model_config).to(device)
+        self.sampler = sampler
         self.optimizers = build_optimizers(self.model, cfg, device)
         torch.manual_seed(recipe.seed + ctx.rank)  # dropout masks differ between ranks
         self.learner = Learner(self.model, wrap_model(self.model, ctx, device, cfg.compile), self.optimizers,
@@ -110,7 +118,7 @@ class LMTask:
         self.learner.amp.load_state(state)
 
     def log_samples(self, logger: RunLogger, step: int) -> None:
-        generator = GPTGenerator(self.model, self.tokenizer)
+        generator = self.sampler(self.model, self.tokenizer)
         config = GenerationConfig(max_new_tokens=self.sample.max_new_tokens, temperature=self.sample.temperature,
                                   seed=step)
         text = generator.generate([self.sample.prompt], config)[0].text
@@ -148,13 +156,18 @@ def prepare_run_dir(recipe: Any, ctx: DistributedContext, mask: Mask | None = No
     return run_dir, data_dir
 
 
+# (recipe, prepared data directory, process group, device) → the task `fit` trains
+TaskFactory = Callable[[Any, Path, DistributedContext, torch.device], Task]
+
+
 def train_lm(recipe: LMRecipe, resume: bool = False, mask: Mask | None = None,
-             callbacks: Sequence[Callback] = ()) -> TrainState:
+             callbacks: Sequence[Callback] = (), make_task: TaskFactory = LMTask) -> TrainState:
     """Run an LM recipe end to end (also as one rank of a ``torchrun`` job); ``mask``: see
-    `prepare_run_dir`; ``callbacks`` go to `fit`."""
+    `prepare_run_dir`; ``callbacks`` go to `fit`; ``make_task`` builds the task (the GPT's by default,
+    the LSTM/GRU's from `luoxia.train.rnn`)."""
     set_threads(recipe.train.num_threads)
     device = resolve_device(recipe.train.device)
     ctx = init_distributed(device)
     run_dir, data_dir = prepare_run_dir(recipe, ctx, mask)
-    task = LMTask(recipe, data_dir, ctx, device)
+    task = make_task(recipe, data_dir, ctx, device)
     return fit(task, recipe.train, run_dir, ctx, resume=resume, callbacks=callbacks)
