@@ -32,7 +32,6 @@ import json
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ from luoxia.generate.text import CausalLMGenerator
 from luoxia.models.rnn import RNNLM, detach_state
 from luoxia.registry import load
 from luoxia.train.lm import LMRecipe, train_lm
+from luoxia.train.loop import TimeBudget
 from luoxia.train.rnn import RNNRecipe, train_rnn
 
 DATA = DataConfig(corpus="shakespeare", tokenizer="char", eos=False, split="tail", val_fraction=0.1)
@@ -62,21 +62,6 @@ MODELS = {
     "gru": (RNNRecipe, "lm/lstm_shakespeare.yaml", train_rnn, [*RNN, "model.cell=gru", "model.hidden_size=224"]),
     "gpt": (LMRecipe, "lm/shakespeare_char.yaml", train_lm, []),
 }
-
-
-class TimeBudget:
-    """Stops training ``seconds`` of wall time after its first step ended (that step carries one-off
-    costs — lazy initialisation, kernel selection — that a longer run would not repeat)."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.started, self.elapsed, self.steps = seconds, 0.0, 0.0, 0
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> str | None:
-        if step == 1:
-            self.started = time.perf_counter()
-            return None
-        self.elapsed, self.steps = time.perf_counter() - self.started, step - 1  # timed steps
-        return "time_budget" if self.elapsed >= self.seconds else None
 
 
 def bigram_loss(train: np.ndarray, val: np.ndarray, vocab_size: int) -> float:

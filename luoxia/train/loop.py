@@ -141,6 +141,22 @@ class TargetLoss:
         return "target_val_loss" if metrics["val_loss"] <= self.target else None
 
 
+class TimeBudget:
+    """Stop ``seconds`` of wall time after the first step ended (that step carries one-off costs —
+    lazy initialisation, kernel selection — that a longer run would not repeat): equal-time
+    comparisons. ``elapsed`` and ``steps`` say what was timed. Not resumable: time is not state."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.started, self.elapsed, self.steps = seconds, 0.0, 0.0, 0
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> StopReason:
+        if step == 1:
+            self.started = time.perf_counter()
+            return None
+        self.elapsed, self.steps = time.perf_counter() - self.started, step - 1  # timed steps
+        return "time_budget" if self.elapsed >= self.seconds else None
+
+
 def config_callbacks(cfg: LoopConfig) -> list[Callback]:
     """The stopping rules a config asks for (target loss first: it names the reason when both fire)."""
     rules: list[Callback] = []
