@@ -6,11 +6,11 @@ Data: the nanoGPT split (first 90% / last 10% of the characters, 65-character vo
 ../shared/data/tinyshakespeare (or $LUOXIA_DATA_DIR); without it the script stops with a one-line
 error. The corpus is prepared once and every model trains on the same prepared directory.
 
-Each model trains through the real ``train_rnn`` / ``train_lm`` with a callback that stops it once
-``--seconds`` of wall time have passed since its first step (which carries one-off warm-up costs)
-ended: optimizer steps and nothing else, since evaluation runs only after the stop. The learning
-rate is constant after a short warm-up (a decay would need the step count in advance, which equal
-time does not give).
+Each model trains through the real ``train_rnn`` / ``train_lm``. A probe run of 40 steps times its
+steps; the real run then plans as many steps as fit in ``--seconds``, warms up for 30 and decays the
+learning rate linearly to zero over them (each model gets a full schedule in its budget), and a
+callback stops it if ``--seconds`` of wall time pass first (timed from the end of its first step,
+which carries one-off warm-up costs). Only optimizer steps are timed: evaluation runs after the stop.
 
 Sizes, chosen for similar parameter counts (~0.56-0.63M), all reading 32 windows of 64 characters a step:
 - GPT: configs/lm/shakespeare_char.yaml's model and optimizer (2 blocks × 160, RoPE, RMSNorm,
@@ -52,10 +52,12 @@ from luoxia.train.loop import TimeBudget
 from luoxia.train.rnn import RNNRecipe, train_rnn
 
 DATA = DataConfig(corpus="shakespeare", tokenizer="char", eos=False, split="tail", val_fraction=0.1)
-# Equal-time settings shared by all three: run until the budget, evaluate only after it, constant LR.
-LOOP = ["max_steps=1000000000", "schedule=constant", "warmup_steps=30", "eval_interval=1000000000",
+# Equal-time settings shared by all three: evaluate only after the run; a linear decay to zero over the
+# steps a probe run says fit in the budget (`planned_steps`).
+LOOP = ["schedule=linear", "min_lr_ratio=0.0", "warmup_steps=30", "eval_interval=1000000000",
         "checkpoint_interval=1000000000", "log_interval=50", "eval_batches=8", "eval_batch_size=64",
         "progress=false", "sample_interval=null", "batch_size=32", "model.block_size=64"]
+PROBE_STEPS = 40
 RNN = ["lr=3.0e-3", "weight_decay=0.0", "train.stateful=true", "model.n_layer=2", "model.n_embd=128"]
 MODELS = {
     "lstm": (RNNRecipe, "lm/lstm_shakespeare.yaml", train_rnn, [*RNN, "model.cell=lstm", "model.hidden_size=192"]),
@@ -101,15 +103,27 @@ def streamed_loss(model: RNNLM, tokens: np.ndarray, streams: int = 16, block: in
     return total / (streams * length)
 
 
-def run_one(name: str, seconds: float, data_dir: Path, out: Path) -> dict:
+def planned_steps(name: str, seconds: float, data_dir: Path, out: Path) -> int:
+    """The steps that fit in ``seconds``, from a probe run's timed steps (all but its first)."""
     recipe_class, recipe_path, train, overrides = MODELS[name]
     recipe = load_config(recipe_class, resolve_recipe(recipe_path),
-                         [f"out_dir={out}", f"prepared_data={data_dir}", *LOOP, *overrides])
-    budget = TimeBudget(seconds)
+                         [f"out_dir={out}", f"prepared_data={data_dir}", *LOOP, *overrides,
+                          f"max_steps={PROBE_STEPS}"])
+    probe = TimeBudget(float("inf"))
+    train(recipe, callbacks=[probe])
+    return max(PROBE_STEPS, int(seconds * probe.steps / probe.elapsed))
+
+
+def run_one(name: str, seconds: float, data_dir: Path, out: Path) -> dict:
+    recipe_class, recipe_path, train, overrides = MODELS[name]
+    planned = planned_steps(name, seconds, data_dir, out.with_name(out.name + "-probe"))
+    recipe = load_config(recipe_class, resolve_recipe(recipe_path),
+                         [f"out_dir={out}", f"prepared_data={data_dir}", *LOOP, *overrides, f"max_steps={planned}"])
+    budget = TimeBudget(seconds)  # stops a run the probe under-estimated; a faster one ends at ``planned``
     state = train(recipe, callbacks=[budget])
     tokens = budget.steps * recipe.train.batch_size * recipe.model.block_size  # read in the timed steps
     val = np.asarray(open_tokens(data_dir, "val"))
-    report = {"val_loss": round(window_loss(out, val), 4), "steps": state.step,
+    report = {"val_loss": round(window_loss(out, val), 4), "steps": state.step, "planned_steps": planned,
               "train_seconds": round(budget.elapsed, 2), "tokens_per_s": round(tokens / max(budget.elapsed, 1e-9), 1)}
     if recipe_class is RNNRecipe:
         model, _ = load_rnn(out, device="cpu")
