@@ -18,12 +18,11 @@ fixed C) sees the same splits and is never tuned on validation. Prints one JSON 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 
 import torch
+from report import print_report
 
 RECIPE = "finetune/classify_fin_sentiment.yaml"
 
@@ -139,11 +138,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    from luoxia.errors import LuoxiaError
-
-    try:
-        output = main()
-    except LuoxiaError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(output), flush=True)
+    print_report(main)

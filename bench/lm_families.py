@@ -28,20 +28,18 @@ character bigram baseline counts pairs on the train split with add-one smoothing
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from report import print_report
 
 from luoxia.config import load_config, resolve_recipe
 from luoxia.data.packed import WindowSampler, open_tokens, read_meta
 from luoxia.data.prepare import DataConfig, prepare_cached
-from luoxia.errors import LuoxiaError
 from luoxia.generate.load import load_gpt
 from luoxia.generate.rnn import load_rnn
 from luoxia.generate.text import CausalLMGenerator
@@ -155,9 +153,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        report = main()
-    except LuoxiaError as error:
-        print(f"bench/lm_families.py: {error}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(report), flush=True)
+    print_report(main)

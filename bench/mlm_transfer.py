@@ -29,7 +29,6 @@ unigram baseline (always the most frequent token of the pre-training corpus). Pr
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's baseline and reader
 from classify_fin import load_split, per_class, tfidf_logreg  # noqa: E402
+from report import print_report  # noqa: E402
 
 MLM_RECIPE = "mlm/pydoc.yaml"
 CLASSIFY_RECIPE = "finetune/classify_fin_sentiment.yaml"
@@ -197,11 +197,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    from luoxia.errors import LuoxiaError
-
-    try:
-        output = main()
-    except LuoxiaError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(output), flush=True)
+    print_report(main)

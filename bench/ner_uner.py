@@ -22,13 +22,12 @@ the TEST split with seqeval (entity level, exact span and type; micro and per ty
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 
 import torch
+from report import print_report
 
 RECIPE = "finetune/ner_zh_uner.yaml"
 TEST = "shared:ner_zh_uner/test.iob2"
@@ -147,11 +146,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    from luoxia.errors import LuoxiaError
-
-    try:
-        output = main()
-    except LuoxiaError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(output, ensure_ascii=False), flush=True)
+    print_report(main)

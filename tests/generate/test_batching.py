@@ -4,6 +4,7 @@ reorder / compact are tested in tests/models/test_kv_cache.py)."""
 from __future__ import annotations
 
 import queue
+import threading
 
 import pytest
 import torch
@@ -90,8 +91,13 @@ def test_closing_a_stream_cancels_and_a_timeout_is_an_error(generator: GPTGenera
         stream.close()  # the client disconnected
         BatchedGenerator(batcher).generate("To", GenerationConfig(max_new_tokens=2))
         assert batcher.active_count == 0
+        # The row cannot finish before the caller looks (it could, by sampling end-of-text early while
+        # the test thread waits for a core): its logits processor holds the worker until the timeout.
+        gate = threading.Event()
+        held = lambda ids, logits: (gate.wait(10), logits)[1]  # noqa: E731
         with pytest.raises(RequestTimeout):
-            BatchedGenerator(batcher, timeout=0).generate("To", GenerationConfig(max_new_tokens=40))
+            BatchedGenerator(batcher, timeout=0).generate("To", GenerationConfig(max_new_tokens=40), [held])
+        gate.set()
     finally:
         batcher.close()
 
