@@ -132,11 +132,12 @@ class FinetuneRecipe(Config):
 # Model ----------------------------------------------------------------------------------------
 def export_base(base_model: str, target: Path) -> str:
     """A Luoxia run as a Hugging Face directory, by its model's family: a masked LM (``bert``) as
-    BERT (`luoxia.models.mlm_hf`), a GPT as its `transformers` family; returns what it became."""
-    family = run_recipe(base_model).get("model", {}).get("family")  # a GPT's config names none
+    BERT (`luoxia.models.mlm_hf`), a GPT (``gpt``) as its `transformers` family; returns what it became."""
+    gpt = GPTConfig.model_fields["family"].default
+    family = run_recipe(base_model).get("model", {}).get("family", gpt)  # older GPT runs name none
     if family == MLMConfig.model_fields["family"].default:
         return save_bert(*load_mlm(base_model, device="cpu"), target)
-    if family is not None:
+    if family != gpt:
         raise ConfigError(f"base model {base_model}: model family {family!r} has no transformers counterpart to "
                           "fine-tune; use a GPT (task: lm) or masked-LM (task: mlm) run, or a Hugging Face directory")
     return save_hf(load_run_module(base_model, GPT, GPTConfig).eval(), TextTokenizer.load(base_model), target)
