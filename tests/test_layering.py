@@ -35,10 +35,14 @@ ALLOWED: dict[str, set[str]] = {
     "registry": FOUNDATION | {"models", "data", "generate", "train", "encoders"},
     "evaluate": FOUNDATION | {"models", "data", "generate", "encoders", "registry"},
     "safety": FOUNDATION | {"models", "data", "generate", "encoders"},
+    # beside safety: documents in, ranked hits out, through the encoders
+    "retrieval": FOUNDATION | {"data", "encoders"},
+    # applications compose generators (loaded through the registry), encoders, retrieval and the guard
+    "apps": FOUNDATION | {"data", "encoders", "generate", "registry", "evaluate", "safety", "retrieval"},
     # the server never imports a model file: it sees models through the generation interface
-    "serve": FOUNDATION | {"data", "encoders", "generate", "registry", "evaluate", "safety"},
+    "serve": FOUNDATION | {"data", "encoders", "generate", "registry", "evaluate", "safety", "retrieval", "apps"},
     "cli": FOUNDATION | {"models", "data", "encoders", "generate", "train", "registry", "evaluate", "safety",
-                         "serve"},
+                         "retrieval", "apps", "serve"},
 }
 # Function-local imports of Luoxia modules that are allowed, with the reason: (importer, imported).
 LOCAL_IMPORTS: dict[tuple[str, str], str] = {

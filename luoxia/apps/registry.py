@@ -1,0 +1,48 @@
+"""Applications by kind: an application directory (``app.yaml`` + ``index/``, written by
+``luoxia apps KIND build``) → a ready `ChatApp`. Adding an application is one module under
+``apps/`` plus one line in `APPS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from luoxia.apps.interface import ChatApp
+from luoxia.config import read_yaml
+from luoxia.errors import ConfigError
+from luoxia.generate.interface import TextGenerator
+from luoxia.runs import APP_FILE
+from luoxia.safety.guard import Guard
+
+
+@dataclass
+class AppContext:
+    """What the caller lends an application: the guard (None: off), a writer model overriding the
+    one ``app.yaml`` names (None: its own, or none), the device for its encoders and classifiers."""
+
+    guard: Guard | None = None
+    writer: TextGenerator | None = None
+    device: str = "auto"
+
+
+# kind → loader(application directory, context) → ChatApp
+APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {}
+
+
+def app_kind(path: str | Path) -> str:
+    """The ``kind`` an application directory's ``app.yaml`` names; one-line errors otherwise."""
+    file = Path(path) / APP_FILE
+    if not file.is_file():
+        raise ConfigError(f"{path}: not an application directory (no {APP_FILE}); build one with "
+                          f"`luoxia apps support build …` or `luoxia apps ask build …`")
+    kind = read_yaml(file).get("kind")
+    if kind not in APPS:
+        raise ConfigError(f"{file}: unknown application kind '{kind}'; valid: {', '.join(APPS)}")
+    return str(kind)
+
+
+def load_app(path: str | Path, context: AppContext | None = None) -> ChatApp:
+    """The application in directory ``path``, ready to `reply`."""
+    return APPS[app_kind(path)](Path(path), context or AppContext())
