@@ -113,6 +113,7 @@ class ModerationVerdict(BaseModel):
     categories: dict[str, bool]
     category_scores: dict[str, float]
     evidence: list[Evidence] | None = None  # Luoxia's own, with ``explain``; absent otherwise
+    category_thresholds: dict[str, float] | None = None  # Luoxia's own, with ``explain``: where each category flags
 
 
 class Moderation(BaseModel):
@@ -153,6 +154,7 @@ class WatermarkDetection(BaseModel):
     tokens: int
     min_tokens: int | None
     entropy_threshold: float
+    z_threshold: float  # the z-score from which text counts as watermarked (the guard's policy)
     scheme: str
     verdict: str
 

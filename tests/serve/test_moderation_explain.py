@@ -38,7 +38,8 @@ def test_evidence_is_returned_on_request_only(http: TestClient):
     assert [(e["source"], e["text"]) for e in explained[2]["evidence"] if e["layer"] == "rule"] == [
         ("zh.yaml#illicit.1", "怎麼製作炸\u200b彈")]
     for before, after in zip(plain.json()["results"], explained, strict=True):
-        assert before == {k: v for k, v in after.items() if k != "evidence"}
+        assert before == {k: v for k, v in after.items() if k not in ("evidence", "category_thresholds")}
+        assert after["category_thresholds"] == {c: 0.5 for c in after["category_scores"]}  # the default policy
 
 
 def test_openai_client_parses_the_evidence(http: TestClient):

@@ -41,19 +41,23 @@ def check_length(texts: list[str], settings: ServeSettings, param: str) -> None:
 async def moderations(body: schemas.ModerationRequest, who: CallerDep, models: ModelsDep, settings: SettingsDep,
                       offload: OffloadDep) -> Moderation:
     """OpenAI's moderation; with ``explain`` (Luoxia's own field; ``extra_body`` in OpenAI's client)
-    each result also says which rule or head scored each category and where: on request only, since
-    locating the spans is extra work and OpenAI's shape stays exact for those who do not ask."""
+    each result also says which rule or head scored each category and where, and each category's
+    threshold: on request only, since locating the spans is extra work and OpenAI's shape stays exact
+    for those who do not ask."""
     texts = inputs(body.input, settings)
-    results = await offload(models.guard.moderator.moderate, texts, explain=body.explain)
-    verdicts = [verdict(text, result, body.explain) for text, result in zip(texts, results, strict=True)]
+    moderator = models.guard.moderator
+    results = await offload(moderator.moderate, texts, explain=body.explain)
+    thresholds = moderator.thresholds if body.explain else None
+    verdicts = [verdict(text, result, thresholds) for text, result in zip(texts, results, strict=True)]
     return Moderation(id=new_id("modr"), model="luoxia-moderation", results=verdicts)
 
 
-def verdict(text: str, result: ModerationResult, explain: bool) -> ModerationVerdict:
-    """One result in OpenAI's shape, plus its evidence (with each span's text) when asked for."""
-    evidence = [evidence.to_json(text) for evidence in result.evidence] if explain else None
+def verdict(text: str, result: ModerationResult, thresholds: dict[str, float] | None) -> ModerationVerdict:
+    """One result in OpenAI's shape, plus its evidence (with each span's text) and the thresholds
+    when an explanation was asked for (``thresholds`` given)."""
+    evidence = None if thresholds is None else [evidence.to_json(text) for evidence in result.evidence]
     return ModerationVerdict(flagged=result.flagged, categories=result.categories, category_scores=result.scores,
-                             evidence=evidence)
+                             evidence=evidence, category_thresholds=thresholds)
 
 
 @router.post("/v1/redact", response_model=Redaction)
@@ -79,4 +83,4 @@ async def watermark_detect(body: schemas.WatermarkDetectRequest, who: CallerDep,
     model = served.generator if config.entropy_threshold > 0 else None
     detector = WatermarkDetector(served.tokenizer, guard.key, config, model)
     detection = await offload(detector.detect, body.text)
-    return {"model": served.name, **detection.to_json()}
+    return {"model": served.name, **detection.to_json(), "z_threshold": config.z_threshold}

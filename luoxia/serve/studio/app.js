@@ -1,24 +1,32 @@
 // Luoxia Studio: plain JavaScript over the server's own API, no external scripts (works offline).
+// Text from users and models only ever enters the page as textContent (never as HTML); labels come from i18n.js.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
 const conversation = { id: crypto.randomUUID(), messages: [] };
 
-function setStatus(text, isError = false) {
+function setStatus(key, args) {
   const status = $("#status");
-  status.textContent = text;
-  status.className = isError ? "error" : "";
+  label(status, key, args);
+  status.className = "";
 }
 
-function headers() {
+function setError(message) {
+  const status = $("#status");
+  delete status.dataset.i18n;
+  status.textContent = message;
+  status.className = "error";
+}
+
+function headers(conversationId = conversation.id) {
   const key = $("#api-key").value.trim();
-  const result = { "Content-Type": "application/json", "X-Conversation-Id": conversation.id };
+  const result = { "Content-Type": "application/json", "X-Conversation-Id": conversationId };
   if (key) result.Authorization = `Bearer ${key}`;
   return result;
 }
 
-async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+async function api(path, options = {}, conversationId = undefined) {
+  const response = await fetch(path, { ...options, headers: { ...headers(conversationId), ...(options.headers || {}) } });
   if (!response.ok) {
     let message = `${response.status}`;
     try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
@@ -28,16 +36,34 @@ async function api(path, options = {}) {
 }
 
 const getJSON = async (path) => (await api(path)).json();
-const postJSON = async (path, body) => (await api(path, { method: "POST", body: JSON.stringify(body) })).json();
+const postJSON = async (path, body, conversationId) =>
+  (await api(path, { method: "POST", body: JSON.stringify(body) }, conversationId)).json();
+
+// An element with a class and text (textContent: user and model text is never parsed as HTML).
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
+
+const percent = (value) => `${Math.round(Math.max(0, Math.min(1, value)) * 1000) / 10}%`;
 
 // Tabs.
-document.querySelectorAll("nav button").forEach((button) => button.addEventListener("click", () => {
+function showTab(name) {
   document.querySelectorAll("nav button, .tab").forEach((el) => el.classList.remove("active"));
-  button.classList.add("active");
-  $(`#${button.dataset.tab}`).classList.add("active");
-  if (button.dataset.tab === "review") loadReview();
-  if (button.dataset.tab === "runs") loadRuns();
-}));
+  $(`nav button[data-tab="${name}"]`).classList.add("active");
+  $(`#${name}`).classList.add("active");
+  if (name === "review") loadReview();
+  if (name === "runs") loadRuns();
+}
+document.querySelectorAll("nav button").forEach((button) => button.addEventListener("click",
+  () => showTab(button.dataset.tab)));
+
+// Language: remembered in this browser (i18n.js picks the first one from the browser's language).
+$("#lang").value = language;
+$("#lang").addEventListener("change", () => setLanguage($("#lang").value));
+applyLanguage();
 
 // The API key lives in this browser only.
 $("#api-key").value = localStorage.getItem("luoxia-key") || "";
@@ -51,8 +77,23 @@ async function loadModels() {
     const maxTokens = $("#max-tokens");
     maxTokens.max = health.max_tokens_limit;
     maxTokens.value = Math.min(Number(maxTokens.value), health.max_tokens_limit);
-    setStatus(`models: ${health.models.join(", ") || "none"}; image models: ${health.image_models.join(", ") || "none"}`);
-  } catch (error) { setStatus(error.message, true); }
+    setStatus("status.models", { models: health.models.join(", ") || t("status.none"),
+      images: health.image_models.join(", ") || t("status.none") });
+  } catch (error) { setError(error.message); }
+  await loadApps();
+}
+
+// Application panels show only when the server offers an application of their kind (/v1/models: "app": kind).
+async function loadApps() {
+  let cards = [];
+  try { cards = (await getJSON("/v1/models")).data; } catch (_) { /* no key yet: no application panels */ }
+  document.querySelectorAll(".app-panel").forEach((panel) => {
+    const names = cards.filter((card) => card.app === panel.dataset.app).map((card) => card.id);
+    fill(panel.querySelector("select"), names);
+    const button = $(`nav button[data-tab="${panel.id}"]`);
+    button.hidden = names.length === 0;
+    if (button.hidden && panel.classList.contains("active")) showTab("chat");
+  });
 }
 
 function fill(select, names) {
@@ -60,13 +101,11 @@ function fill(select, names) {
 }
 
 // Chat with streaming.
-function addMessage(role, text) {
-  const element = document.createElement("div");
-  element.className = `message ${role}`;
-  element.textContent = text;
-  $("#messages").append(element);
-  $("#messages").scrollTop = $("#messages").scrollHeight;
-  return element;
+function addMessage(box, role, text) {
+  const message = element("div", `message ${role}`, text);
+  box.append(message);
+  box.scrollTop = box.scrollHeight;
+  return message;
 }
 
 function number(selector) {
@@ -80,13 +119,13 @@ async function sendChat(event) {
   if (!text) return;
   $("#chat-input").value = "";
   conversation.messages.push({ role: "user", content: text });
-  addMessage("user", text);
-  const reply = addMessage("assistant", "");
-  $("#send").disabled = true;
+  addMessage($("#messages"), "user", text);
+  const reply = addMessage($("#messages"), "assistant", "");
   const body = {
     model: $("#chat-model").value, messages: conversation.messages, stream: true,
     temperature: number("#temperature"), top_p: number("#top-p"), max_tokens: number("#max-tokens"), seed: number("#seed"),
   };
+  $("#send").disabled = true;
   try {
     const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify(body) });
     let finish = null;
@@ -100,14 +139,11 @@ async function sendChat(event) {
       $("#messages").scrollTop = $("#messages").scrollHeight;
     }
     conversation.messages.push({ role: "assistant", content: reply.textContent });
-    const meta = document.createElement("span");
-    meta.className = "meta";
-    meta.textContent = `finish: ${finish}`;
-    reply.append(meta);
-    setStatus("done");
+    reply.append(labelled("span", "chat.finish", { reason: finish }, "meta"));
+    setStatus("status.done");
   } catch (error) {
     reply.textContent += ` [${error.message}]`;
-    setStatus(error.message, true);
+    setError(error.message);
   } finally {
     $("#send").disabled = false;
   }
@@ -132,10 +168,13 @@ async function* serverSentEvents(response) {
   }
 }
 
+function enterSends(input, form) {
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); form.requestSubmit(); }
+  });
+}
 $("#chat-form").addEventListener("submit", sendChat);
-$("#chat-input").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("#chat-form").requestSubmit(); }
-});
+enterSends($("#chat-input"), $("#chat-form"));
 $("#new-chat").addEventListener("click", () => {
   conversation.id = crypto.randomUUID();
   conversation.messages = [];
@@ -156,42 +195,242 @@ $("#image-form").addEventListener("submit", async (event) => {
       image.alt = $("#image-prompt").value;
       $("#gallery").prepend(image);
     }
-    setStatus(`drew ${reply.data.length} image(s)`);
-  } catch (error) { setStatus(error.message, true); } finally { $("#draw").disabled = false; }
+    setStatus("images.drew", { n: reply.data.length });
+  } catch (error) { setError(error.message); } finally { $("#draw").disabled = false; }
 });
 
-// Check text.
-async function check(path, body) {
+// Check text: each check fills its card with a picture of the reply, the reply's JSON behind a toggle.
+const CHECKS = {
+  pii: { path: "/v1/redact", body: (text) => ({ text }), title: "pii.title", render: renderRedaction },
+  moderation: { path: "/v1/moderations", body: (text) => ({ input: text, explain: true }), title: "moderation.title",
+    render: renderModeration },
+  wm: { path: "/v1/watermark/detect", body: (text) => ({ text, model: $("#chat-model").value || undefined }),
+    title: "watermark.title", render: renderWatermark },
+};
+
+async function check(name) {
+  const { path, body, title, render } = CHECKS[name];
+  const card = $(`#check-${name}`);
+  const text = $("#check-input").value;
+  card.hidden = false;
+  card.replaceChildren(labelled("h3", title), labelled("p", "check.checking", undefined, "note"));
   try {
-    $("#check-result").textContent = JSON.stringify(await postJSON(path, body), null, 2);
-  } catch (error) { $("#check-result").textContent = error.message; }
+    const reply = await postJSON(path, body(text));
+    const raw = element("details", "raw");
+    raw.append(labelled("summary", "check.raw"), element("pre", "", JSON.stringify(reply, null, 2)));
+    card.replaceChildren(labelled("h3", title), render(reply, text), raw);
+  } catch (error) {
+    card.replaceChildren(labelled("h3", title), element("p", "error", error.message));
+  }
 }
-$("#check-moderate").addEventListener("click", () => check("/v1/moderations", { input: $("#check-input").value }));
-$("#check-redact").addEventListener("click", () => check("/v1/redact", { text: $("#check-input").value }));
-$("#check-watermark").addEventListener("click",
-  () => check("/v1/watermark/detect", { text: $("#check-input").value, model: $("#chat-model").value }));
+$("#check-redact").addEventListener("click", () => check("pii"));
+$("#check-moderate").addEventListener("click", () => check("moderation"));
+$("#check-watermark").addEventListener("click", () => check("wm"));
+$("#check-all").addEventListener("click", () => Promise.all(Object.keys(CHECKS).map(check)));
+
+// The text with each span marked and its type beside it. Offsets are Unicode code points (the server's
+// Python strings), so the text is cut as an array of code points, not UTF-16 units.
+function markedText(text, spans, className, typeLabel) {
+  const points = Array.from(text);
+  const out = element("div", "marked");
+  let at = 0;
+  for (const span of [...spans].sort((a, b) => a.start - b.start || b.end - a.end)) {
+    if (span.start < at) continue; // overlaps one already marked
+    out.append(points.slice(at, span.start).join(""));
+    const mark = element("mark", className, points.slice(span.start, span.end).join(""));
+    mark.dataset.type = span.type;
+    out.append(mark, labelled("sup", typeLabel(span), undefined, `${className}-type`));
+    at = span.end;
+  }
+  out.append(points.slice(at).join(""));
+  return out;
+}
+
+function renderRedaction(reply, text) {
+  const view = element("div");
+  if (!reply.spans.length) {
+    view.append(labelled("p", "pii.none", undefined, "verdict ok"));
+    return view;
+  }
+  view.append(markedText(text, reply.spans, "pii", (span) => `pii.${span.type}`));
+  view.append(labelled("p", "pii.found", { n: reply.spans.length }, "note"), element("div", "marked redacted", reply.text));
+  return view;
+}
+
+function renderModeration(reply) {
+  const [result] = reply.results;
+  const thresholds = result.category_thresholds || {};
+  const view = element("div");
+  const flagged = Object.keys(result.categories).filter((c) => result.categories[c]);
+  view.append(flagged.length
+    ? labelled("p", "moderation.flagged", { categories: flagged.map((c) => t(`category.${c}`)).join(", ") }, "verdict bad")
+    : labelled("p", "moderation.clean", undefined, "verdict ok"));
+  const bars = element("div", "bars");
+  for (const [category, score] of Object.entries(result.category_scores)) {
+    const threshold = thresholds[category] ?? 0.5;
+    const row = element("div", `bar-row${result.categories[category] ? " flagged" : ""}`);
+    row.dataset.category = category;
+    const track = element("div", "track");
+    const fill = element("div", "fill");
+    fill.style.width = percent(score);
+    const mark = element("div", "threshold");
+    mark.style.left = percent(threshold);
+    track.append(fill, mark);
+    row.append(labelled("span", `category.${category}`, undefined, "name"), track,
+      labelled("span", "moderation.score", { score: score.toFixed(2), threshold: threshold.toFixed(2) }, "score"));
+    bars.append(row);
+  }
+  view.append(bars);
+  if (result.evidence && result.evidence.length) {
+    const list = element("ul", "evidence");
+    for (const found of result.evidence) {
+      const item = element("li");
+      const how = found.layer === "rule" ? labelled("span", "moderation.layer.rule", { source: found.source })
+        : labelled("span", "moderation.layer.head");
+      item.append(labelled("b", `category.${found.category}`), " · ", how, " · ", element("q", "", found.text));
+      list.append(item);
+    }
+    view.append(labelled("h4", "moderation.evidence"), list);
+  }
+  return view;
+}
+
+function renderWatermark(reply) {
+  const view = element("div");
+  const verdict = reply.watermarked === true ? "bad" : reply.watermarked === false ? "ok" : "unknown";
+  view.append(labelled("p", `watermark.${reply.verdict}`, undefined, `verdict wm-${verdict}`));
+  // A scale from below 0 to past the threshold and the z-score: the z-score's dot, the threshold's line.
+  const low = Math.min(-2, Math.floor(reply.z) - 1);
+  const high = Math.max(reply.z_threshold + 2, Math.ceil(reply.z) + 1);
+  const at = (value) => percent((value - low) / (high - low));
+  const scale = element("div", "z-scale");
+  const zero = element("div", "z-zero");
+  zero.style.left = at(0);
+  const line = element("div", "threshold");
+  line.style.left = at(reply.z_threshold);
+  const tick = labelled("span", "watermark.threshold", undefined, "z-label");
+  tick.style.left = at(reply.z_threshold);
+  const dot = element("div", `z-dot wm-${verdict}`);
+  dot.style.left = at(reply.z);
+  scale.append(zero, line, tick, dot);
+  view.append(scale, labelled("p", "watermark.z", { z: reply.z.toFixed(2), threshold: reply.z_threshold }, "z-value"),
+    labelled("p", "watermark.detail", { scored: reply.tokens_scored, tokens: reply.tokens,
+      green: reply.green_fraction.toFixed(3), p: reply.p_value, key: reply.key_id }, "note"));
+  return view;
+}
+
+// Applications (support, knowledge answers): one conversation per panel, the whole of it sent each turn;
+// the reply's `app` record is drawn under the answer.
+function appPanel(panel) {
+  const state = { id: crypto.randomUUID(), messages: [] };
+  const [box, input, form] = ["messages", "input", "form"].map((part) => $(`#${panel.id}-${part}`));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    state.messages.push({ role: "user", content: text });
+    addMessage(box, "user", text);
+    const reply = addMessage(box, "assistant", "");
+    form.querySelector("button").disabled = true;
+    try {
+      const body = { model: panel.querySelector("select").value, messages: state.messages };
+      const completion = await postJSON("/v1/chat/completions", body, state.id);
+      const answer = completion.choices[0].message.content;
+      state.messages.push({ role: "assistant", content: answer });
+      reply.append(element("div", "answer", answer), appDetails(completion.app || {}));
+      box.scrollTop = box.scrollHeight;
+    } catch (error) {
+      reply.textContent = `[${error.message}]`;
+      setError(error.message);
+    } finally { form.querySelector("button").disabled = false; }
+  });
+  enterSends(input, form);
+  $(`#${panel.id}-new`).addEventListener("click", () => {
+    state.id = crypto.randomUUID();
+    state.messages = [];
+    box.replaceChildren();
+  });
+}
+document.querySelectorAll(".app-panel").forEach(appPanel);
+
+function appDetails(app) {
+  const details = element("div", "app-details");
+  const facts = element("div", "facts");
+  if (app.intent) {
+    const confidence = app.confidence === null || app.confidence === undefined ? "?" : app.confidence.toFixed(2);
+    facts.append(labelled("span", "app.intent", { intent: app.intent, confidence }, "chip intent"));
+  }
+  if (app.sentiment) facts.append(labelled("span", "app.sentiment", { sentiment: app.sentiment }, "chip sentiment"));
+  for (const [name, value] of Object.entries(app.slots || {})) {
+    facts.append(labelled("span", "app.slot", { name, value }, "chip slot"));
+  }
+  if ((app.missing_slots || []).length) {
+    facts.append(labelled("span", "app.missing", { slots: app.missing_slots.join(", ") }, "chip missing"));
+  }
+  if (facts.childElementCount) details.append(facts);
+  if (app.handoff) {
+    const handoff = element("div", "handoff");
+    handoff.append(labelled("span", "app.handoff", { reason: app.reason || "?" }));
+    if (app.review_id !== null && app.review_id !== undefined) {
+      handoff.append(" · ", labelled("span", "app.handoff.review", { id: app.review_id }, "review-id"));
+    }
+    details.append(handoff);
+  }
+  if (app.safety && app.safety.blocked) {
+    details.append(labelled("div", "app.blocked", { where: app.safety.blocked }, "blocked"));
+  }
+  if ((app.warnings || []).length) {
+    const list = element("ul", "warnings");
+    app.warnings.forEach((warning) => list.append(element("li", "", warning)));
+    details.append(labelled("h4", "app.warnings"), list);
+  }
+  if ((app.citations || []).length) {
+    const list = element("ol", "citations");
+    for (const citation of app.citations) {
+      const item = element("li", "citation");
+      item.append(element("span", "fact", citation.fact), " ",
+        labelled("span", "app.citation", { source: citation.source, document: citation.document_id }, "cite"));
+      list.append(item);
+    }
+    details.append(labelled("h4", "app.citations"), list);
+  }
+  if ((app.sources || []).length) {
+    const list = element("ol", "sources");
+    for (const source of app.sources) {
+      const item = element("li", "source");
+      item.append(labelled("div", "app.source", { id: source.id, score: Number(source.score).toFixed(3) }, "source-id"),
+        element("div", "source-text", source.text));
+      const meta = Object.entries(source.meta || {});
+      if (meta.length) {
+        item.append(element("div", "source-meta",
+          meta.map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`).join(" · ")));
+      }
+      list.append(item);
+    }
+    details.append(labelled("h4", "app.sources"), list);
+  }
+  return details;
+}
 
 // Review queue.
 async function loadReview() {
   try {
     const { data } = await getJSON(`/v1/review?status=${$("#review-status").value}`);
     $("#review-table tbody").replaceChildren(...data.map(reviewRow));
-  } catch (error) { setStatus(error.message, true); }
+  } catch (error) { setError(error.message); }
 }
 
 function reviewRow(event) {
   const row = document.createElement("tr");
   for (const value of [event.id, event.created, event.stage, event.action, event.categories.join(", "), event.excerpt,
     event.status]) {
-    const cell = document.createElement("td");
-    cell.textContent = value;
-    row.append(cell);
+    row.append(element("td", "", value));
   }
   const actions = document.createElement("td");
   if (event.status === "pending") {
     for (const verdict of ["approved", "rejected"]) {
-      const button = document.createElement("button");
-      button.textContent = verdict === "approved" ? "Approve" : "Reject";
+      const button = labelled("button", verdict === "approved" ? "review.approve" : "review.reject");
       button.addEventListener("click", async () => {
         await postJSON(`/v1/review/${event.id}`, { status: verdict });
         loadReview();
@@ -210,21 +449,20 @@ async function loadRuns() {
   try {
     const { data } = await getJSON("/v1/runs");
     $("#run-list").replaceChildren(...data.map(runCard));
-    if (!data.length) $("#run-list").textContent = "No runs found.";
-  } catch (error) { setStatus(error.message, true); }
+    if (!data.length) $("#run-list").replaceChildren(labelled("p", "runs.none"));
+  } catch (error) { setError(error.message); }
 }
 
 function runCard(run) {
-  const card = document.createElement("div");
-  card.className = "run";
-  const title = document.createElement("h3");
-  title.textContent = `${run.name} (${run.task}) — ${run.train.length} train points, ${run.eval.length} evaluations`;
+  const card = element("div", "run");
+  const title = labelled("h3", "runs.title",
+    { name: run.name, task: run.task, train: run.train.length, eval: run.eval.length });
   const canvas = document.createElement("canvas");
   canvas.width = 900;
   canvas.height = 180;
   card.append(title, canvas);
-  plot(canvas, [{ points: run.train, color: "#c8553d", label: "train loss" },
-    { points: run.eval, color: "#2b6cb0", label: "val loss" }]);
+  plot(canvas, [{ points: run.train, color: "#c8553d", label: t("runs.train") },
+    { points: run.eval, color: "#2b6cb0", label: t("runs.val") }]);
   return card;
 }
 
