@@ -1,49 +1,205 @@
-"""The web studio in a real browser: Playwright driving Debian's Chromium (`.ci/run` installs it)."""
+"""The web studio in a real browser: Playwright driving Debian's Chromium (`.ci/run` installs it and
+fonts-noto-cjk). One browser and one server for the module; the server also offers two fake
+applications (a support assistant and a knowledge-answer one), so the panels are tested without the
+applications' own code."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.environ.get("LUOXIA_REQUIRE_BROWSER"):
+REQUIRED = bool(os.environ.get("LUOXIA_REQUIRE_BROWSER"))
+if CHROMIUM is None and REQUIRED:
     raise RuntimeError("LUOXIA_REQUIRE_BROWSER is set but no chromium is installed (apt-get install chromium)")
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
+# Where the README's screenshot comes from: LUOXIA_SCREENSHOTS=docs/images pytest tests/serve/test_studio.py
+SCREENSHOTS = os.environ.get("LUOXIA_SCREENSHOTS")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
-def test_studio_chat_streams_and_draws_images(live_server, tmp_path: Path):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.goto(live_server.url + "/")
-        page.fill("#api-key", live_server.key)
-        page.dispatch_event("#api-key", "change")
-        expect(page.locator("#chat-model option")).to_have_count(1)
-
-        page.fill("#chat-input", "To be?")
-        page.press("#chat-input", "Enter")
-        reply = page.locator(".message.assistant").first
-        expect(reply.locator(".meta")).to_contain_text("finish:", timeout=60_000)
-        assert len(reply.inner_text().split("finish:")[0].strip()) > 0
-
-        page.click("nav button[data-tab=images]")
-        page.fill("#image-prompt", "seven")
-        page.fill("#image-n", "2")
-        page.click("#draw")
-        expect(page.locator("#gallery img")).to_have_count(2, timeout=60_000)
-
-        page.click("nav button[data-tab=check]")
-        page.fill("#check-input", "we will kill you")
-        page.click("#check-moderate")
-        expect(page.locator("#check-result")).to_contain_text('"flagged": true')
-
-        screenshot = tmp_path / "studio.png"
-        page.screenshot(path=str(screenshot), full_page=True)
+        yield browser
         browser.close()
-    assert screenshot.stat().st_size > 5_000
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh English page (its own storage) with the API key entered and the models listed."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    page.fill("#api-key", live_server.key)
+    page.dispatch_event("#api-key", "change")
+    expect(page.locator("#chat-model option")).to_have_count(1)
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str, tmp_path: Path) -> Path:
+    path = Path(SCREENSHOTS or tmp_path) / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5_000
+    return path
+
+
+@needs_browser
+def test_studio_chat_streams_and_draws_images(page):
+    from playwright.sync_api import expect
+
+    page.fill("#chat-input", "To be?")
+    page.press("#chat-input", "Enter")
+    reply = page.locator("#messages .message.assistant").first
+    expect(reply.locator(".meta")).to_contain_text("finish:", timeout=60_000)
+    assert len(reply.inner_text().split("finish:")[0].strip()) > 0
+
+    page.click("nav button[data-tab=images]")
+    page.fill("#image-prompt", "seven")
+    page.fill("#image-n", "2")
+    page.click("#draw")
+    expect(page.locator("#gallery img")).to_have_count(2, timeout=60_000)
+
+
+CJK_FONT_MISSING = "no CJK font: Chinese renders as empty boxes (apt-get install fonts-noto-cjk)"
+GLYPHS = """() => {
+  // Draw each character in the page's font; a missing glyph draws the same empty box for all of them.
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 64;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const draw = (character) => {
+    context.clearRect(0, 0, 64, 64);
+    context.font = `48px ${getComputedStyle(document.body).fontFamily}`;
+    context.fillText(character, 4, 52);
+    return context.getImageData(0, 0, 64, 64).data.join(",");
+  };
+  const [luo, xia, tofu] = ["落", "霞", "\\u0378"].map(draw);
+  return { inked: luo.split(",").some((v) => v !== "0"), luoIsXia: luo === xia, luoIsTofu: luo === tofu };
+}"""
+
+
+@needs_browser
+def test_chinese_renders_with_a_cjk_font(page):
+    """落 and 霞 are drawn as two different glyphs, neither the empty box of an unassigned code point."""
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout.strip()
+    if not fonts:
+        if REQUIRED:
+            pytest.fail(CJK_FONT_MISSING, pytrace=False)
+        pytest.skip(CJK_FONT_MISSING)
+    drawn = page.evaluate(GLYPHS)
+    assert drawn["inked"] and not drawn["luoIsXia"] and not drawn["luoIsTofu"], f"{CJK_FONT_MISSING}: {drawn}"
+
+
+LEFTOVERS = """(english) => {
+  // Every labelled element shows its Chinese words (none shows what English would); no text outside a
+  // label or a data area (data-content: model names, messages, results) has a Latin letter; no placeholder
+  // or title goes unlabelled.
+  const render = (template, args) => template.replace(/\\{(\\w+)\\}/g, (all, name) => name in args ? args[name] : all);
+  const bad = [];
+  const labelled = document.querySelectorAll("[data-i18n]");
+  for (const element of labelled) {
+    const args = element.dataset.i18nArgs ? JSON.parse(element.dataset.i18nArgs) : {};
+    const key = element.dataset.i18n;
+    if (!(key in LABELS.zh)) bad.push(`no Chinese for ${key}`);
+    if (element.textContent === render(english[key], args)) bad.push(`${key}: ${element.textContent}`);
+  }
+  for (const element of document.querySelectorAll("[placeholder]")) {
+    if (!element.dataset.i18nPlaceholder) bad.push(`unlabelled placeholder: ${element.placeholder}`);
+    else if (element.placeholder === english[element.dataset.i18nPlaceholder]) bad.push(element.placeholder);
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.trim();
+    if (!text || node.parentElement.closest("[data-i18n], [data-content], script")) continue;
+    if (/[A-Za-z]/.test(text)) bad.push(`unlabelled: ${text}`);
+  }
+  return { bad, labels: labelled.length };
+}"""
+
+
+@needs_browser
+def test_language_follows_the_browser_switches_every_label_and_is_remembered(browser, live_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    expect(page.locator("nav button[data-tab=chat]")).to_have_text("对话")  # navigator.language is zh-CN
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    english = page.evaluate("LABELS.en")
+    found = page.evaluate(LEFTOVERS, english)
+    assert found["bad"] == [] and found["labels"] > 40, found
+
+    page.select_option("#lang", "en")
+    expect(page.locator("nav button[data-tab=chat]")).to_have_text("Chat")
+    assert page.locator("#chat-input").get_attribute("placeholder").startswith("Say something")
+    page.reload()
+    expect(page.locator("nav button[data-tab=check]")).to_have_text("Check text")  # remembered over the locale
+    page.select_option("#lang", "zh")
+    page.reload()
+    expect(page.locator("nav button[data-tab=check]")).to_have_text("文本检查")
+    context.close()
+
+
+ODD = ("🇨🇳😀 mail amy@example.org <script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 1\"> "
+       "\u200bwe will kill you. 落霞与孤鹜齐飞 " * 2)
+# In the characters the tiny model's tokenizer knows, so the watermark detector can read it.
+SHOWCASE = "Write to toby@sea.org or phone 13812345678. We will kill you. To be, or not to be, that is the question."
+
+
+@needs_browser
+def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    page.click("nav button[data-tab=check]")
+    page.fill("#check-input", ODD)
+    page.click("#check-all")
+    # Personal data: the exact address is marked (offsets are code points; the flag and emoji before it
+    # are two UTF-16 units each), with its type beside it; markup in the text stays text.
+    emails = page.locator("#check-pii mark.pii[data-type=EMAIL]")
+    expect(emails).to_have_count(2)
+    assert emails.all_inner_texts() == ["amy@example.org"] * 2
+    email_type = page.locator("#check-pii mark.pii[data-type=EMAIL] + .pii-type").first
+    expect(email_type).to_have_text("email")
+    assert "<script>window.pwned = 1</script>" in page.locator("#check-pii .marked").first.inner_text()
+    # Moderation: a bar per category with its threshold; violence is over it.
+    expect(page.locator("#check-moderation .bar-row")).to_have_count(9)
+    violence = page.locator("#check-moderation .bar-row[data-category=violence]")
+    expect(violence).to_have_class("bar-row flagged")
+    assert "(threshold 0.50)" in violence.inner_text()
+    assert violence.locator(".threshold").evaluate("e => e.style.left") == "50%"
+    expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^Flagged: (.*, )?violence\b"))
+    # The watermark detector cannot read characters its model's tokenizer never saw: said in one line.
+    expect(page.locator("#check-wm .error")).to_contain_text("characters this tokenizer has never seen")
+    # The JSON behind a toggle.
+    raw = page.locator("#check-moderation details.raw pre")
+    expect(raw).to_be_hidden()
+    page.click("#check-moderation details.raw summary")
+    expect(raw).to_be_visible()
+    assert '"category_thresholds"' in raw.inner_text()
+    assert page.evaluate("window.pwned") is None
+    expect(page.locator("#check-result script, #check-result img")).to_have_count(0)
+
+    page.fill("#check-input", SHOWCASE)
+    page.click("#check-all")
+    expect(page.locator("#check-pii mark.pii")).to_have_text(["toby@sea.org", "13812345678"])
+    # The watermark's z-score against its threshold (a text nobody watermarked).
+    expect(page.locator("#check-wm .z-value")).to_contain_text("against the threshold 4")
+    expect(page.locator("#check-wm .verdict")).to_have_text("not watermarked")
+    expect(page.locator("#check-wm .z-dot")).to_have_count(1)
+    screenshot(page, "studio.png", tmp_path)
+    page.select_option("#lang", "zh")  # results drawn before the switch change language too
+    expect(page.locator("#check-pii .pii-type")).to_have_text(["邮箱", "电话"])
+    expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^已标记： (.*, )?暴力"))
+    expect(page.locator("#check-wm .verdict")).to_have_text("无水印")

@@ -77,8 +77,8 @@ async function loadModels() {
     const maxTokens = $("#max-tokens");
     maxTokens.max = health.max_tokens_limit;
     maxTokens.value = Math.min(Number(maxTokens.value), health.max_tokens_limit);
-    setStatus("status.models", { models: health.models.join(", ") || t("status.none"),
-      images: health.image_models.join(", ") || t("status.none") });
+    const none = { key: "status.none" };
+    setStatus("status.models", { models: health.models.join(", ") || none, images: health.image_models.join(", ") || none });
   } catch (error) { setError(error.message); }
   await loadApps();
 }
@@ -262,9 +262,12 @@ function renderModeration(reply) {
   const thresholds = result.category_thresholds || {};
   const view = element("div");
   const flagged = Object.keys(result.categories).filter((c) => result.categories[c]);
-  view.append(flagged.length
-    ? labelled("p", "moderation.flagged", { categories: flagged.map((c) => t(`category.${c}`)).join(", ") }, "verdict bad")
-    : labelled("p", "moderation.clean", undefined, "verdict ok"));
+  if (flagged.length) {
+    const verdict = element("p", "verdict bad");
+    verdict.append(labelled("span", "moderation.flagged"), " ");
+    flagged.forEach((c, i) => verdict.append(...(i ? [", "] : []), labelled("span", `category.${c}`)));
+    view.append(verdict);
+  } else view.append(labelled("p", "moderation.clean", undefined, "verdict ok"));
   const bars = element("div", "bars");
   for (const [category, score] of Object.entries(result.category_scores)) {
     const threshold = thresholds[category] ?? 0.5;

@@ -53,7 +53,7 @@ const LABELS = {
     "pii.ADDRESS": "address",
     "pii.ORG": "organisation",
     "moderation.title": "Moderation",
-    "moderation.flagged": "Flagged: {categories}",
+    "moderation.flagged": "Flagged:",
     "moderation.clean": "Not flagged: every category scores below its threshold.",
     "moderation.score": "{score} (threshold {threshold})",
     "moderation.evidence": "Evidence",
@@ -165,7 +165,7 @@ const LABELS = {
     "pii.ADDRESS": "地址",
     "pii.ORG": "机构",
     "moderation.title": "内容审核",
-    "moderation.flagged": "已标记：{categories}",
+    "moderation.flagged": "已标记：",
     "moderation.clean": "未标记：所有类别的分数都低于阈值。",
     "moderation.score": "{score}（阈值 {threshold}）",
     "moderation.evidence": "依据",
@@ -239,10 +239,12 @@ function initialLanguage() {
 }
 let language = initialLanguage();
 
-// The label `key` in the current language with {name} replaced by args.name (English when a word is missing).
+// The label `key` in the current language with {name} replaced by args.name (English when a word is missing);
+// an argument { key: "…" } is itself a label.
 function t(key, args = {}) {
   const template = LABELS[language][key] ?? LABELS.en[key] ?? key;
-  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in args ? String(args[name]) : whole));
+  const value = (arg) => (arg !== null && typeof arg === "object" ? t(arg.key) : String(arg));
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in args ? value(args[name]) : whole));
 }
 
 // Give `element` the label `key` now and after every language switch.
