@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from luoxia.apps.interface import AppReply, Citation, last_user_message
+from luoxia.retrieval.interface import Hit
+
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRED = bool(os.environ.get("LUOXIA_REQUIRE_BROWSER"))
@@ -38,7 +41,7 @@ def page(browser, live_server):
     """A fresh English page (its own storage) with the API key entered and the models listed."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 700})
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 720})
     page = context.new_page()
     page.goto(live_server.url + "/")
     page.fill("#api-key", live_server.key)
@@ -48,8 +51,9 @@ def page(browser, live_server):
     context.close()
 
 
-def screenshot(page, name: str, tmp_path: Path) -> Path:
-    path = Path(SCREENSHOTS or tmp_path) / name
+def screenshot(page, name: str, tmp_path: Path, docs: bool = True) -> Path:
+    """A full-page screenshot; into `SCREENSHOTS` when set and ``docs`` (fake applications' pages never go there)."""
+    path = Path(SCREENSHOTS if SCREENSHOTS and docs else tmp_path) / name
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000
     return path
@@ -65,6 +69,8 @@ def test_studio_chat_streams_and_draws_images(page):
     expect(reply.locator(".meta")).to_contain_text("finish:", timeout=60_000)
     assert len(reply.inner_text().split("finish:")[0].strip()) > 0
 
+    for panel in ("support", "ask"):  # this server offers no application
+        expect(page.locator(f"nav button[data-tab={panel}]")).to_be_hidden()
     page.click("nav button[data-tab=images]")
     page.fill("#image-prompt", "seven")
     page.fill("#image-n", "2")
@@ -203,3 +209,116 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
     expect(page.locator("#check-pii .pii-type")).to_have_text(["邮箱", "电话"])
     expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^已标记： (.*, )?暴力"))
     expect(page.locator("#check-wm .verdict")).to_have_text("无水印")
+
+
+class FakeSupport:
+    """A support assistant in the shape the server returns (`AppReply`), without any retrieval: it
+    hands over when asked for a person, and otherwise answers from two fixed FAQ entries."""
+
+    name, kind = "helpdesk", "support"
+
+    def reply(self, messages, conversation_id=None):
+        question, turn = last_user_message(messages), sum(m["role"] == "user" for m in messages)
+        if "person" in question:
+            return AppReply(answer=f"A colleague will write to you (turn {turn}).", intent="complaint", confidence=0.31,
+                            sentiment="negative", handoff=True, reason="the customer asked for a person", review_id=7)
+        refund = "How long does a refund take? <b>5 days</b>"
+        sources = [Hit("faq-12", 0.8731, refund, {"intent": "refund", "lang": "en"}),
+                   Hit("faq-40", 0.4102, "退款多久到账？五个工作日。", {"intent": "refund", "lang": "zh"})]
+        return AppReply(answer=f"Refunds reach your card within 5 working days (turn {turn}).", sources=sources,
+                        intent="refund", confidence=0.92, sentiment="neutral", slots={"order_id": "A-1234"},
+                        missing_slots=["email"])
+
+
+class FakeAsk:
+    """A knowledge-answer application: one cited fact, and a warning when the question contradicts it."""
+
+    name, kind = "atlas", "ask"
+
+    def reply(self, messages, conversation_id=None):
+        question = last_user_message(messages)
+        contradicted = "Lyon" in question
+        warnings = ["The question says the capital is Lyon; the knowledge base says Paris."] if contradicted else []
+        return AppReply(answer="Paris.", citations=[Citation("(France, capital, Paris)", "geo.tsv line 3", "doc-3")],
+                        warnings=warnings)
+
+
+FAKE_APPS = {app.name: app for app in (FakeSupport(), FakeAsk())}
+
+
+@pytest.fixture
+def app_page(page):
+    """The studio with the server's model list and chat completions answered by the fake applications."""
+    import json
+
+    def models(route):
+        listed = route.fetch().json()
+        listed["data"] += [{"id": name, "object": "model", "owned_by": "luoxia", "app": app.kind}
+                           for name, app in FAKE_APPS.items()]
+        route.fulfill(json=listed)
+
+    def chat(route):
+        body = json.loads(route.request.post_data)
+        if body["model"] not in FAKE_APPS:
+            return route.continue_()
+        reply = FAKE_APPS[body["model"]].reply(body["messages"])
+        route.fulfill(json={"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer},
+                                         "finish_reason": "stop"}], "app": reply.to_json()})
+
+    page.route("**/v1/models", models)
+    page.route("**/v1/chat/completions", chat)
+    page.dispatch_event("#api-key", "change")
+    return page
+
+
+@needs_browser
+def test_support_panel_shows_the_sources_the_intent_and_the_handoff(app_page, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    page = app_page
+    page.click("nav button[data-tab=support]")
+    expect(page.locator("#support-model option")).to_have_text(["helpdesk"])
+    page.fill("#support-input", "How long does a refund take?")
+    page.press("#support-input", "Enter")
+    reply = page.locator("#support-messages .message.assistant").last
+    expect(reply.locator(".answer")).to_have_text("Refunds reach your card within 5 working days (turn 1).")
+    expect(reply.locator(".chip.intent")).to_have_text("Intent: refund (0.92)")
+    expect(reply.locator(".chip.sentiment")).to_have_text("Sentiment: neutral")
+    expect(reply.locator(".chip.slot")).to_have_text("order_id: A-1234")
+    expect(reply.locator(".chip.missing")).to_have_text("Asked for: email")
+    sources = reply.locator(".source")
+    expect(sources).to_have_count(2)
+    expect(sources.first.locator(".source-id")).to_have_text("faq-12 · score 0.873")
+    expect(sources.first.locator(".source-text")).to_have_text("How long does a refund take? <b>5 days</b>")
+    expect(sources.first.locator(".source-meta")).to_have_text("intent: refund · lang: en")
+    expect(reply.locator(".handoff")).to_have_count(0)
+
+    page.fill("#support-input", "I want to talk to a person")
+    page.press("#support-input", "Enter")
+    reply = page.locator("#support-messages .message.assistant").last
+    expect(reply.locator(".answer")).to_have_text("A colleague will write to you (turn 2).")  # the whole conversation
+    expect(reply.locator(".handoff")).to_have_text(
+        "Handed over to a person: the customer asked for a person · review queue item #7")
+    expect(reply.locator(".handoff")).to_be_visible()
+    screenshot(page, "studio_support.png", tmp_path, docs=False)
+    page.select_option("#lang", "zh")
+    expect(reply.locator(".handoff")).to_have_text("已转交人工：the customer asked for a person · 审核队列第 7 项")
+    page.click("#support-new")
+    expect(page.locator("#support-messages .message")).to_have_count(0)
+
+
+@needs_browser
+def test_knowledge_panel_shows_citations_and_warnings(app_page):
+    from playwright.sync_api import expect
+
+    page = app_page
+    page.click("nav button[data-tab=ask]")
+    page.fill("#ask-input", "Is Lyon the capital of France?")
+    page.click("#ask-send")
+    reply = page.locator("#ask-messages .message.assistant").last
+    expect(reply.locator(".answer")).to_have_text("Paris.")
+    expect(reply.locator(".citation")).to_have_text(["(France, capital, Paris) geo.tsv line 3 · document doc-3"])
+    expect(reply.locator(".warnings li")).to_have_text(
+        ["The question says the capital is Lyon; the knowledge base says Paris."])
+    expect(reply.locator(".source, .handoff, .chip")).to_have_count(0)  # nothing the reply did not say

@@ -19,7 +19,8 @@ def test_studio_page_is_served_offline(live_server):
     page = httpx.get(live_server.url + "/", follow_redirects=True)
     assert page.status_code == 200 and "Luoxia Studio" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
-    assert httpx.get(live_server.url + "/studio/app.js").status_code == 200
+    for script in ("app.js", "i18n.js"):
+        assert httpx.get(live_server.url + f"/studio/{script}").status_code == 200
 
 
 def test_redact_endpoint(live_server):

@@ -16,3 +16,4 @@ def test_detection_names_scheme_length_and_verdict(tmp_path):
     body = reply.json()
     assert body["scheme"] == "kgw-prev1" and body["tokens"] == 18 and body["verdict"] == "not watermarked"
     assert body["watermarked"] is False and body["min_tokens"] is None and body["entropy_threshold"] == 0.0
+    assert body["z_threshold"] == 4.0  # the default policy's, which the studio draws the z-score against
