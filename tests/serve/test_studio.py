@@ -110,7 +110,7 @@ def test_chinese_renders_with_a_cjk_font(page):
 LEFTOVERS = """(english) => {
   // Every labelled element shows its Chinese words (none shows what English would); no text outside a
   // label or a data area (data-content: model names, messages, results) has a Latin letter; no placeholder
-  // or title goes unlabelled.
+  // goes unlabelled; no accessible name stays English.
   const render = (template, args) => template.replace(/\\{(\\w+)\\}/g, (all, name) => name in args ? args[name] : all);
   const bad = [];
   const labelled = document.querySelectorAll("[data-i18n]");
@@ -123,6 +123,9 @@ LEFTOVERS = """(english) => {
   for (const element of document.querySelectorAll("[placeholder]")) {
     if (!element.dataset.i18nPlaceholder) bad.push(`unlabelled placeholder: ${element.placeholder}`);
     else if (element.placeholder === english[element.dataset.i18nPlaceholder]) bad.push(element.placeholder);
+  }
+  for (const element of document.querySelectorAll("[data-i18n-label]")) {
+    if (element.getAttribute("aria-label") === english[element.dataset.i18nLabel]) bad.push(element.ariaLabel);
   }
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
@@ -207,8 +210,9 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
     screenshot(page, "studio.png", tmp_path)
     page.select_option("#lang", "zh")  # results drawn before the switch change language too
     expect(page.locator("#check-pii .pii-type")).to_have_text(["邮箱", "电话"])
-    expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^已标记： (.*, )?暴力"))
+    expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^已标记：(.*、)?暴力"))
     expect(page.locator("#check-wm .verdict")).to_have_text("无水印")
+    screenshot(page, "studio_zh.png", tmp_path, docs=False)
 
 
 class FakeSupport:

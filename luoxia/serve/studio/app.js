@@ -264,8 +264,9 @@ function renderModeration(reply) {
   const flagged = Object.keys(result.categories).filter((c) => result.categories[c]);
   if (flagged.length) {
     const verdict = element("p", "verdict bad");
-    verdict.append(labelled("span", "moderation.flagged"), " ");
-    flagged.forEach((c, i) => verdict.append(...(i ? [", "] : []), labelled("span", `category.${c}`)));
+    verdict.append(labelled("span", "moderation.flagged"));
+    flagged.forEach((c, i) => verdict.append(...(i ? [labelled("span", "list.separator")] : []),
+      labelled("span", `category.${c}`)));
     view.append(verdict);
   } else view.append(labelled("p", "moderation.clean", undefined, "verdict ok"));
   const bars = element("div", "bars");
