@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,14 +68,20 @@ def settings_for(chat_run: Path, image_run: Path, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def live_server(settings_for) -> LiveServer:
+    with running_server(settings_for()) as server:
+        yield server
+
+
+@contextmanager
+def running_server(settings, models=None) -> Iterator[LiveServer]:
+    """A server in a thread on a free port, with a user key; ``models`` (loaded) as `create_app` takes them."""
     import uvicorn
 
     from luoxia.serve.app import create_app
     from luoxia.serve.store import Store
 
-    settings = settings_for()
     _, key = Store(settings.data_dir).create_key("tests")
-    app = create_app(settings)
+    app = create_app(settings, models=models)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -81,10 +89,12 @@ def live_server(settings_for) -> LiveServer:
     deadline = time.monotonic() + 120
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield LiveServer(f"http://127.0.0.1:{port}", key, settings.data_dir, app)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        assert server.started, "the server did not start"
+        yield LiveServer(f"http://127.0.0.1:{port}", key, settings.data_dir, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The web studio in a real browser: Playwright driving Debian's Chromium (`.ci/run` installs it and
 fonts-noto-cjk). One browser and one server for the module; the server also offers two fake
-applications (a support assistant and a knowledge-answer one), so the panels are tested without the
-applications' own code."""
+applications (a support assistant and a knowledge-answer one, `ChatApp`s under the server's guard),
+so the panels are tested without the applications' own code."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from luoxia.apps.interface import AppReply, Citation, last_user_message
+from luoxia.apps.interface import AppReply, Citation, last_user_message, record_handoff
 from luoxia.retrieval.interface import Hit
+from luoxia.serve.store import Store
+from tests.serve.conftest import running_server
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,6 +26,18 @@ if CHROMIUM is None and REQUIRED:
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 # Where the README's screenshot comes from: LUOXIA_SCREENSHOTS=docs/images pytest tests/serve/test_studio.py
 SCREENSHOTS = os.environ.get("LUOXIA_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def studio_server(settings_for):
+    """The tiny chat and image models, and two fake applications under the server's guard."""
+    from luoxia.serve.models import load_models
+
+    settings = settings_for()
+    models = load_models(settings)
+    models.apps.update({"helpdesk": FakeSupport("helpdesk", models.guard), "atlas": FakeAsk()})
+    with running_server(settings, models) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +51,16 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, studio_server):
     """A fresh English page (its own storage) with the API key entered and the models listed."""
     from playwright.sync_api import expect
 
     context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 720})
     page = context.new_page()
-    page.goto(live_server.url + "/")
-    page.fill("#api-key", live_server.key)
+    page.goto(studio_server.url + "/")
+    for panel in ("support", "ask"):  # the model list needs a key: no application panels yet
+        expect(page.locator(f"nav button[data-tab={panel}]")).to_be_hidden()
+    page.fill("#api-key", studio_server.key)
     page.dispatch_event("#api-key", "change")
     expect(page.locator("#chat-model option")).to_have_count(1)
     yield page
@@ -69,8 +85,6 @@ def test_studio_chat_streams_and_draws_images(page):
     expect(reply.locator(".meta")).to_contain_text("finish:", timeout=60_000)
     assert len(reply.inner_text().split("finish:")[0].strip()) > 0
 
-    for panel in ("support", "ask"):  # this server offers no application
-        expect(page.locator(f"nav button[data-tab={panel}]")).to_be_hidden()
     page.click("nav button[data-tab=images]")
     page.fill("#image-prompt", "seven")
     page.fill("#image-n", "2")
@@ -138,12 +152,12 @@ LEFTOVERS = """(english) => {
 
 
 @needs_browser
-def test_language_follows_the_browser_switches_every_label_and_is_remembered(browser, live_server):
+def test_language_follows_the_browser_switches_every_label_and_is_remembered(browser, studio_server):
     from playwright.sync_api import expect
 
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()
-    page.goto(live_server.url + "/")
+    page.goto(studio_server.url + "/")
     expect(page.locator("nav button[data-tab=chat]")).to_have_text("对话")  # navigator.language is zh-CN
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
     english = page.evaluate("LABELS.en")
@@ -216,16 +230,21 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
 
 
 class FakeSupport:
-    """A support assistant in the shape the server returns (`AppReply`), without any retrieval: it
-    hands over when asked for a person, and otherwise answers from two fixed FAQ entries."""
+    """A support assistant (`ChatApp`) without retrieval: two fixed FAQ entries as its sources, and a
+    hand-off into the server's real review queue when the customer asks for a person."""
 
-    name, kind = "helpdesk", "support"
+    kind = "support"
 
-    def reply(self, messages, conversation_id=None):
+    def __init__(self, name: str, guard):
+        self.name, self.guard = name, guard
+
+    def reply(self, messages, conversation_id=None) -> AppReply:
         question, turn = last_user_message(messages), sum(m["role"] == "user" for m in messages)
         if "person" in question:
+            reason = "the customer asked for a person"
+            review_id = record_handoff(self.guard.audit, self.name, reason, messages, 0.31, self.guard.redactor)
             return AppReply(answer=f"A colleague will write to you (turn {turn}).", intent="complaint", confidence=0.31,
-                            sentiment="negative", handoff=True, reason="the customer asked for a person", review_id=7)
+                            sentiment="negative", handoff=True, reason=reason, review_id=review_id)
         refund = "How long does a refund take? <b>5 days</b>"
         sources = [Hit("faq-12", 0.8731, refund, {"intent": "refund", "lang": "en"}),
                    Hit("faq-40", 0.4102, "退款多久到账？五个工作日。", {"intent": "refund", "lang": "zh"})]
@@ -239,48 +258,17 @@ class FakeAsk:
 
     name, kind = "atlas", "ask"
 
-    def reply(self, messages, conversation_id=None):
-        question = last_user_message(messages)
-        contradicted = "Lyon" in question
+    def reply(self, messages, conversation_id=None) -> AppReply:
+        contradicted = "Lyon" in last_user_message(messages)
         warnings = ["The question says the capital is Lyon; the knowledge base says Paris."] if contradicted else []
         return AppReply(answer="Paris.", citations=[Citation("(France, capital, Paris)", "geo.tsv line 3", "doc-3")],
                         warnings=warnings)
 
 
-FAKE_APPS = {app.name: app for app in (FakeSupport(), FakeAsk())}
-
-
-@pytest.fixture
-def app_page(page):
-    """The studio with the server's model list and chat completions answered by the fake applications."""
-    import json
-
-    def models(route):
-        listed = route.fetch().json()
-        listed["data"] += [{"id": name, "object": "model", "owned_by": "luoxia", "app": app.kind}
-                           for name, app in FAKE_APPS.items()]
-        route.fulfill(json=listed)
-
-    def chat(route):
-        body = json.loads(route.request.post_data)
-        if body["model"] not in FAKE_APPS:
-            return route.continue_()
-        reply = FAKE_APPS[body["model"]].reply(body["messages"])
-        route.fulfill(json={"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer},
-                                         "finish_reason": "stop"}], "app": reply.to_json()})
-
-    page.route("**/v1/models", models)
-    page.route("**/v1/chat/completions", chat)
-    page.dispatch_event("#api-key", "change")
-    return page
-
-
 @needs_browser
-def test_support_panel_shows_the_sources_the_intent_and_the_handoff(app_page, tmp_path: Path):
+def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio_server, tmp_path: Path):
     from playwright.sync_api import expect
 
-    page = app_page
     page.click("nav button[data-tab=support]")
     expect(page.locator("#support-model option")).to_have_text(["helpdesk"])
     page.fill("#support-input", "How long does a refund take?")
@@ -302,21 +290,30 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(app_page, tm
     page.press("#support-input", "Enter")
     reply = page.locator("#support-messages .message.assistant").last
     expect(reply.locator(".answer")).to_have_text("A colleague will write to you (turn 2).")  # the whole conversation
-    expect(reply.locator(".handoff")).to_have_text(
-        "Handed over to a person: the customer asked for a person · review queue item #7")
-    expect(reply.locator(".handoff")).to_be_visible()
+    handoff = reply.locator(".handoff")
+    expect(handoff).to_have_text(re.compile(
+        r"^Handed over to a person: the customer asked for a person · review queue item #\d+$"))
+    expect(handoff).to_be_visible()
+    review_id = handoff.locator(".review-id").inner_text().split("#")[1]
     screenshot(page, "studio_support.png", tmp_path, docs=False)
     page.select_option("#lang", "zh")
-    expect(reply.locator(".handoff")).to_have_text("已转交人工：the customer asked for a person · 审核队列第 7 项")
+    expect(handoff).to_have_text(f"已转交人工：the customer asked for a person · 审核队列第 {review_id} 项")
     page.click("#support-new")
     expect(page.locator("#support-messages .message")).to_have_count(0)
+    # The hand-off waits in the review queue, where a reviewer sees it.
+    _, reviewer = Store(studio_server.data_dir).create_key("reviewer", "reviewer")
+    page.fill("#api-key", reviewer)
+    page.dispatch_event("#api-key", "change")
+    page.click("nav button[data-tab=review]")
+    row = page.locator("#review-table tbody tr", has_text="talk to a person")
+    expect(row.locator("td").first).to_have_text(review_id)
+    expect(row.locator("td").nth(2)).to_have_text("handoff")
 
 
 @needs_browser
-def test_knowledge_panel_shows_citations_and_warnings(app_page):
+def test_knowledge_panel_shows_citations_and_warnings(page):
     from playwright.sync_api import expect
 
-    page = app_page
     page.click("nav button[data-tab=ask]")
     page.fill("#ask-input", "Is Lyon the capital of France?")
     page.click("#ask-send")
