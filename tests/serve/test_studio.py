@@ -191,20 +191,21 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
     # Personal data: the exact address is marked (offsets are code points; the flag and emoji before it
     # are two UTF-16 units each), with its type beside it; markup in the text stays text.
     emails = page.locator("#check-pii mark.pii[data-type=EMAIL]")
-    expect(emails).to_have_count(2)
+    expect(emails).to_have_count(2, timeout=60_000)  # the first call loads the PII taggers
     assert emails.all_inner_texts() == ["amy@example.org"] * 2
     email_type = page.locator("#check-pii mark.pii[data-type=EMAIL] + .pii-type").first
     expect(email_type).to_have_text("email")
     assert "<script>window.pwned = 1</script>" in page.locator("#check-pii .marked").first.inner_text()
     # Moderation: a bar per category with its threshold; violence is over it.
-    expect(page.locator("#check-moderation .bar-row")).to_have_count(9)
+    expect(page.locator("#check-moderation .bar-row")).to_have_count(9, timeout=60_000)  # loads the classifier
     violence = page.locator("#check-moderation .bar-row[data-category=violence]")
     expect(violence).to_have_class("bar-row flagged")
     assert "(threshold 0.50)" in violence.inner_text()
     assert violence.locator(".threshold").evaluate("e => e.style.left") == "50%"
     expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^Flagged: (.*, )?violence\b"))
     # The watermark detector cannot read characters its model's tokenizer never saw: said in one line.
-    expect(page.locator("#check-wm .error")).to_contain_text("characters this tokenizer has never seen")
+    expect(page.locator("#check-wm .error")).to_contain_text("characters this tokenizer has never seen",
+                                                                timeout=60_000)
     # The JSON behind a toggle.
     raw = page.locator("#check-moderation details.raw pre")
     expect(raw).to_be_hidden()
@@ -216,9 +217,9 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
 
     page.fill("#check-input", SHOWCASE)
     page.click("#check-all")
-    expect(page.locator("#check-pii mark.pii")).to_have_text(["toby@sea.org", "13812345678"])
+    expect(page.locator("#check-pii mark.pii")).to_have_text(["toby@sea.org", "13812345678"], timeout=30_000)
     # The watermark's z-score against its threshold (a text nobody watermarked).
-    expect(page.locator("#check-wm .z-value")).to_contain_text("against the threshold 4")
+    expect(page.locator("#check-wm .z-value")).to_contain_text("against the threshold 4", timeout=30_000)
     expect(page.locator("#check-wm .verdict")).to_have_text("not watermarked")
     expect(page.locator("#check-wm .z-dot")).to_have_count(1)
     screenshot(page, "studio.png", tmp_path)
@@ -274,7 +275,8 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio
     page.fill("#support-input", "How long does a refund take?")
     page.press("#support-input", "Enter")
     reply = page.locator("#support-messages .message.assistant").last
-    expect(reply.locator(".answer")).to_have_text("Refunds reach your card within 5 working days (turn 1).")
+    answer = "Refunds reach your card within 5 working days (turn 1)."
+    expect(reply.locator(".answer")).to_have_text(answer, timeout=30_000)
     expect(reply.locator(".chip.intent")).to_have_text("Intent: refund (0.92)")
     expect(reply.locator(".chip.sentiment")).to_have_text("Sentiment: neutral")
     expect(reply.locator(".chip.slot")).to_have_text("order_id: A-1234")
@@ -289,7 +291,8 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio
     page.fill("#support-input", "I want to talk to a person")
     page.press("#support-input", "Enter")
     reply = page.locator("#support-messages .message.assistant").last
-    expect(reply.locator(".answer")).to_have_text("A colleague will write to you (turn 2).")  # the whole conversation
+    # The second turn sent the whole conversation.
+    expect(reply.locator(".answer")).to_have_text("A colleague will write to you (turn 2).", timeout=30_000)
     handoff = reply.locator(".handoff")
     expect(handoff).to_have_text(re.compile(
         r"^Handed over to a person: the customer asked for a person · review queue item #\d+$"))
@@ -306,7 +309,7 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio
     page.dispatch_event("#api-key", "change")
     page.click("nav button[data-tab=review]")
     row = page.locator("#review-table tbody tr", has_text="talk to a person")
-    expect(row.locator("td").first).to_have_text(review_id)
+    expect(row.locator("td").first).to_have_text(review_id, timeout=30_000)
     expect(row.locator("td").nth(2)).to_have_text("handoff")
 
 
@@ -318,7 +321,7 @@ def test_knowledge_panel_shows_citations_and_warnings(page):
     page.fill("#ask-input", "Is Lyon the capital of France?")
     page.click("#ask-send")
     reply = page.locator("#ask-messages .message.assistant").last
-    expect(reply.locator(".answer")).to_have_text("Paris.")
+    expect(reply.locator(".answer")).to_have_text("Paris.", timeout=30_000)
     expect(reply.locator(".citation")).to_have_text(["(France, capital, Paris) geo.tsv line 3 · document doc-3"])
     expect(reply.locator(".warnings li")).to_have_text(
         ["The question says the capital is Lyon; the knowledge base says Paris."])
