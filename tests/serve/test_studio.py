@@ -227,6 +227,8 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
     expect(page.locator("#check-pii .pii-type")).to_have_text(["邮箱", "电话"])
     expect(page.locator("#check-moderation .verdict")).to_contain_text(re.compile(r"^已标记：(.*、)?暴力"))
     expect(page.locator("#check-wm .verdict")).to_have_text("无水印")
+    found = page.evaluate(LEFTOVERS, page.evaluate("LABELS.en"))
+    assert found["bad"] == [], found  # what the results say is Chinese too
     screenshot(page, "studio_zh.png", tmp_path, docs=False)
 
 
@@ -301,6 +303,8 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio
     screenshot(page, "studio_support.png", tmp_path, docs=False)
     page.select_option("#lang", "zh")
     expect(handoff).to_have_text(f"已转交人工：the customer asked for a person · 审核队列第 {review_id} 项")
+    found = page.evaluate(LEFTOVERS, page.evaluate("LABELS.en"))
+    assert found["bad"] == [], found
     page.click("#support-new")
     expect(page.locator("#support-messages .message")).to_have_count(0)
     # The hand-off waits in the review queue, where a reviewer sees it.

@@ -39,11 +39,15 @@ const getJSON = async (path) => (await api(path)).json();
 const postJSON = async (path, body, conversationId) =>
   (await api(path, { method: "POST", body: JSON.stringify(body) }, conversationId)).json();
 
-// An element with a class and text (textContent: user and model text is never parsed as HTML).
+// An element with a class and text (textContent: user and model text is never parsed as HTML). Text given
+// here is data (a message, a source, the JSON), marked data-content: labels are made by `labelled`.
 function element(tag, className, text) {
   const made = document.createElement(tag);
   if (className) made.className = className;
-  if (text !== undefined) made.textContent = text;
+  if (text !== undefined) {
+    made.textContent = text;
+    made.dataset.content = "";
+  }
   return made;
 }
 
@@ -232,7 +236,7 @@ $("#check-all").addEventListener("click", () => Promise.all(Object.keys(CHECKS).
 // Python strings), so the text is cut as an array of code points, not UTF-16 units.
 function markedText(text, spans, className, typeLabel) {
   const points = Array.from(text);
-  const out = element("div", "marked");
+  const out = element("div", "marked", "");
   let at = 0;
   for (const span of [...spans].sort((a, b) => a.start - b.start || b.end - a.end)) {
     if (span.start < at) continue; // overlaps one already marked
