@@ -1,16 +1,15 @@
 """`OpenAIGenerator` against a live `luoxia serve` on loopback: a real OpenAI-compatible server
-(the tiny chat GPT of tests/serve/conftest.py), reached through the official `openai` client."""
+(the serving tests' tiny chat GPT, tests/serve/conftest.py), reached through the official `openai` client."""
 
 from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from pathlib import Path
+import sys
 
 import pytest
 
+from luoxia import cli
 from luoxia.errors import ConfigError, RemoteError
 from luoxia.generate.interface import GenerationConfig, TextGenerator
 from luoxia.generate.openai_backend import (
@@ -23,36 +22,20 @@ from luoxia.generate.openai_backend import (
 )
 from luoxia.registry import load, load_writer
 from luoxia.safety.guard import WATERMARK_SKIPPED, Guard, GuardedGenerator
-from tests.helpers import luoxia
-from tests.serve.conftest import chat_run, free_port  # noqa: F401 - chat_run is a fixture used here
+from tests.serve.conftest import LiveServer, free_port
 
 pytestmark = pytest.mark.slow
 KEY_ENV = "LUOXIA_TEST_REMOTE_KEY"
 
 
 @pytest.fixture(scope="module")
-def server(chat_run: Path, tmp_path_factory):  # noqa: F811 - the fixture imported above
-    """`luoxia serve` with the tiny chat model and an API key: (base URL, key)."""
-    import uvicorn
-
-    from luoxia.serve.app import create_app
-    from luoxia.serve.settings import ServeSettings
+def server(live_server: LiveServer) -> tuple[str, str]:
+    """The serving tests' live server (tests/serve/conftest.py) and a key of this module's own
+    (rate limits are per key): (base URL, key)."""
     from luoxia.serve.store import Store
 
-    settings = ServeSettings(models=[str(chat_run)], device="cpu", data_dir=tmp_path_factory.mktemp("remote-data"),
-                             max_tokens_limit=64)
-    _, key = Store(settings.data_dir).create_key("tests")
-    port = free_port()
-    running = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not running.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert running.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/v1", key
-    running.should_exit = True
-    thread.join(timeout=30)
+    _, key = Store(live_server.data_dir).create_key("remote-writer")
+    return live_server.url + "/v1", key
 
 
 @pytest.fixture
@@ -166,12 +149,25 @@ def test_a_server_that_never_answers_times_out():
             generator.generate(["x"], GenerationConfig(max_new_tokens=4))
 
 
-def test_cli_generates_through_a_remote_model(server):
+def luoxia_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``luoxia ARGS`` in this process, through the entry point: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["luoxia", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_generates_through_a_remote_model(server, monkeypatch, capsys):
     url, key = server
-    done = luoxia("generate", "--model", f"openai:{url}#tiny-chat", "-p", "To be", "-p", "To be",
-                  "--max-new-tokens", "8", "--seed", "1", "--json", OPENAI_API_KEY=key)
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(rows) == 2 and all(0 < r["completion_tokens"] <= 8 for r in rows)
-    refused = luoxia("generate", "--model", f"openai:{url}#tiny-chat", "-p", "x", "--watermark", check=False,
-                     OPENAI_API_KEY=key)
-    assert refused.returncode == 2 and "logits processors" in refused.stderr and key not in refused.stderr
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    model = f"openai:{url}#tiny-chat"
+    code, out, _ = luoxia_main(monkeypatch, capsys, "generate", "--model", model, "-p", "To be", "-p", "To be",
+                               "--max-new-tokens", "8", "--seed", "1", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 2 and all(0 < r["completion_tokens"] <= 8 for r in rows)
+    code, _, err = luoxia_main(monkeypatch, capsys, "generate", "--model", model, "-p", "x", "--watermark")
+    assert code == 2 and "logits processors" in err and len(err.strip().splitlines()) == 1 and key not in err
