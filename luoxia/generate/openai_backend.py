@@ -252,8 +252,10 @@ class OpenAIGenerator:
             options["stream"] = True
             if self.config.stream_usage:
                 options["stream_options"] = {"include_usage": True}
+        reply: Any  # a ChatCompletion, a Completion, or a stream of their chunks
         if self.config.endpoint == "chat":
-            reply = self.client.chat.completions.create(messages=decode_messages(prompt), **options)
+            messages: list[Any] = decode_messages(prompt)  # OpenAI's message dicts: role and content
+            reply = self.client.chat.completions.create(messages=messages, **options)
         else:
             reply = self.client.completions.create(prompt=prompt, **options)
         try:
