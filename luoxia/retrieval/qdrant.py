@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 from qdrant_client import QdrantClient
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from qdrant_client.models import Distance, PointStruct, SearchParams, VectorParams
 
 from luoxia.errors import ConfigError
@@ -31,13 +31,19 @@ class QdrantStore:
         self.dim, self.collection = dim, collection
         # the embedded local mode always searches exhaustively and warns about search parameters
         self._search_params = SearchParams(exact=True) if url is not None else None
-        if url is not None:
-            self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
-        else:
-            self.client = QdrantClient(path=str(path)) if path is not None else QdrantClient(location=":memory:")
+        try:
+            if url is not None:
+                self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+            else:
+                self.client = QdrantClient(path=str(path)) if path is not None else QdrantClient(location=":memory:")
+        except (OSError, RuntimeError, ValueError) as error:  # e.g. an embedded path another client holds
+            raise ConfigError(f"Qdrant at {url or path}: {str(error).splitlines()[0]}") from None
         try:
             self._open_collection()
-        except (UnexpectedResponse, OSError, RuntimeError) as error:
+        except (UnexpectedResponse, ResponseHandlingException, OSError, RuntimeError, ValueError, ConfigError) as error:
+            self.client.close()  # an embedded store keeps its directory locked while a client is open
+            if isinstance(error, ConfigError):
+                raise
             raise ConfigError(f"Qdrant collection '{collection}': {str(error).splitlines()[0]}") from None
 
     def _open_collection(self) -> None:
