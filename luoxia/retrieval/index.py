@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import bm25s
 import faiss
+import jieba
 import numpy as np
 
 from luoxia.checkpoint import atomic_directory
-from luoxia.data.mlm import word_spans
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.registry import ENCODERS, load_encoder
 from luoxia.errors import CheckpointError, ConfigError, DataError
@@ -47,13 +49,23 @@ RRF_DEPTH = 100
 # inner products with blocked SIMD kernels and keeps the top k in a heap instead of sorting N scores per query.
 FAISS_THRESHOLD = 20_000
 BM25_SETTINGS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75}
+TOKENIZER = "jieba-search+lowercase-words"  # recorded in the manifest: what `tokenize` does in this version
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORDS = re.compile(rf"(?P<cjk>[{_CJK}]+)|[^\W{_CJK}]+")
+jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is not the user's business
 
 
 def tokenize(text: str) -> list[str]:
-    """BM25's words: jieba's words in runs of Chinese characters, lowercased runs of letters and digits
-    elsewhere (punctuation dropped), so "用Python写GPT" → ["用", "python", "写", "gpt"]."""
-    words = (text[start:end].lower() for start, end in word_spans(text))
-    return [word for word in words if any(char.isalnum() for char in word)]
+    """BM25's words: in runs of Chinese characters jieba's words in its search-engine mode (a long word also
+    gives its dictionary sub-words, so 明月 finds 明月光 and 望明月), elsewhere lowercased runs of letters,
+    digits and underscores (punctuation dropped): "用Python写GPT" → ["用", "python", "写", "gpt"]."""
+    tokens: list[str] = []
+    for match in _WORDS.finditer(text):
+        if match["cjk"] is None:
+            tokens.append(match[0].lower())
+        else:
+            tokens.extend(jieba.lcut_for_search(match["cjk"]))
+    return tokens
 
 
 def _sha256(path: Path) -> str:
@@ -255,6 +267,7 @@ class HybridIndex:
                     handle.write(json.dumps({"id": d.id, "text": d.text, "meta": d.meta}, ensure_ascii=False) + "\n")
             manifest = {"format": FORMAT, "version": FORMAT_VERSION, "encoder": self.encoder.name,
                         "dim": self.encoder.dim, "count": len(self.documents), "bm25": BM25_SETTINGS,
+                        "tokenizer": TOKENIZER,
                         "rrf_k": RRF_K, "files": {name: {"bytes": (tmp / name).stat().st_size,
                                                         "sha256": _sha256(tmp / name)}
                                                   for name in (VECTORS_FILE, DOCS_FILE)}}

@@ -32,6 +32,7 @@ def test_tokenize_mixed_text():
     assert tokenize("用Python写GPT模型, Hello World! v2.0") == ["用", "python", "写", "gpt", "模型", "hello", "world",
                                                               "v2", "0"]
     assert tokenize("？！ ...") == []
+    assert "明月" in tokenize("床前明月光") and "明月" in tokenize("舉頭望明月")  # sub-words of longer words
 
 
 def test_index_is_a_retriever_and_finds_english_chinese_and_mixed(index):
