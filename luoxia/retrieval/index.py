@@ -88,6 +88,10 @@ class DenseStore(Protocol):
         """All (N, dim) float32 vectors in row order (what `HybridIndex.save` writes)."""
         ...
 
+    def get(self, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows), dim) float32: the vectors of these rows."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -111,6 +115,9 @@ class FlatStore:
 
     def vectors(self) -> np.ndarray:
         return self._vectors
+
+    def get(self, rows: Sequence[int]) -> np.ndarray:
+        return self._vectors[list(rows)]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self._vectors))
@@ -206,8 +213,9 @@ class HybridIndex:
         vectors = self.encoder.encode([d.text for d in documents])  # (M, dim)
         self._append(documents, vectors)
 
-    def _append(self, documents: list[Document], vectors: np.ndarray) -> None:
-        self.store.add(vectors)
+    def _append(self, documents: list[Document], vectors: np.ndarray, to_store: bool = True) -> None:
+        if to_store:
+            self.store.add(vectors)
         self.documents.extend(documents)
         self._ids.update(d.id for d in documents)
         self.bm25.add([d.text for d in documents])
@@ -277,7 +285,8 @@ class HybridIndex:
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None, store: DenseStore | None = None) -> HybridIndex:
         """An index saved by `save`, checked against its manifest; ``encoder`` None loads the saved one by name.
-        ``store`` (empty) receives the saved vectors instead of a `FlatStore`."""
+        ``store`` replaces the `FlatStore`: empty, it receives the saved vectors; already holding them (a Qdrant
+        collection filled by an earlier load, shared by replicas), it is used as it is."""
         path = Path(path)
         manifest = read_manifest(path)
         if encoder is None:
@@ -288,10 +297,20 @@ class HybridIndex:
                               "encoder or rebuild it")
         vectors, documents = _read_payload(path, manifest)
         index = cls(encoder, store)
-        if len(index.store):
-            raise ConfigError(f"{path}: the dense store given to load already holds {len(index.store)} vectors")
-        index._append(documents, vectors)
+        if len(index.store) and not _holds(index.store, vectors):
+            raise ConfigError(f"{path}: the dense store given to load holds {len(index.store)} other vectors than "
+                              f"this index's {len(vectors)}; give it an empty collection")
+        index._append(documents, vectors, to_store=not len(index.store))
         return index
+
+
+def _holds(store: DenseStore, vectors: np.ndarray) -> bool:
+    """Whether ``store`` already holds exactly ``vectors`` (N, dim): same count, and the first, middle and
+    last rows equal to float32 rounding (a sample: reading a remote collection whole would defeat sharing it)."""
+    if len(store) != len(vectors):
+        return False
+    rows = sorted({0, len(vectors) // 2, len(vectors) - 1})
+    return bool(np.allclose(store.get(rows), vectors[rows], rtol=0, atol=1e-6))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -307,11 +326,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: index format version {manifest.get('version')}; this luoxia reads "
                               f"version {FORMAT_VERSION}; rebuild the index")
-    for name in (VECTORS_FILE, DOCS_FILE):
-        target, expected = path / name, manifest["files"][name]
+    try:
+        files = {name: (int(manifest["files"][name]["bytes"]), str(manifest["files"][name]["sha256"]))
+                 for name in (VECTORS_FILE, DOCS_FILE)}
+        int(manifest["dim"]), int(manifest["count"]), str(manifest["encoder"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path / MANIFEST_FILE}: incomplete manifest (no valid {error})") from None
+    for name, (size, digest) in files.items():
+        target = path / name
         if not target.is_file():
             raise CheckpointError(f"{target}: missing from the index")
-        if target.stat().st_size != expected["bytes"] or _sha256(target) != expected["sha256"]:
+        if target.stat().st_size != size or _sha256(target) != digest:
             raise CheckpointError(f"{target}: corrupt (size or sha256 does not match {MANIFEST_FILE})")
     return manifest
 

@@ -117,7 +117,8 @@ def test_faiss_and_numpy_rank_the_same():
     assert len(numpy_store.search(vectors[0], 1000)[0]) == 300
 
 
-@pytest.mark.parametrize("damage", ["flip vectors", "edit docs", "drop vectors", "drop manifest", "bad manifest"])
+@pytest.mark.parametrize("damage", ["flip vectors", "edit docs", "drop vectors", "drop manifest", "bad manifest",
+                                    "manifest without files"])
 def test_corrupt_index_is_a_one_line_error(tmp_path, damage):
     HybridIndex.build(DOCS, HashEncoder()).save(tmp_path / "ix")
     ix = tmp_path / "ix"
@@ -132,6 +133,10 @@ def test_corrupt_index_is_a_one_line_error(tmp_path, damage):
         (ix / VECTORS_FILE).unlink()
     elif damage == "drop manifest":
         (ix / MANIFEST_FILE).unlink()
+    elif damage == "manifest without files":
+        manifest = json.loads((ix / MANIFEST_FILE).read_text(encoding="utf-8"))
+        del manifest["files"]
+        (ix / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
     else:
         (ix / MANIFEST_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(CheckpointError) as error:
@@ -149,6 +154,19 @@ def test_load_refuses_another_encoder(tmp_path):
         HybridIndex.load(tmp_path / "ix")
     with pytest.raises(CheckpointError, match="no index directory"):
         HybridIndex.load(tmp_path / "nowhere", HashEncoder())
+
+
+def test_load_into_a_store_that_already_holds_the_vectors(tmp_path):
+    built = HybridIndex.build(DOCS, HashEncoder())
+    built.save(tmp_path / "ix")
+    same, other = FlatStore(16), FlatStore(16)
+    same.add(built.store.vectors())
+    other.add(built.store.vectors()[::-1].copy())
+    loaded = HybridIndex.load(tmp_path / "ix", HashEncoder(), store=same)
+    assert len(loaded.store) == len(DOCS)
+    assert ranking(loaded, "password", "dense") == ranking(built, "password", "dense")
+    with pytest.raises(ConfigError, match="holds 6 other vectors than this index's 6"):
+        HybridIndex.load(tmp_path / "ix", HashEncoder(), store=other)
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
