@@ -96,7 +96,8 @@ class DenseStore(Protocol):
 
 
 class FlatStore:
-    """Exact inner-product search in memory: numpy below ``faiss_threshold`` vectors, faiss IndexFlatIP from it."""
+    """Exact inner-product search in memory: numpy below ``faiss_threshold`` vectors, faiss IndexFlatIP from it
+    (which holds its own copy of the vectors: twice the memory, the price of faiss's kernels)."""
 
     def __init__(self, dim: int, faiss_threshold: int = FAISS_THRESHOLD):
         self.dim = dim
@@ -211,6 +212,9 @@ class HybridIndex:
         if not documents:
             return
         vectors = self.encoder.encode([d.text for d in documents])  # (M, dim)
+        if vectors.shape != (len(documents), self.encoder.dim):
+            raise ConfigError(f"encoder '{self.encoder.name}' gave vectors of shape {vectors.shape} for "
+                              f"{len(documents)} texts, not ({len(documents)}, {self.encoder.dim})")
         self._append(documents, vectors)
 
     def _append(self, documents: list[Document], vectors: np.ndarray, to_store: bool = True) -> None:

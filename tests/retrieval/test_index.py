@@ -192,5 +192,9 @@ def test_bad_input_is_a_clear_error(tmp_path):
         index.add([Document("", "text")])
     with pytest.raises(DataError, match="not JSON-serialisable"):
         index.add([Document("obj", "text", {"when": object()})])
+    short = HashEncoder()
+    short.encode = lambda texts: HashEncoder().encode(texts)[:-1]  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="gave vectors of shape \\(1, 16\\) for 2 texts"):
+        HybridIndex.build(DOCS[:2], short)
     assert len(index.search("order", k=100, mode="dense")) == len(DOCS)  # k above the size: every document
     assert index.search("qwertyuiop", mode="bm25") == []  # no shared word: no BM25 hit
