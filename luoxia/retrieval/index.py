@@ -148,13 +148,15 @@ class Bm25:
 
     def add(self, texts: Sequence[str]) -> None:
         self.tokens.extend(tokenize(text) for text in texts)
+        if not any(self.tokens):  # no document has a word (all punctuation or emoji): nothing to match
+            self.model = None
+            return
         self.model = bm25s.BM25(**BM25_SETTINGS)
         self.model.index(self.tokens, show_progress=False)
 
     def scores(self, query: str) -> np.ndarray:
         """(N,) BM25 score of every document; 0 where it shares no word with the query."""
-        assert self.model is not None
-        ids = self.model.get_tokens_ids(tokenize(query))
+        ids = self.model.get_tokens_ids(tokenize(query)) if self.model is not None else []
         if not ids:
             return np.zeros(len(self.tokens), dtype=np.float32)
         return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)

@@ -198,3 +198,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
         HybridIndex.build(DOCS[:2], short)
     assert len(index.search("order", k=100, mode="dense")) == len(DOCS)  # k above the size: every document
     assert index.search("qwertyuiop", mode="bm25") == []  # no shared word: no BM25 hit
+    wordless = HybridIndex.build([Document("a", "???"), Document("b", "!!! 😀")], encoder)  # BM25 has no words
+    assert wordless.search("???", mode="bm25") == [] and len(wordless.search("hello", mode="hybrid")) == 2
+    wordless.add([Document("c", "hello world")])
+    assert [h.id for h in wordless.search("hello", mode="bm25")] == ["c"]
