@@ -2,8 +2,8 @@
 
 Dense: the encoder's unit vectors, so an inner product is a cosine; exact search (`FlatStore`, or a
 vector database behind `DenseStore`, e.g. `luoxia.retrieval.qdrant.QdrantStore`). Sparse: BM25
-(`bm25s`, Lucene variant) over `tokenize`'s words: jieba's words inside Chinese, lowercased words
-elsewhere. Hybrid: reciprocal rank fusion of the two rankings.
+(`bm25s`, Lucene variant) over `tokenize`'s words: jieba's words (search mode) inside Chinese,
+lowercased words elsewhere. Hybrid: reciprocal rank fusion of the two rankings (`RRF_K`).
 
 On disk (`save`, one atomic directory): ``vectors.npy`` (N, dim) float32, ``docs.jsonl`` (id, text,
 meta per line, in row order) and ``manifest.json`` (format version, encoder name and dim, count, BM25
@@ -53,6 +53,7 @@ TOKENIZER = "jieba-search+lowercase-words"  # recorded in the manifest: what `to
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORDS = re.compile(rf"(?P<cjk>[{_CJK}]+)|[^\W{_CJK}]+")
 jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is not the user's business
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG and logs every index build
 
 
 def tokenize(text: str) -> list[str]:
@@ -181,7 +182,8 @@ def _check_documents(documents: Sequence[Document], known: set[str]) -> None:
 
 
 class HybridIndex:
-    """A `Retriever` over documents: dense, BM25 or both fused; saved to and loaded from a directory."""
+    """A `Retriever` over documents: dense, BM25 or both fused; saved to and loaded from a directory.
+    Searches may run from several threads at once; `add` must not run beside them."""
 
     def __init__(self, encoder: Encoder, store: DenseStore | None = None):
         """An empty index; use `build` or `load`."""
@@ -233,6 +235,8 @@ class HybridIndex:
             raise ConfigError(f"unknown search mode '{mode}'; choose one of {', '.join(SEARCH_MODES)}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ConfigError(f"k must be a whole number of at least 1, got {k!r}")
+        if not isinstance(query, str):
+            raise DataError(f"the query must be text, not {type(query).__name__}")
         if not query.strip():
             raise DataError("empty query")
         if not self.documents:

@@ -181,6 +181,8 @@ def test_bad_input_is_a_clear_error(tmp_path):
     index = HybridIndex.build(DOCS, encoder)
     with pytest.raises(DataError, match="empty query"):
         index.search("  ")
+    with pytest.raises(DataError, match="must be text, not NoneType"):
+        index.search(None)  # type: ignore[arg-type]
     for k in (0, -1, True, 2.5):
         with pytest.raises(ConfigError, match="k must be"):
             index.search("order", k=k)  # type: ignore[arg-type]
