@@ -158,7 +158,7 @@ class Bm25:
     def scores(self, query: str) -> np.ndarray:
         """(N,) BM25 score of every document; 0 where it shares no word with the query."""
         ids = self.model.get_tokens_ids(tokenize(query)) if self.model is not None else []
-        if not ids:
+        if self.model is None or not ids:
             return np.zeros(len(self.tokens), dtype=np.float32)
         return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
 
