@@ -12,8 +12,9 @@ base or drops one of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import Document, Hit, Retriever
 from luoxia.runs import APP_FILE, APP_INDEX_DIR
 from luoxia.safety.guard import Guard
+from luoxia.safety.pii import ENTITY_TYPES
 
 TRIPLES_FILE = "triples.jsonl"  # an ask application's knowledge base (one JSON triple a line)
 PASSAGE_CHARS = 800  # a passage is at most this long (paragraphs joined), so a citation stays readable
@@ -157,6 +159,20 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in sentences if s.strip()]
 
 
+def quotable(passage: str) -> list[str]:
+    """The sentences of a passage worth quoting: prose of 5+ words (or 8+ Chinese characters), not
+    headings, underlines or grammar rules (``::=``)."""
+    out = []
+    for paragraph in passage.split("\n\n"):
+        if "::=" in paragraph:
+            continue
+        for sentence in split_sentences(" ".join(paragraph.replace("*", " ").split())):
+            chinese = sum(map(is_chinese, sentence))
+            if len(sentence.split()) >= 5 or chinese >= 8:
+                out.append(sentence)
+    return out
+
+
 # -- the application -------------------------------------------------------------------------------
 
 class AskApp:
@@ -164,15 +180,22 @@ class AskApp:
 
     kind = "ask"
 
-    def __init__(self, kb: KnowledgeBase | None, index: Retriever | None, settings: AskSettings | None = None,
+    def __init__(self, kb: KnowledgeBase | None, index: Retriever | Callable[[], Retriever] | None, settings: AskSettings | None = None,
                  guard: Guard | None = None, writer: TextGenerator | None = None) -> None:
         if kb is None and index is None:
             raise DataError("an ask application needs triples or passages; both are missing")
-        self.kb, self.index = kb, index
+        self.kb, self._index = kb, index
         self.settings = settings or AskSettings()
         self.name = self.settings.name
-        self.guard, self.writer = guard, writer
+        self.guard, self.writer = knowledge_guard(guard), writer
         self.rules: Rules = load_rules(self.settings.rules)
+
+    @property
+    def index(self) -> Retriever | None:
+        """The passages, loaded on first use (a question the triples answer needs no encoder)."""
+        if callable(self._index):
+            self._index = self._index()
+        return self._index
 
     # question → answer
     def ask(self, question: str) -> Answer:
@@ -251,10 +274,12 @@ class AskApp:
             return None
         wanted = terms(question)
         hits = self.index.search(question, k=self.settings.passages_k)
-        for rank, hit in enumerate(hits):
-            if not wanted & terms(hit.text):
-                continue
-            sentences = split_sentences(hit.text.replace("\n", " "))
+        shared = [len(wanted & terms(hit.text)) for hit in hits]  # re-ranked by the question's words they hold
+        for rank in sorted(range(len(hits)), key=lambda i: (-shared[i], i)):
+            hit = hits[rank]
+            if not shared[rank]:
+                break
+            sentences = quotable(hit.text)
             scored = sorted(range(len(sentences)), key=lambda i: (-len(wanted & terms(sentences[i])), i))
             chosen = sorted(i for i in scored[:self.settings.sentences] if wanted & terms(sentences[i]))
             quoted = [" ".join(sentences[i].split()) for i in chosen]
@@ -316,13 +341,26 @@ class AskApp:
             raise ConfigError(f"{path}: not an ask application (no {APP_FILE}); build one with `luoxia apps ask build`")
         settings = build_config(AskSettings, read_yaml(path / APP_FILE), str(path / APP_FILE))
         kb = KnowledgeBase(read_triples(path / TRIPLES_FILE)) if (path / TRIPLES_FILE).is_file() else None
-        index = HybridIndex.load(path / APP_INDEX_DIR) if (path / APP_INDEX_DIR).is_dir() else None
+        index = (lambda: HybridIndex.load(path / APP_INDEX_DIR)) if (path / APP_INDEX_DIR).is_dir() else None
         if writer is None and settings.writer:
             model = load_model(settings.writer, device)
             if not hasattr(model, "render_chat"):
                 raise ConfigError(f"{path / APP_FILE}: writer {settings.writer} is not a text model")
             writer = model  # type: ignore[assignment]
         return cls(kb, index, settings, guard, writer)
+
+
+def knowledge_guard(guard: Guard | None) -> Guard | None:
+    """The guard as an ask application uses it: people, places and organisations are what a knowledge
+    base is about (a poem's author), so the names a tagger finds (PERSON, ADDRESS, ORG) stay in its
+    cited answers; contact data, ID numbers and secrets are still redacted, moderation is unchanged."""
+    if guard is None or not set(guard.policy.pii_types) & set(ENTITY_TYPES):
+        return guard
+    types = [t for t in guard.policy.pii_types if t not in ENTITY_TYPES]
+    own = copy.copy(guard)
+    own.policy = guard.policy.model_copy(update={"pii_types": types})
+    own.redactor = replace(guard.redactor, types=tuple(types))
+    return own
 
 
 def check_statement(kb: KnowledgeBase, text: str, rules: Rules | None = None) -> list[Contradiction]:
