@@ -45,7 +45,7 @@ from luoxia.data.corpora import shared_data_dir
 def single_valued(kb: KnowledgeBase, relations: list[str]) -> list[Triple]:
     """One triple per (entity, relation) that has exactly one value: a question with one right answer."""
     out = []
-    for (entity, relation), ids in kb.facts.items():
+    for (_, relation), ids in kb.facts.items():
         values = {kb.triples[i].object for i in ids}
         if relation in relations and len(values) == 1:
             out.append(kb.triples[ids[0]])

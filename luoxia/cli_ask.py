@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from luoxia.apps.ask import AskApp, AskSettings, build_ask, passages
 from luoxia.apps.interface import AppReply
-from luoxia.apps.knowledge import Triple, poem_triples, read_triples
+from luoxia.apps.knowledge import Triple, bundled_triples_path, poem_triples, read_triples
 from luoxia.cli_options import config_options
 from luoxia.config import build_config
 from luoxia.errors import DataError
@@ -22,6 +22,7 @@ from luoxia.safety.guard import Guard
 console = Console()
 ask_app = typer.Typer(no_args_is_help=True, help="Knowledge-grounded answers: every fact cited from your "
                       "triples (subject, relation, object, source) or passages.")
+EXAMPLE = "example"  # --triples example: the bundled luoxia/apps/data/ask_triples.csv
 AppDir = Annotated[Path, typer.Argument(help="the application directory `luoxia apps ask build` wrote")]
 
 
@@ -30,7 +31,7 @@ AppDir = Annotated[Path, typer.Argument(help="the application directory `luoxia 
 def build(
     out: Annotated[Path, typer.Option("--out", help="the application directory to write")],
     triples: Annotated[list[Path] | None, typer.Option("--triples", help="CSV/JSONL with columns subject, "
-                       "relation, object[, source] (repeatable)")] = None,
+                       "relation, object[, source] (repeatable); 'example': Luoxia's 58 Tang-poem triples")] = None,
     poems: Annotated[bool, typer.Option("--poems", help="the Tang poems in ../shared/data as (title, author, "
                      "first line) triples")] = False,
     max_poems: Annotated[int | None, typer.Option(help="read only the first N poems")] = None,
@@ -40,7 +41,8 @@ def build(
     settings: dict | None = None,
 ) -> None:
     """Write an ask application: app.yaml, triples.jsonl and, with passages, a retrieval index."""
-    found: list[Triple] = [t for path in triples or [] for t in read_triples(path)]
+    found: list[Triple] = [t for path in triples or [] for t in read_triples(
+        bundled_triples_path() if str(path) == EXAMPLE and not path.exists() else path)]
     if poems:
         found += poem_triples(max_poems)
     documents = passages(passages_from, max_documents) if passages_from else []

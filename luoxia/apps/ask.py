@@ -180,7 +180,8 @@ class AskApp:
 
     kind = "ask"
 
-    def __init__(self, kb: KnowledgeBase | None, index: Retriever | Callable[[], Retriever] | None, settings: AskSettings | None = None,
+    def __init__(self, kb: KnowledgeBase | None, index: Retriever | Callable[[], Retriever] | None,
+                 settings: AskSettings | None = None,
                  guard: Guard | None = None, writer: TextGenerator | None = None) -> None:
         if kb is None and index is None:
             raise DataError("an ask application needs triples or passages; both are missing")
@@ -263,9 +264,10 @@ class AskApp:
             text = " ".join(self.rules.say(t.relation, language, t.subject, t.object) for t in triples)
             if relation and not reverse:  # asked for a relation the entity lacks: say so before what is known
                 text = self.rules.not_found_fact(relation, language, subject) + " " + text
-        ids = [self.kb.id_of(t) for t in triples]
-        return Answer(text, [Citation(t.fact(), t.source, f"triple:{i}") for t, i in zip(triples, ids, strict=True)],
-                      [Hit(f"triple:{i}", link.score, t.fact(), t.to_json()) for t, i in zip(triples, ids, strict=True)],
+        ids = [f"triple:{self.kb.id_of(t)}" for t in triples]
+        pairs = list(zip(triples, ids, strict=True))
+        return Answer(text, [Citation(t.fact(), t.source, i) for t, i in pairs],
+                      [Hit(i, link.score, t.fact(), t.to_json()) for t, i in pairs],
                       objects, subject, relation, link.how, link.score)
 
     def _passage_answer(self, question: str) -> Answer | None:
@@ -328,7 +330,8 @@ class AskApp:
         warnings = [c.message() for c in self.check(written)]
         missing = [o for o in answer.objects if fold(o) not in fold(written)]
         if warnings or missing or not written:
-            why = "it " + ("contradicts the knowledge base" if warnings else f"leaves out {', '.join(missing) or 'everything'}")
+            left_out = ", ".join(missing) or "everything"
+            why = "it " + ("contradicts the knowledge base" if warnings else f"leaves out {left_out}")
             return answer.text, [*warnings, f"the writer's text was not used: {why}; answered with the cited facts"]
         return written, []
 

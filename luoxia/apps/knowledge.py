@@ -36,6 +36,8 @@ REQUIRED_COLUMNS = ("subject", "relation", "object")  # source defaults to FILE:
 ALIAS = "alias"  # (name, alias, other name): the object is another name of the subject
 BUNDLED_TRIPLES = "ask_triples.csv"
 MIN_MENTION = 2  # characters: a one-character name matches inside too many words
+# how a relation the rules do not list is said
+GENERIC = {"zh": "《{subject}》的{label}是{object}。", "en": "The {label} of {subject} is {object}."}
 FUZZY_CANDIDATES = 64  # names compared by difflib after the bigram filter
 
 
@@ -99,7 +101,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 except json.JSONDecodeError as error:
                     raise DataError(f"{path}:{number}: not JSON ({error.msg})") from None
                 if not isinstance(row, dict):
-                    raise DataError(f"{path}:{number}: each line must be a JSON object with {', '.join(REQUIRED_COLUMNS)}")
+                    raise DataError(f"{path}:{number}: each line must be a JSON object with "
+                                    f"{', '.join(REQUIRED_COLUMNS)}")
                 yield number, row
         elif kind in (".csv", ".tsv"):
             lines = list(numbered)
@@ -200,7 +203,7 @@ class Rules:
     def say(self, relation: str, language: str, subject: str, obj: str, kind: str = "answer") -> str:
         template = self.relations.get(relation, {}).get(kind, {}).get(language)
         if template is None:
-            template = "《{subject}》的{label}是{object}。" if language == "zh" else "The {label} of {subject} is {object}."
+            template = GENERIC[language]
         return str(template).format(subject=subject, object=obj, label=self.label(relation, language))
 
 
