@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from luoxia.apps.ask import AskApp, build_ask, check_statement, passages
@@ -17,8 +18,9 @@ from luoxia.cli import app as cli
 from luoxia.errors import ConfigError, DataError
 from luoxia.generate.interface import GenerationResult
 from luoxia.retrieval.index import HybridIndex
-from luoxia.safety.audit import AuditStore
-from luoxia.safety.guard import Guard
+from luoxia.serve.app import create_app
+from luoxia.serve.models import serve_app
+from tests.echo import LOOPBACK, echo_models, echo_settings
 
 
 class HashEncoder:
@@ -134,14 +136,31 @@ def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
     assert vague.answer == "《登鹳雀楼》的作者是王之涣。" and "leaves out 王之涣" in vague.warnings[0]
 
 
-def test_the_guard_stays_on_and_leaves_the_knowledge_bases_names(kb, tmp_path):
-    guard = Guard(audit=AuditStore(tmp_path))
-    reply = AskApp(kb, None, guard=guard).reply([{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}])
-    assert reply.answer == "《登鹳雀楼》的作者是王之涣。"  # a poet's name is the answer, not personal data
-    assert reply.safety["decisions"][0]["stage"] == "input" and reply.intent == "author"
-    assert reply.to_json()["citations"][0]["document_id"] == "triple:0"
-    assert "PERSON" in guard.policy.pii_types  # the caller's guard itself is unchanged
-    assert "EMAIL" in AskApp(kb, None, guard=guard).guard.policy.pii_types  # contact data is still redacted
+def test_the_server_answers_model_ask_with_citations_and_the_guard_on(tmp_path):
+    folder = build_ask(tmp_path / "apps" / "ask", read_triples(bundled_triples_path()))
+    settings = echo_settings(tmp_path / "data", open_access=True, apps=[folder])
+    models = echo_models(settings)
+    serve_app(models, folder)
+    app = models.apps["ask"]
+    assert "PERSON" in models.guard.policy.pii_types  # the server's guard itself is unchanged
+    assert "EMAIL" in app.guard.policy.pii_types and "PERSON" not in app.guard.policy.pii_types
+    with TestClient(create_app(settings, models=models), **LOOPBACK) as client:
+        def chat(text: str) -> dict:
+            reply = client.post("/v1/chat/completions", json={"model": "ask", "messages": [
+                {"role": "user", "content": text}]})
+            assert reply.status_code == 200, reply.text
+            return reply.json()
+
+        body = chat("《登鹳雀楼》的作者是谁？")
+        # a poet's name is the answer, not personal data: the guard leaves it
+        assert body["choices"][0]["message"]["content"] == "《登鹳雀楼》的作者是王之涣。"
+        assert body["app"]["citations"] == [{"fact": "(登鹳雀楼, author, 王之涣)", "source": "全唐诗",
+                                             "document_id": "triple:0"}]
+        assert body["app"]["intent"] == "author" and body["app"]["safety"]["decisions"][0]["stage"] == "input"
+        unknown = chat("Who wrote Moby Dick?")
+        assert unknown["app"]["citations"] == [] and "nothing" in unknown["choices"][0]["message"]["content"]
+        cards = {c["id"]: c for c in client.get("/v1/models").json()["data"]}
+        assert cards["ask"]["app"] == "ask"
 
 
 def test_bad_knowledge_bases_are_one_line_errors(tmp_path):
