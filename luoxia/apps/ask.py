@@ -264,6 +264,8 @@ class AskApp:
             text = " ".join(self.rules.say(t.relation, language, t.subject, t.object) for t in triples)
             if relation and not reverse:  # asked for a relation the entity lacks: say so before what is known
                 text = self.rules.not_found_fact(relation, language, subject) + " " + text
+        if link.how == "fuzzy":  # say which name was answered about
+            text = self.rules.fuzzy_note[language].format(asked=link.mention, name=subject) + text
         ids = [f"triple:{self.kb.id_of(t)}" for t in triples]
         pairs = list(zip(triples, ids, strict=True))
         return Answer(text, [Citation(t.fact(), t.source, i) for t, i in pairs],

@@ -174,6 +174,7 @@ class Rules:
     not_found: dict[str, str]
     not_found_entity: dict[str, str]
     not_found_relation: dict[str, str]
+    fuzzy_note: dict[str, str]
     cues: list[tuple[str, str]] = field(default_factory=list)  # (folded cue, relation), longest first
 
     def __post_init__(self) -> None:
@@ -222,7 +223,7 @@ def load_rules(path: str | None = None) -> Rules:
     source = Path(path) if path else Path(str(files("luoxia.apps") / "data" / "ask_relations.yaml"))
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     return Rules(raw["relations"], raw["question_words"], raw["not_found"], raw["not_found_entity"],
-                 raw["not_found_relation"])
+                 raw["not_found_relation"], raw["fuzzy_note"])
 
 
 # -- the knowledge base ----------------------------------------------------------------------------

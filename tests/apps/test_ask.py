@@ -87,6 +87,7 @@ def test_linking_by_alias_and_fuzzy(kb, question, how):
     answer = ask(kb, question)
     assert answer.objects == ["王之涣"] and answer.linked_by == how
     assert answer.citations[0].document_id == "triple:0"
+    assert ("最接近的是“登鹳雀楼”" in answer.text) == (how == "fuzzy")  # a near miss is never passed off as exact
 
 
 def test_an_unknown_entity_gets_an_honest_answer_never_a_made_up_one(kb):
