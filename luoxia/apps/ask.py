@@ -234,7 +234,8 @@ class AskApp:
             if 2 * (end - start) >= len(asked.replace(" ", "")):  # the name is most of what is asked
                 entity, how = self.kb.names[name]
                 return Link(entity, how, 1.0, name), asked
-        return (self.kb.link(asked, cutoff) if len(asked) >= 2 else None), asked
+        known = len(asked) >= 2 or fold(asked) in self.kb.names  # one character: an exact name only (《蝉》)
+        return (self.kb.link(asked, cutoff) if known else None), asked
 
     def _strip(self, folded: str, cues: list[tuple[str, int, int]]) -> str:
         """The question less its relation cues and question words: the name it asks about."""
@@ -382,6 +383,8 @@ def check_statement(kb: KnowledgeBase, text: str, rules: Rules | None = None) ->
             continue
         mentioned = [(kb.names[name][0], a, b) for name, a, b in kb.mentions(folded)
                      if all(b <= s or a >= e for _, s, e in cues)]
+        titled = (fold(part.split("》", 1)[0]) for part in sentence.split("《")[1:] if "》" in part)
+        mentioned += [(kb.names[t][0], -1, -1) for t in titled if t in kb.names]  # 《蝉》: one character too
         for relation in dict.fromkeys(r for r, _, _ in cues):
             subjects = list(dict.fromkeys(e for e, _, _ in mentioned if kb.lookup(e, relation)))
             expected = {fold(t.object): t for s in subjects for t in kb.lookup(s, relation)}

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from luoxia.apps.ask import AskApp, build_ask, check_statement, passages
-from luoxia.apps.knowledge import KnowledgeBase, bundled_triples_path, poem_triples, read_triples
+from luoxia.apps.knowledge import KnowledgeBase, Triple, bundled_triples_path, poem_triples, read_triples
 from luoxia.apps.registry import AppContext, load_app
 from luoxia.cli import app as cli
 from luoxia.errors import ConfigError, DataError
@@ -124,6 +124,9 @@ def test_contradictions_are_flagged_and_true_statements_are_not(kb):
     (line,) = check_statement(kb, "《春晓》的第一句是“白日依山尽，黄河入海流。”")  # the 。 in quotes ends nothing
     assert line.relation == "first_line" and line.expected == ["春眠不觉晓，处处闻啼鸟。"]
     assert check_statement(kb, "《登鹳雀楼》的作者是曹雪芹。") == []  # a name it never saw: not judged
+    one = KnowledgeBase([Triple("蝉", "author", "虞世南", "全唐诗"), Triple("酒", "author", "李峤", "全唐诗")])
+    assert [c.claimed for c in check_statement(one, "《蝉》的作者是李峤。")] == ["李峤"]  # a one-character title
+    assert ask(one, "蝉是谁写的？").objects == ["虞世南"]
 
 
 def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
