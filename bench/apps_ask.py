@@ -1,7 +1,7 @@
 """Knowledge-grounded answers: exact match on questions about held-out triples, with the knowledge
 base and without it; citations; contradiction detection on seeded false statements.
 
-    python bench/apps_ask.py [--poems | --triples FILE] [--max-poems N] [--questions 1000] [--seed 0]
+    python bench/apps_ask.py [--poems | --triples FILE] [--max-poems N] [--questions 1000] [--seed 0] [--lm RUN]
 
 Data: the Tang poems in ../shared/data/chinese_poetry_tang as (title, author) and (title, first_line)
 triples (``--poems``, the default when the folder is there), else Luoxia's bundled triples or FILE.
@@ -13,6 +13,9 @@ in the knowledge base, so "with" measures question reading, entity linking and c
 recall from weights. "Without the knowledge base" is the best a model that never saw the held-out
 facts can do from the train facts alone: answer each relation's most frequent train value (the
 answer-less prior; a small LM trained on the train facts has no more to go on for an unseen title).
+``--lm RUN`` also asks a Luoxia text model alone (e.g. a run trained on the poems: `configs/lm/tang_poems.yaml`)
+each question, greedy, 48 new tokens: ``lm_alone_contains_gold`` counts a continuation that merely
+contains the gold value anywhere (lenient: an upper bound on its exact match).
 Exact match: the answer's values equal the gold value. Citations: answered questions whose every
 value appears in a cited fact. Contradictions: per held-out fact, the true statement and a false one
 (the value swapped for another value of the same relation that the subject does not have) are run
@@ -52,6 +55,20 @@ def single_valued(kb: KnowledgeBase, relations: list[str]) -> list[Triple]:
     return sorted(out, key=kb.id_of)
 
 
+def lm_alone(run: str, questions: list[str], gold: list[str]) -> dict:
+    """A text model asked each question with no knowledge base: how often its continuation holds the answer."""
+    import luoxia
+    from luoxia.generate.interface import GenerationConfig
+
+    model = luoxia.load(run)
+    config = GenerationConfig(max_new_tokens=48, temperature=0, seed=0)
+    found = sum(fold(value) in fold(result.text)
+                for start in range(0, len(questions), 32)
+                for result, value in zip(model.generate(questions[start:start + 32], config),
+                                         gold[start:start + 32], strict=True))
+    return {"lm_alone": run, "lm_alone_contains_gold": round(found / max(len(questions), 1), 4)}
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--poems", action="store_true", help="the Tang poems (default when ../shared/data has them)")
@@ -60,6 +77,7 @@ def main() -> dict:
     parser.add_argument("--questions", type=int, default=1000, help="held-out facts asked about (at most)")
     parser.add_argument("--held-out", type=float, default=0.1, help="share of the facts held out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lm", help="a text-model run to ask without the knowledge base")
     args = parser.parse_args()
     poems = args.poems or (not args.triples and shared_data_dir() is not None
                            and (shared_data_dir() / "chinese_poetry_tang").is_dir())
@@ -78,11 +96,13 @@ def main() -> dict:
     app = AskApp(kb, None)
 
     exact = prior_exact = cited = answered = 0
+    questions: list[str] = []
     start = time.perf_counter()
     for fact in held_out:
         question = rng.choice(rules.relations[fact.relation]["questions"]["zh"]).format(subject=fact.subject)
         if rng.random() < 0.25:
             question = to_traditional.convert(question)
+        questions.append(question)
         answer = app.ask(question)
         exact += answer.objects == [fact.object]
         answered += answer.found
@@ -106,6 +126,7 @@ def main() -> dict:
             fn += false and not flagged
             tn += not false and not flagged
     n = len(held_out)
+    lm = lm_alone(args.lm, questions, [f.object for f in held_out]) if args.lm else {}
     return {
         "benchmark": "apps_ask",
         "data": "chinese_poetry_tang" if poems else str(args.triples or "bundled ask_triples.csv"),
@@ -119,6 +140,7 @@ def main() -> dict:
         "contradiction_recall": round(tp / max(tp + fn, 1), 4),
         "true_statements_flagged": round(fp / max(fp + tn, 1), 4),
         "ms_per_question": round(1000 * seconds / n, 3),
+        **lm,
     }
 
 
