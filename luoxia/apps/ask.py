@@ -46,6 +46,7 @@ from luoxia.safety.guard import Guard
 from luoxia.safety.pii import ENTITY_TYPES
 
 TRIPLES_FILE = "triples.jsonl"  # an ask application's knowledge base (one JSON triple a line)
+RULES_FILE = "relations.yaml"  # its own question rules, when built with --rules
 PASSAGE_CHARS = 800  # a passage is at most this long (paragraphs joined), so a citation stays readable
 MAX_FACTS = 12  # facts listed when a question names an entity but no relation
 SENTENCE_ENDS = "。！？!?；;\n"
@@ -346,6 +347,8 @@ class AskApp:
         if not (path / APP_FILE).is_file():
             raise ConfigError(f"{path}: not an ask application (no {APP_FILE}); build one with `luoxia apps ask build`")
         settings = build_config(AskSettings, read_yaml(path / APP_FILE), str(path / APP_FILE))
+        if settings.rules:
+            settings.rules = str(path / settings.rules)
         kb = KnowledgeBase(read_triples(path / TRIPLES_FILE)) if (path / TRIPLES_FILE).is_file() else None
         index = (lambda: HybridIndex.load(path / APP_INDEX_DIR)) if (path / APP_INDEX_DIR).is_dir() else None
         if writer is None and settings.writer:
@@ -407,8 +410,12 @@ def build_ask(out: str | Path, triples: Sequence[Triple] = (), documents: Sequen
         raise DataError("nothing to build from: give triples (--triples/--poems) and/or passages (--passages)")
     if triples:
         KnowledgeBase(list(triples))  # fail before writing anything
+    rules = load_rules(settings.rules).source if settings.rules else None
     out = Path(out)
     with atomic_directory(out) as tmp:
+        if rules is not None:  # the application keeps its own copy of the rules it was built with
+            atomic_write_text(tmp / RULES_FILE, rules)
+            settings = settings.model_copy(update={"rules": RULES_FILE})
         dump_config(settings, tmp / APP_FILE)
         if triples:
             atomic_write_text(tmp / TRIPLES_FILE, triples_jsonl(triples))

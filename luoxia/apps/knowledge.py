@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from luoxia.data.corpora import SHARED_CORPORA, shared_path
-from luoxia.errors import DataError
+from luoxia.errors import ConfigError, DataError
 from luoxia.safety.normalize import _traditional_to_simplified
 
 TRIPLE_COLUMNS = ("subject", "relation", "object", "source")
@@ -175,6 +175,7 @@ class Rules:
     not_found_entity: dict[str, str]
     not_found_relation: dict[str, str]
     fuzzy_note: dict[str, str]
+    source: str = ""  # the YAML text (an application built with its own rules keeps a copy)
     cues: list[tuple[str, str]] = field(default_factory=list)  # (folded cue, relation), longest first
 
     def __post_init__(self) -> None:
@@ -221,9 +222,15 @@ def _word_bounded(text: str, start: int, end: int) -> bool:
 def load_rules(path: str | None = None) -> Rules:
     """The bundled rules, or a YAML file of the same shape."""
     source = Path(path) if path else Path(str(files("luoxia.apps") / "data" / "ask_relations.yaml"))
-    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    if not source.is_file():
+        raise ConfigError(f"{source}: no such rules file")
+    text = source.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    keys = ("relations", "question_words", "not_found", "not_found_entity", "not_found_relation", "fuzzy_note")
+    if not isinstance(raw, dict) or [k for k in keys if k not in raw]:
+        raise ConfigError(f"{source}: a rules file needs the keys {', '.join(keys)}, as ask_relations.yaml has")
     return Rules(raw["relations"], raw["question_words"], raw["not_found"], raw["not_found_entity"],
-                 raw["not_found_relation"], raw["fuzzy_note"])
+                 raw["not_found_relation"], raw["fuzzy_note"], text)
 
 
 # -- the knowledge base ----------------------------------------------------------------------------

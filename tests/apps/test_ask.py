@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from luoxia.apps.ask import AskApp, build_ask, check_statement, passages
+from luoxia.apps.ask import AskApp, AskSettings, build_ask, check_statement, passages
 from luoxia.apps.knowledge import KnowledgeBase, Triple, bundled_triples_path, poem_triples, read_triples
 from luoxia.apps.registry import AppContext, load_app
 from luoxia.cli import app as cli
@@ -191,6 +191,19 @@ def test_bad_knowledge_bases_are_one_line_errors(tmp_path):
         build_ask(tmp_path / "app")
     with pytest.raises(ConfigError, match="not an application directory"):
         load_app(tmp_path)
+    (tmp_path / "rules.yaml").write_text("relations: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="rules.yaml: a rules file needs the keys"):
+        build_ask(tmp_path / "app", read_triples(bundled_triples_path()), settings=AskSettings(rules=str(
+            tmp_path / "rules.yaml")))
+
+
+def test_an_application_keeps_its_own_rules(tmp_path):
+    rules = (bundled_triples_path().parent / "ask_relations.yaml").read_text(encoding="utf-8")
+    (tmp_path / "mine.yaml").write_text(rules.replace("[作者,", "[撰者, 作者,"), encoding="utf-8")
+    folder = build_ask(tmp_path / "app", read_triples(bundled_triples_path()),
+                       settings=AskSettings(rules=str(tmp_path / "mine.yaml")))
+    (tmp_path / "mine.yaml").unlink()  # the application holds a copy
+    assert AskApp.load(folder).ask("《静夜思》的撰者？").objects == ["李白"]
 
 
 def test_the_cli_builds_queries_and_checks(tmp_path):
