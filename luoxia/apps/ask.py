@@ -200,7 +200,7 @@ class AskApp:
         return self._index
 
     # question → answer
-    def ask(self, question: str) -> Answer:
+    def ask(self, question: str, earlier: Sequence[str] = ()) -> Answer:
         """The answer the knowledge base holds for ``question``, or an honest "not in the knowledge base"."""
         if not question.strip():
             raise DataError("the question is empty")
@@ -208,6 +208,8 @@ class AskApp:
         folded = fold(question)
         cues = self.rules.find_relations(folded)
         link, asked = self._link(question, folded, cues)
+        if link is None and cues and not asked.replace(" ", ""):  # "那第一句呢？": the entity of an earlier turn
+            link = next((found for text in reversed(earlier) if (found := self._topic(text)) is not None), None)
         if link is not None and self.kb is not None:
             relation = next((r for r, _, _ in cues if self.kb.lookup(link.entity, r)), cues[0][0] if cues else None)
             return self._facts(link, relation, language)
@@ -217,6 +219,12 @@ class AskApp:
         if asked:
             return Answer(self.rules.not_found_entity[language].format(name=asked))
         return Answer(self.rules.not_found[language])
+
+    def _topic(self, text: str) -> Link | None:
+        """The entity an earlier question was about (linked exactly or by alias only)."""
+        folded = fold(text)
+        link, _ = self._link(text, folded, self.rules.find_relations(folded))
+        return link if link is not None and link.how != "fuzzy" else None
 
     def _link(self, question: str, folded: str, cues: list[tuple[str, int, int]]) -> tuple[Link | None, str]:
         """The entity a question names, and the name as asked (for an honest "not found")."""
@@ -303,10 +311,11 @@ class AskApp:
     def reply(self, messages: Sequence[Message], conversation_id: str | None = None) -> AppReply:
         """One guarded turn: the cited answer, rephrased by the writer when there is one and it stays true."""
         question = last_user_message(messages)
+        earlier = [m.get("content", "") for m in messages if m.get("role") == "user"][:-1]
         held: dict[str, Any] = {}
 
         def compose() -> str:
-            answer = self.ask(question)
+            answer = self.ask(question, earlier)
             text, warnings = self._rephrase(question, answer)
             held.update(answer=answer, warnings=warnings)
             return text

@@ -129,6 +129,16 @@ def test_contradictions_are_flagged_and_true_statements_are_not(kb):
     assert ask(one, "蝉是谁写的？").objects == ["虞世南"]
 
 
+def test_a_follow_up_question_asks_about_the_earlier_turns_entity(kb):
+    app = AskApp(kb, None)
+    turns = [{"role": "user", "content": "《春晓》的作者是谁？"}, {"role": "assistant", "content": "孟浩然"},
+             {"role": "user", "content": "那第一句呢？"}]
+    reply = app.reply(turns)
+    assert reply.answer == "《春晓》的第一句是“春眠不觉晓，处处闻啼鸟。”"
+    assert reply.citations[0].document_id == "triple:5"
+    assert not app.reply(turns[-1:]).citations  # without the earlier turn there is nothing to answer about
+
+
 def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
     question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
     true = AskApp(kb, None, writer=Writer("这首诗是王之涣写的。")).reply(question)
