@@ -7,10 +7,12 @@ Data: the Tang poems in ../shared/data/chinese_poetry_tang as (title, author) an
 triples (``--poems``, the default when the folder is there), else Luoxia's bundled triples or FILE.
 Facts whose subject and relation have exactly one value are split by a seeded shuffle: ``--held-out``
 of them are asked about, the rest is "train". Each held-out fact becomes one question from a template
-of ``luoxia/apps/data/ask_relations.yaml`` (seeded choice; a quarter of them in traditional
-characters, via OpenCC s2t), answered by `AskApp.ask` over the whole knowledge base — the facts live
+of ``luoxia/apps/data/ask_relations.yaml`` (Chinese and English, seeded choice: half as written, a
+quarter in traditional characters via OpenCC s2t, a quarter with one character of a 4+ character
+name replaced by a random one: fuzzy linking), answered by `AskApp.ask` over the whole knowledge base — the facts live
 in the knowledge base, so "with" measures question reading, entity linking and composition, not
-recall from weights. "Without the knowledge base" is the best a model that never saw the held-out
+recall from weights (and the templates share their cue words with the rules that read them).
+"Without the knowledge base" is the best a model that never saw the held-out
 facts can do from the train facts alone: answer each relation's most frequent train value (the
 answer-less prior; a small LM trained on the train facts has no more to go on for an unseen title).
 ``--lm RUN`` also asks a Luoxia text model alone (e.g. a run trained on the poems: `configs/lm/tang_poems.yaml`)
@@ -98,13 +100,22 @@ def main() -> dict:
     exact = prior_exact = cited = answered = 0
     questions: list[str] = []
     start = time.perf_counter()
+    variants: dict[str, list[bool]] = {"plain": [], "traditional": [], "typo": []}
+    letters = "".join(sorted({c for t in train for c in t.subject if c.isalpha()}))
     for fact in held_out:
-        question = rng.choice(rules.relations[fact.relation]["questions"]["zh"]).format(subject=fact.subject)
-        if rng.random() < 0.25:
+        templates = [q for qs in rules.relations[fact.relation]["questions"].values() for q in qs]
+        subject, variant = fact.subject, rng.choice(["plain", "plain", "traditional", "typo"])
+        if variant == "typo" and len(subject) >= 4:  # one character replaced: fuzzy linking
+            at = rng.randrange(len(subject))
+            subject = subject[:at] + rng.choice(letters) + subject[at + 1:]
+        question = rng.choice(templates).format(subject=subject)
+        if variant == "traditional":
             question = to_traditional.convert(question)
         questions.append(question)
         answer = app.ask(question)
         exact += answer.objects == [fact.object]
+        variants["plain" if variant == "typo" and subject == fact.subject else variant].append(
+            answer.objects == [fact.object])
         answered += answer.found
         cited += answer.found and all(any(o in c.fact for c in answer.citations) for o in answer.objects)
         guess = prior[fact.relation]
@@ -132,6 +143,8 @@ def main() -> dict:
         "data": "chinese_poetry_tang" if poems else str(args.triples or "bundled ask_triples.csv"),
         "triples": len(kb), "single_valued_facts": len(facts), "questions": n, "seed": args.seed,
         "exact_match_with_kb": round(exact / n, 4),
+        "exact_match_by_variant": {k: {"questions": len(v), "exact_match": round(sum(v) / max(len(v), 1), 4)}
+                                   for k, v in variants.items()},
         "exact_match_without_kb": round(prior_exact / n, 4),
         "without_kb_means": "each relation's most frequent value among the train facts (the answer-less prior)",
         "answered_rate": round(answered / n, 4),
