@@ -150,6 +150,18 @@ def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
     assert vague.answer == "《登鹳雀楼》的作者是王之涣。" and "leaves out 王之涣" in vague.warnings[0]
 
 
+def test_app_yaml_names_the_writer_and_the_context_overrides_it(tmp_path, monkeypatch):
+    loaded: list[str] = []
+    monkeypatch.setattr("luoxia.apps.ask.load_model", lambda path, device: loaded.append(path) or Writer("王之涣。"))
+    folder = build_ask(tmp_path / "app", read_triples(bundled_triples_path()), settings=AskSettings(writer="runs/w"))
+    question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
+    assert load_app(folder).reply(question).answer == "王之涣。" and loaded == ["runs/w"]
+    assert load_app(folder, AppContext(writer=Writer("是王之涣写的。"))).reply(question).answer == "是王之涣写的。"
+    monkeypatch.setattr("luoxia.apps.ask.load_model", lambda path, device: object())
+    with pytest.raises(ConfigError, match="writer runs/w is not a text model"):
+        load_app(folder)
+
+
 def test_the_server_answers_model_ask_with_citations_and_the_guard_on(tmp_path):
     folder = build_ask(tmp_path / "apps" / "ask", read_triples(bundled_triples_path()))
     settings = echo_settings(tmp_path / "data", open_access=True, apps=[folder])
