@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from luoxia.apps.ask import load_ask
 from luoxia.apps.interface import ChatApp
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
@@ -28,7 +29,9 @@ class AppContext:
 
 
 # kind → loader(application directory, context) → ChatApp
-APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {}
+APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
+    "ask": load_ask,
+}
 
 
 def app_kind(path: str | Path) -> str:
@@ -41,6 +44,12 @@ def app_kind(path: str | Path) -> str:
     if kind not in APPS:
         raise ConfigError(f"{file}: unknown application kind '{kind}'; valid: {', '.join(APPS)}")
     return str(kind)
+
+
+def app_name(path: str | Path) -> str:
+    """The name an application is served under: its ``app.yaml``'s ``name``, else its kind."""
+    kind = app_kind(path)
+    return str(read_yaml(Path(path) / APP_FILE).get("name") or kind)
 
 
 def load_app(path: str | Path, context: AppContext | None = None) -> ChatApp:
