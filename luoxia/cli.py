@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from luoxia import cli_apps, cli_safety, cli_serve
+from luoxia import cli_apps, cli_retrieval, cli_safety, cli_serve
 from luoxia.cli_demo import run_demo
 from luoxia.cli_options import config_options
 from luoxia.config import build_config, load_config
@@ -168,7 +168,8 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
 @app.command()
 @config_options(GenerationConfig, into="options")
 def generate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
+    model: Annotated[str, typer.Option("--model", "-m", help="run directory, or openai:BASE_URL#MODEL (any "
+                                       "OpenAI-compatible server; key from $OPENAI_API_KEY)")],
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
     prompt_file: Annotated[Path | None, typer.Option(help="one prompt per line")] = None,
     template: Annotated[Path | None, typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,
@@ -359,6 +360,7 @@ def demo(
 cli_safety.register(app)
 cli_serve.register(app)
 cli_apps.register(app)
+cli_retrieval.register(app)
 
 
 USER_ERRORS = (LuoxiaError, OSError, UnicodeDecodeError)  # caused by input or the host, not bugs: no traceback

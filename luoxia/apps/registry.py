@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from luoxia.apps.ask import load_ask
 from luoxia.apps.interface import ChatApp
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
@@ -28,7 +29,9 @@ class AppContext:
 
 
 # kind → loader(application directory, context) → ChatApp
-APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {}
+APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
+    "ask": load_ask,
+}
 
 
 def app_kind(path: str | Path) -> str:
