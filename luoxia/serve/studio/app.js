@@ -82,7 +82,8 @@ async function loadModels() {
     maxTokens.max = health.max_tokens_limit;
     maxTokens.value = Math.min(Number(maxTokens.value), health.max_tokens_limit);
     const none = { key: "status.none" };
-    setStatus("status.models", { models: health.models.join(", ") || none, images: health.image_models.join(", ") || none });
+    const names = (list) => (list || []).join(", ") || none;
+    setStatus("status.models", { models: names(health.models), images: names(health.image_models), apps: names(health.apps) });
   } catch (error) { setError(error.message); }
   await loadApps();
 }
