@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from luoxia.apps.interface import AppReply, Citation, last_user_message, record_handoff
+from luoxia.apps.interface import AppReply, Citation, last_user_message, record_handoff, turn_guard
 from luoxia.retrieval.interface import Hit
 from luoxia.serve.store import Store
 from tests.serve.conftest import running_server
@@ -233,8 +233,9 @@ def test_check_text_marks_personal_data_draws_scores_and_the_z_score(page, tmp_p
 
 
 class FakeSupport:
-    """A support assistant (`ChatApp`) without retrieval: two fixed FAQ entries as its sources, and a
-    hand-off into the server's real review queue when the customer asks for a person."""
+    """A support assistant (`ChatApp`) without retrieval: two fixed FAQ entries as its sources, the
+    server's guard on every answer (`turn_guard`), and a hand-off into the server's real review queue
+    when the customer asks for a person."""
 
     kind = "support"
 
@@ -248,12 +249,15 @@ class FakeSupport:
             review_id = record_handoff(self.guard.audit, self.name, reason, messages, 0.31, self.guard.redactor)
             return AppReply(answer=f"A colleague will write to you (turn {turn}).", intent="complaint", confidence=0.31,
                             sentiment="negative", handoff=True, reason=reason, review_id=review_id)
+        answer, safety, blocked = turn_guard(self.guard, question,
+                                             lambda: f"Refunds reach your card within 5 working days (turn {turn}).")
+        if blocked:
+            return AppReply(answer=answer, safety=safety)
         refund = "How long does a refund take? <b>5 days</b>"
         sources = [Hit("faq-12", 0.8731, refund, {"intent": "refund", "lang": "en"}),
                    Hit("faq-40", 0.4102, "退款多久到账？五个工作日。", {"intent": "refund", "lang": "zh"})]
-        return AppReply(answer=f"Refunds reach your card within 5 working days (turn {turn}).", sources=sources,
-                        intent="refund", confidence=0.92, sentiment="neutral", slots={"order_id": "A-1234"},
-                        missing_slots=["email"])
+        return AppReply(answer=answer, sources=sources, intent="refund", confidence=0.92, sentiment="neutral",
+                        slots={"order_id": "A-1234"}, missing_slots=["email"], safety=safety)
 
 
 class FakeAsk:
@@ -295,11 +299,15 @@ def test_support_panel_shows_the_sources_the_intent_and_the_handoff(page, studio
     reply = page.locator("#support-messages .message.assistant").last
     # The second turn sent the whole conversation.
     expect(reply.locator(".answer")).to_have_text("A colleague will write to you (turn 2).", timeout=30_000)
-    handoff = reply.locator(".handoff")
+    handoff = page.locator("#support-messages .message.assistant").nth(1).locator(".handoff")  # not `.last`: lazy
     expect(handoff).to_have_text(re.compile(
         r"^Handed over to a person: the customer asked for a person · review queue item #\d+$"))
     expect(handoff).to_be_visible()
     review_id = handoff.locator(".review-id").inner_text().split("#")[1]
+    page.fill("#support-input", "we will kill you")
+    page.press("#support-input", "Enter")
+    blocked = page.locator("#support-messages .message.assistant").nth(2)
+    expect(blocked.locator(".blocked")).to_have_text("The guard blocked this turn (the question).", timeout=30_000)
     screenshot(page, "studio_support.png", tmp_path, docs=False)
     page.select_option("#lang", "zh")
     expect(handoff).to_have_text(f"已转交人工：the customer asked for a person · 审核队列第 {review_id} 项")

@@ -387,7 +387,9 @@ function appDetails(app) {
     details.append(handoff);
   }
   if (app.safety && app.safety.blocked) {
-    details.append(labelled("div", "app.blocked", { where: app.safety.blocked }, "blocked"));
+    const where = ["input", "output"].includes(app.safety.blocked) ? { key: `app.blocked.${app.safety.blocked}` }
+      : app.safety.blocked;
+    details.append(labelled("div", "app.blocked", { where }, "blocked"));
   }
   if ((app.warnings || []).length) {
     const list = element("ul", "warnings");
