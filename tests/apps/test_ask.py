@@ -152,13 +152,13 @@ def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
 
 def test_app_yaml_names_the_writer_and_the_context_overrides_it(tmp_path, monkeypatch):
     loaded: list[str] = []
-    monkeypatch.setattr("luoxia.apps.ask.load_model", lambda path, device: loaded.append(path) or Writer("王之涣。"))
+    monkeypatch.setattr("luoxia.apps.ask.load_writer", lambda path, device: loaded.append(path) or Writer("王之涣。"))
     folder = build_ask(tmp_path / "app", read_triples(bundled_triples_path()), settings=AskSettings(writer="runs/w"))
     question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
     assert load_app(folder).reply(question).answer == "王之涣。" and loaded == ["runs/w"]
     assert load_app(folder, AppContext(writer=Writer("是王之涣写的。"))).reply(question).answer == "是王之涣写的。"
-    monkeypatch.setattr("luoxia.apps.ask.load_model", lambda path, device: object())
-    with pytest.raises(ConfigError, match="writer runs/w is not a text model"):
+    monkeypatch.setattr("luoxia.registry.load", lambda path, device: object())  # what load_writer checks
+    with pytest.raises(ConfigError, match="writer: runs/w is not a text model"):
         load_app(folder)
 
 
