@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from luoxia import registry
 from luoxia.apps.ask import AskApp, AskSettings, build_ask, check_statement, passages
 from luoxia.apps.knowledge import KnowledgeBase, Triple, bundled_triples_path, poem_triples, read_triples
 from luoxia.apps.registry import AppContext, load_app
@@ -157,6 +158,7 @@ def test_app_yaml_names_the_writer_and_the_context_overrides_it(tmp_path, monkey
     question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
     assert load_app(folder).reply(question).answer == "王之涣。" and loaded == ["runs/w"]
     assert load_app(folder, AppContext(writer=Writer("是王之涣写的。"))).reply(question).answer == "是王之涣写的。"
+    monkeypatch.setattr("luoxia.apps.ask.load_writer", registry.load_writer)
     monkeypatch.setattr("luoxia.registry.load", lambda path, device: object())  # what load_writer checks
     with pytest.raises(ConfigError, match="writer: runs/w is not a text model"):
         load_app(folder)
