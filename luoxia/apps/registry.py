@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from luoxia.apps.interface import ChatApp
+from luoxia.apps.support import load_support_app
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import TextGenerator
@@ -28,7 +29,9 @@ class AppContext:
 
 
 # kind → loader(application directory, context) → ChatApp
-APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {}
+APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
+    "support": load_support_app,
+}
 
 
 def app_kind(path: str | Path) -> str:
