@@ -373,8 +373,10 @@ def read_support_config(app_dir: str | Path) -> SupportConfig:
 
 
 def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGenerator | None = None,
-                 device: str = "auto", sentiment: Sentiment | None = None) -> SupportApp:
-    """The support assistant in ``app_dir``; ``writer`` overrides the one ``app.yaml`` names."""
+                 device: str = "auto", sentiment: Sentiment | None = None, audit: AuditStore | None = None
+                 ) -> SupportApp:
+    """The support assistant in ``app_dir``; ``writer`` overrides the one ``app.yaml`` names;
+    hand-offs go to ``audit`` (default: the guard's audit trail, else $LUOXIA_HOME's)."""
     config = read_support_config(app_dir)
     index_dir = Path(app_dir) / APP_INDEX_DIR
     if not index_dir.is_dir():
@@ -386,7 +388,7 @@ def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGe
         if not hasattr(loaded, "render_chat"):
             raise ConfigError(f"{config.writer}: the writer must generate text")
         writer = loaded  # type: ignore[assignment]
-    return SupportApp(config, index, classifier, guard, writer, sentiment=sentiment)
+    return SupportApp(config, index, classifier, guard, writer, audit, sentiment)
 
 
 def load_support_app(app_dir: Path, context: _Context) -> SupportApp:
