@@ -373,15 +373,15 @@ def read_support_config(app_dir: str | Path) -> SupportConfig:
 
 
 def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGenerator | None = None,
-                 device: str = "auto", sentiment: Sentiment | None = None, audit: AuditStore | None = None
-                 ) -> SupportApp:
+                 device: str = "auto", sentiment: Sentiment | None = None, audit: AuditStore | None = None,
+                 encoder: Encoder | None = None) -> SupportApp:
     """The support assistant in ``app_dir``; ``writer`` overrides the one ``app.yaml`` names;
     hand-offs go to ``audit`` (default: the guard's audit trail, else $LUOXIA_HOME's)."""
     config = read_support_config(app_dir)
     index_dir = Path(app_dir) / APP_INDEX_DIR
     if not index_dir.is_dir():
         raise ConfigError(f"{app_dir}: no {APP_INDEX_DIR}/ (rebuild with `luoxia apps support build`)")
-    index = HybridIndex.load(index_dir, load_encoder(config.encoder, device=device))
+    index = HybridIndex.load(index_dir, encoder or load_encoder(config.encoder, device=device))
     classifier = IntentClassifier(config.intents, device) if config.intents else None
     if writer is None and config.writer:
         loaded = load(config.writer, device=device)
