@@ -25,7 +25,8 @@ DataDir = Annotated[Path | None, typer.Option(help="database directory (default 
 
 
 @config_options(ServeSettings, into="options",
-                flags={"models": ("--model", "-m"), "image_models": ("--image-model",), "policy_file": ("--policy",)})
+                flags={"models": ("--model", "-m"), "image_models": ("--image-model",), "policy_file": ("--policy",),
+                       "apps": ("--app",)})
 def serve(options: dict) -> None:
     """Serve models over an OpenAI-compatible HTTP API, with the web studio at /. Options not given
     come from LUOXIA_SERVE_* environment variables, else the defaults shown."""

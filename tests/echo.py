@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
+import yaml
+
+from luoxia.apps.interface import AppReply, Message, last_user_message, record_handoff, turn_guard
+from luoxia.apps.registry import APPS, AppContext
 from luoxia.generate.interface import GenerationConfig, GenerationResult, LogitsProcessor
+from luoxia.retrieval.interface import Hit
+from luoxia.runs import APP_FILE
 from luoxia.serve.models import Models, serve_text
 from luoxia.serve.settings import ServeSettings
 
@@ -84,3 +90,35 @@ def echo_settings(data_dir: Path, **overrides: object) -> ServeSettings:
 # A TestClient's default addresses ("testclient", "testserver") are not loopback, and open mode
 # answers only requests from and to a loopback address: ``TestClient(app, **LOOPBACK)``.
 LOOPBACK: dict = dict(base_url="http://127.0.0.1", client=("127.0.0.1", 50000))
+
+
+class ParrotApp:
+    """A stand-in application (`ChatApp`) with the real guard and review queue: it answers "You said:
+    <the last user message>" citing one made-up source, and hands off when the message asks for a
+    human. Register it with `parrot_app_dir` (kind ``parrot``)."""
+
+    kind = "parrot"
+
+    def __init__(self, name: str, context: AppContext):
+        self.name, self.guard = name, context.guard
+
+    def reply(self, messages: Sequence[Message], conversation_id: str | None = None) -> AppReply:
+        question = last_user_message(messages)
+        answer, safety, blocked = turn_guard(self.guard, question, lambda: f"You said: {question}")
+        reply = AppReply(answer, [Hit("faq-1", 0.9, "What do parrots say?", {"answer": "What you say."})],
+                         intent="repeat", confidence=0.9, safety=safety)
+        if "human" in question and not blocked:
+            reply.handoff, reply.reason = True, "asked_for_human"
+            if self.guard is not None and self.guard.audit is not None:
+                reply.review_id = record_handoff(self.guard.audit, self.name, "asked_for_human", messages, 0.9,
+                                                 self.guard.redactor)
+        return reply
+
+
+def parrot_app_dir(path: Path, monkeypatch, name: str = "parrot") -> Path:
+    """An application directory of kind ``parrot`` (registered in `APPS` for this test)."""
+    monkeypatch.setitem(APPS, "parrot", lambda folder, context: ParrotApp(yaml.safe_load(
+        (folder / APP_FILE).read_text(encoding="utf-8"))["name"], context))
+    path.mkdir(parents=True, exist_ok=True)
+    (path / APP_FILE).write_text(yaml.safe_dump({"kind": "parrot", "name": name}), encoding="utf-8")
+    return path

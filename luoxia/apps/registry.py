@@ -46,6 +46,12 @@ def app_kind(path: str | Path) -> str:
     return str(kind)
 
 
+def app_name(path: str | Path) -> str:
+    """The name an application is served under: its ``app.yaml``'s ``name``, else its kind."""
+    kind = app_kind(path)
+    return str(read_yaml(Path(path) / APP_FILE).get("name") or kind)
+
+
 def load_app(path: str | Path, context: AppContext | None = None) -> ChatApp:
     """The application in directory ``path``, ready to `reply`."""
     return APPS[app_kind(path)](Path(path), context or AppContext())

@@ -119,16 +119,17 @@ class Recording:
                                      sum(r.prompt_tokens for r in done[:1]), tokens, latency_ms)
 
 
-async def start_recording(store: Store, metrics: Metrics, offload: Offload, who: Caller, served: ServedText,
+async def start_recording(store: Store, metrics: Metrics, offload: Offload, who: Caller, model: str,
                           endpoint: str, prompt: object, parameters: dict, conversation: str | None) -> Recording:
-    """The request's record; 403 when ``conversation`` is another key's."""
+    """The request's record for ``model`` (a model's or an application's name); 403 when
+    ``conversation`` is another key's."""
     try:
-        generation_id = await offload(store.start_generation, who.key_id, endpoint, served.name, prompt, parameters,
+        generation_id = await offload(store.start_generation, who.key_id, endpoint, model, prompt, parameters,
                                       conversation)
     except ConversationTaken as error:
         raise APIError(403, str(error), "permission_error", param="X-Conversation-Id",
                        code="conversation_not_yours") from None
-    return Recording(store, metrics, offload, generation_id, served.name, time.perf_counter())
+    return Recording(store, metrics, offload, generation_id, model, time.perf_counter())
 
 
 async def collect_recorded(served: ServedText, jobs: Sequence[Job], offload: Offload, timeout: float,

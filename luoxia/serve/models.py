@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from luoxia.apps.interface import ChatApp
+from luoxia.apps.registry import AppContext, app_name, load_app
 from luoxia.config import load_config
 from luoxia.encoders import ENCODERS, Encoder, load_encoder
 from luoxia.errors import ConfigError, ModelNotFound
@@ -43,9 +45,14 @@ class Models:
     settings: ServeSettings
     text: dict[str, ServedText] = field(default_factory=dict)
     images: dict[str, ImageGenerator] = field(default_factory=dict)
+    apps: dict[str, ChatApp] = field(default_factory=dict)  # chat models that are applications (`luoxia.apps`)
 
     def text_model(self, name: str | None) -> ServedText:
         return _pick(self.text, name, "text")
+
+    def app(self, name: str | None) -> ChatApp | None:
+        """The application a chat request names; None when it names a model (or nothing)."""
+        return self.apps.get(name) if name else None
 
     def image_model(self, name: str | None) -> ImageGenerator:
         return _pick(self.images, name, "image")
@@ -115,14 +122,25 @@ def serve_image(models: Models, name: str, generator: ImageGenerator) -> None:
     models.images[name] = generator
 
 
+def serve_app(models: Models, path: Path) -> None:
+    """Add an application, under the guard when safety is on (its audit events name the app)."""
+    name, guard = app_name(path), None
+    if models.settings.safety:
+        shared = models.guard
+        guard = Guard(shared.policy, shared.moderator, shared.audit, shared.key, model_name=name)
+    if name in models.apps or name in models.text:
+        raise ConfigError(f"two chat models are named '{name}'; set a different name in {path}'s app.yaml")
+    models.apps[name] = load_app(path, AppContext(guard=guard, device=models.settings.device))
+
+
 def load_models(settings: ServeSettings) -> Models:
-    """Load every model the settings name; with no text model named, the one `make demo` trains
-    (when it exists)."""
+    """Load every model and application the settings name; with no text model named, the one
+    `make demo` trains (when it exists)."""
     models = Models(settings)
     paths = settings.models or ([str(DEMO_RUN)] if DEMO_RUN.is_dir() else [])
-    if not paths and not settings.image_models:
+    if not paths and not settings.image_models and not settings.apps:
         raise ConfigError(f"no --model given and no {DEMO_RUN} (what `make demo` trains); run `make demo` first "
-                          "or pass --model RUN_OR_HF_DIR")
+                          "or pass --model RUN_OR_HF_DIR (or --app APP_DIR)")
     for path in paths:
         if is_run_dir(path) and not (found := run_family(path)).served:
             raise ConfigError(f"{path}: {found.title} run is not served: {found.uses}")
@@ -137,4 +155,6 @@ def load_models(settings: ServeSettings) -> Models:
         if not isinstance(generator, ImageGenerator) or isinstance(generator, TextGenerator):
             raise ConfigError(f"{path} is not an image model (vae, gan, ddpm run)")
         serve_image(models, Path(path).name, generator)
+    for app_dir in settings.apps:
+        serve_app(models, app_dir)
     return models

@@ -71,6 +71,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    app: dict | None = None  # an application's reply (`luoxia.apps.interface.AppReply`): sources, hand-off …
 
 
 class ModelCard(BaseModel):
@@ -78,6 +79,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "luoxia"
+    app: str | None = None  # an application's kind (support, ask); absent for a model
 
 
 class ModelList(BaseModel):
@@ -177,6 +179,7 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
     models: list[str]
     image_models: list[str]
+    apps: list[str]
     queue_depth: int
     active_sequences: int
     max_tokens_limit: int

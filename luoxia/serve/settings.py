@@ -17,6 +17,8 @@ class ServeSettings(BaseSettings):
 
     models: list[str] = Field(default_factory=list, description="text models: run or Hugging Face directories")
     image_models: list[str] = Field(default_factory=list, description="image runs (vae, gan, ddpm)")
+    apps: list[Path] = Field(default_factory=list, description="application directories (`luoxia apps support|ask "
+                             "build`), served as chat models named by their app.yaml")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir, description="database: keys, history, audit")

@@ -41,7 +41,7 @@ async def completions(body: schemas.CompletionRequest, request: Request, who: Ca
     jobs = [(p, generation_config(body.max_tokens, body, settings, seed_offset=j * body.n + i))
             for j, p in enumerate(prompts) for i in range(body.n)]
     prompt_tokens = await offload(check_context, served, prompts, body.max_tokens)  # tokenizing is CPU work
-    recording = await start_recording(store, metrics, offload, who, served, "completions", body.prompt,
+    recording = await start_recording(store, metrics, offload, who, served.name, "completions", body.prompt,
                                       body.model_dump(exclude={"prompt"}), request.headers.get("x-conversation-id"))
     created, response_id = int(time.time()), new_id("cmpl")
     if body.stream:

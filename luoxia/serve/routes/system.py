@@ -18,7 +18,8 @@ async def studio() -> RedirectResponse:
 
 @router.get("/health", response_model=Health)
 async def health(models: ModelsDep, settings: SettingsDep) -> Health:
-    return Health(models=list(models.text), image_models=list(models.images), queue_depth=models.queue_depth(),
+    return Health(models=list(models.text), image_models=list(models.images), apps=list(models.apps),
+                  queue_depth=models.queue_depth(),
                   active_sequences=models.active_sequences(), max_tokens_limit=settings.max_tokens_limit)
 
 
@@ -28,6 +29,7 @@ async def metrics(metrics: MetricsDep) -> PlainTextResponse:
     return PlainTextResponse(body, media_type=content_type)
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, response_model_exclude_none=True)
 async def list_models(models: ModelsDep, who: CallerDep) -> ModelList:
-    return ModelList(data=[ModelCard(id=name) for name in [*models.text, *models.images]])
+    cards = [ModelCard(id=name) for name in [*models.text, *models.images]]
+    return ModelList(data=cards + [ModelCard(id=name, app=app.kind) for name, app in models.apps.items()])
