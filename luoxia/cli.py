@@ -168,7 +168,8 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
 @app.command()
 @config_options(GenerationConfig, into="options")
 def generate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="run directory")],
+    model: Annotated[str, typer.Option("--model", "-m", help="run directory, or openai:BASE_URL#MODEL (any "
+                                       "OpenAI-compatible server; key from $OPENAI_API_KEY)")],
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeat for a batch)")] = None,
     prompt_file: Annotated[Path | None, typer.Option(help="one prompt per line")] = None,
     template: Annotated[Path | None, typer.Option(help="Jinja prompt template (the prompt is {{ input }})")] = None,

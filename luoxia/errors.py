@@ -28,3 +28,8 @@ class NotFound(LuoxiaError):
 
 class ModelNotFound(NotFound, ConfigError):
     """A model name that is not among those loaded (a `ConfigError` too, as it was before it had a type)."""
+
+
+class RemoteError(LuoxiaError):
+    """A remote model's server (an OpenAI-compatible API) that cannot be reached, does not answer in
+    time, or refuses a request."""

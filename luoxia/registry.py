@@ -19,13 +19,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from luoxia.config import Config, load_config, parse_override, read_yaml, resolve_recipe
+from luoxia.config import Config, build_config, load_config, parse_override, read_yaml, resolve_recipe
 from luoxia.errors import CheckpointError, ConfigError
 from luoxia.generate.hf import load_hf
 from luoxia.generate.image import load_image_model
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_finetuned_run, load_lm_run
 from luoxia.generate.mlm import load_mlm_run
+from luoxia.generate.openai_backend import OpenAIBackendConfig, OpenAIGenerator, is_openai_spec, parse_openai_spec
 from luoxia.generate.rnn import load_rnn_run
 from luoxia.generate.tagger import Tagger, load_tagger_run
 from luoxia.runs import CONFIG_FILE, HF_CONFIG_FILE, TRAIN_HINT, is_hf_dir, is_run_dir, require_path, run_recipe
@@ -155,10 +156,14 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> Gener
     """A Luoxia run directory or a local Hugging Face model directory as a text generator —
     ``luoxia.load("runs/tiny").generate("Hello")`` — or, for an image run, an image generator —
     ``luoxia.load("runs/vae").generate("7", n=16)``; a token-classification run as a `Tagger` —
-    ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``.
+    ``luoxia.load("runs/ner").tag(["张三住在北京"])`` → ``[[("PER", 0, 2), ("LOC", 4, 6)]]``; and
+    ``openai:BASE_URL#MODEL`` as a model on any OpenAI-compatible server (`OpenAIGenerator`; the key
+    from ``$OPENAI_API_KEY``) — ``luoxia.load("openai:http://127.0.0.1:8000/v1#demo-pydoc")``.
     ``compile`` compiles a Luoxia GPT's decode step (an LSTM/GRU run ignores it)
     (`luoxia.generate.text.compile_step`): faster generation after a first call that takes seconds.
     A path that does not exist is an error, never a Hugging Face hub name."""
+    if is_openai_spec(str(path)):
+        return OpenAIGenerator(parse_openai_spec(str(path)))
     path = require_path(path)
     if is_run_dir(path):
         recipe = run_recipe(path)
@@ -171,3 +176,22 @@ def load(path: str | Path, device: str = "auto", compile: bool = False) -> Gener
         raise CheckpointError(f"{path}: not a Luoxia run directory (no {CONFIG_FILE}) nor a Hugging Face model "
                               f"directory (no {HF_CONFIG_FILE}); {TRAIN_HINT}")
     return load_hf(path, device)
+
+
+WriterSpec = str | OpenAIBackendConfig  # an application's ``writer:``: a run path, "openai:URL#MODEL" or the block
+
+
+def load_writer(spec: WriterSpec | dict[str, Any], device: str = "auto") -> TextGenerator:
+    """An application's writer model: a run or Hugging Face directory, an ``openai:BASE_URL#MODEL``
+    string, or an `OpenAIBackendConfig` (or its YAML block as a dict); one-line errors otherwise."""
+    if isinstance(spec, dict):
+        spec = build_config(OpenAIBackendConfig, spec, source="writer:")
+    if isinstance(spec, OpenAIBackendConfig):
+        return OpenAIGenerator(spec)
+    if not isinstance(spec, str | Path) or not str(spec):
+        raise ConfigError(f"writer: expected a run path, openai:BASE_URL#MODEL or a block with base_url and model, "
+                          f"not {spec!r}")
+    found = load(spec, device)
+    if not isinstance(found, TextGenerator):
+        raise ConfigError(f"writer: {spec} is not a text model")
+    return found

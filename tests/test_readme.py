@@ -7,7 +7,8 @@ What the harness changes, and nothing else:
   are made small in the workspace first, and ``make demo`` runs as ``luoxia demo`` at tiny size (it
   trains ``runs/demo-pydoc``, which later blocks use);
 - long-running commands (``luoxia serve``) are started, must answer ``/health``, and are stopped; a
-  ``curl`` block gets a running server (on a free port instead of 8000) and must get HTTP 2xx;
+  ``curl`` block gets a running server (on a free port instead of 8000) and must get HTTP 2xx, and so
+  does any other command naming ``http://127.0.0.1:8000`` (``luoxia generate --model openai:…``);
 - skipped, with the reason printed: ``make test``/``make install`` (CI's ``.ci/run`` runs them), the
   benchmark scripts (not tests), ``tensorboard`` (a UI), and commands that need ``../shared/data`` when
   it is absent (under ``LUOXIA_REQUIRE_SHARED_DATA=1`` those fail instead).
@@ -46,6 +47,7 @@ TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
         "token_classify": f"{LOOP} train.batch_size=8",  # MiniLM on 8 sentences a step
         "mlm": f"{LOOP} data.max_documents=300 model.n_layer=1"}  # 300 poems or pydoc topics, one block
 TIMEOUT_S = 300
+LOCAL_SERVER = "http://127.0.0.1:8000"  # a command naming it gets the running `luoxia serve`, on its own port
 
 # A command mentioning one of these needs that ../shared/data folder.
 NEEDS_SHARED = {
@@ -225,10 +227,11 @@ def run(command: str, ws: dict) -> str:
         process, _ = start_server(command, ws)
         stop(process)
         return "served /health"
-    if command.startswith("curl "):
+    if command.startswith("curl ") or LOCAL_SERVER in command:  # curl, or `--model openai:http://127.0.0.1:8000/v1#…`
         if ws["server"] is None:
             ws["server"] = start_server("luoxia serve", ws)
-        command = command.replace("http://127.0.0.1:8000", f"http://127.0.0.1:{ws['server'][1]}")
+        command = command.replace(LOCAL_SERVER, f"http://127.0.0.1:{ws['server'][1]}")
+    if command.startswith("curl "):
         command = "curl -sS --fail-with-body " + command.removeprefix("curl ")
     done = subprocess.run(command, shell=True, executable="/bin/bash", cwd=ws["dir"], env=ws["env"],
                           capture_output=True, text=True, timeout=TIMEOUT_S)

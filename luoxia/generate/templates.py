@@ -53,11 +53,11 @@ def render_template(path: str | Path, input: str, variables: dict[str, str] | No
 CHATML_END = "<|im_end|>"
 
 
-class HasTokenizer(Protocol):
-    """A text generator whose tokenizer may carry a `transformers` chat template (``.hf``)."""
+class RendersChat(Protocol):
+    """A text generator: its own way of turning a conversation into a prompt (`render_chat` for a
+    local model; the messages themselves for a remote one)."""
 
-    @property
-    def tokenizer(self) -> object: ...
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]: ...
 
 
 def chat_prompt(tokenizer: object, text: str) -> tuple[str, list[str]]:
@@ -79,7 +79,7 @@ def render_chat(tokenizer: object, messages: list[dict[str, str]]) -> tuple[str,
     return prompt, [CHATML_END] if CHATML_END in template else []
 
 
-def prepare_prompts(prompts: list[str], generator: HasTokenizer, config: GenerationConfig,
+def prepare_prompts(prompts: list[str], generator: RendersChat, config: GenerationConfig,
                     template: str | Path | None = None,
                     variables: list[str] | None = None, chat: bool = False) -> tuple[list[str], GenerationConfig]:
     """What ``luoxia generate`` feeds the model: each prompt through the Jinja ``template`` (with
@@ -92,6 +92,6 @@ def prepare_prompts(prompts: list[str], generator: HasTokenizer, config: Generat
         prompts = [render_template(template, p, values) for p in prompts]
     if not chat:
         return prompts, config
-    rendered = [chat_prompt(generator.tokenizer, p) for p in prompts]
+    rendered = [generator.render_chat([{"role": "user", "content": p}]) for p in prompts]
     stops = sorted({stop for _, chat_stops in rendered for stop in chat_stops} - set(config.stop))
     return [p for p, _ in rendered], config.model_copy(update={"stop": [*config.stop, *stops]})

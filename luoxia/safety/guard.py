@@ -193,6 +193,9 @@ def apply_edits(raw: str, edits: Sequence[Edit], offset: int = 0) -> str:
     return "".join(pieces) + raw[last:]
 
 
+WATERMARK_SKIPPED = "a remote model samples on its own server: its text cannot carry the watermark"
+
+
 class GuardedGenerator:
     """A `TextGenerator` that runs the guard around another one. Results carry a ``safety`` record:
     each decision, the watermark key id when the output is watermarked, and the ``edits`` (see
@@ -203,7 +206,11 @@ class GuardedGenerator:
         self.guard = guard or Guard(model_name=generator.name)
         self.name, self.context_length = generator.name, generator.context_length
         policy = self.guard.policy
-        self.watermark = WatermarkLogitsProcessor(self.guard.key, policy.watermark_config) if policy.watermark else None
+        # A remote model (`OpenAIGenerator`) samples on its server, out of reach of a logits processor:
+        # its text cannot be watermarked, and every safety record says so instead of naming a key.
+        self.watermark_skipped = policy.watermark and not getattr(generator, "runs_logits_processors", True)
+        marks = policy.watermark and not self.watermark_skipped
+        self.watermark = WatermarkLogitsProcessor(self.guard.key, policy.watermark_config) if marks else None
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -220,6 +227,8 @@ class GuardedGenerator:
         return [*extra, self.watermark] if self.watermark else list(extra)
 
     def watermark_record(self) -> dict:
+        if self.watermark_skipped:
+            return {"watermark": {"skipped": WATERMARK_SKIPPED}}
         return {"watermark": {"key_id": self.guard.key.key_id, "gamma": self.watermark.config.gamma,
                               "delta": self.watermark.config.delta}} if self.watermark else {}
 
