@@ -89,7 +89,8 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         rows = [(f"{path}:{reader.line_num + skip}", row) for row in reader]
         return _header(path, text), rows
     if infer_format(path) != "jsonl":
-        raise DataError(f"{path}: an FAQ is a CSV, TSV or JSONL file, not {infer_suffix(path) or 'a file without a suffix'}")
+        suffix = infer_suffix(path) or "a file without a suffix"
+        raise DataError(f"{path}: an FAQ is a CSV, TSV or JSONL file, not {suffix}")
     rows = list(read_jsonl_records(path))
     columns = list(dict.fromkeys(key for _, record in rows for key in record))
     return columns, rows

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from luoxia.apps.faq import BUNDLED_FAQ, FAQColumns, read_faq, split_faq, write_split
@@ -23,7 +23,10 @@ from luoxia.generate.interface import GenerationResult
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import REFUSAL, Guard, GuardPolicy
 from luoxia.safety.moderation import Moderator
+from luoxia.serve.app import create_app
+from luoxia.serve.models import serve_app
 from luoxia.train.finetune import FinetuneRecipe, finetune
+from tests.echo import LOOPBACK, echo_models, echo_settings
 from tests.helpers import REPO
 
 PHONE = "+1-800-555-0199"
@@ -199,3 +202,27 @@ def test_cli_end_to_end_with_a_tiny_intent_classifier(tmp_path: Path, monkeypatc
     missing = CliRunner().invoke(cli, ["apps", "support", "build", str(tmp_path / "none.csv"), "--out",
                                        str(tmp_path / "x")])
     assert isinstance(missing.exception, DataError) and "no such FAQ file" in str(missing.exception)
+
+
+def test_served_as_model_support_with_a_handoff_and_a_slot_over_two_turns(app_dir: Path, tmp_path: Path):
+    settings = echo_settings(tmp_path / "data", open_access=True, apps=[app_dir])
+    models = echo_models(settings)
+    serve_app(models, app_dir)
+    with TestClient(create_app(settings, models=models), **LOOPBACK) as client:
+        def chat(*messages: dict[str, str]) -> dict:
+            reply = client.post("/v1/chat/completions", json={"model": "support", "messages": list(messages)})
+            assert reply.status_code == 200, reply.text
+            return reply.json()
+
+        away = chat(user(OUT_OF_DOMAIN))
+        assert away["app"]["handoff"] and away["choices"][0]["message"]["content"].startswith("I'm passing")
+        event = AuditStore(settings.data_dir).get(away["app"]["review_id"])
+        assert event.stage == "handoff" and event.model == "support" and event.status == "pending"
+        asked = chat(user("where is my parcel?"))
+        assert asked["app"]["missing_slots"] == ["order_id"]
+        answer = asked["choices"][0]["message"]["content"]
+        done = chat(user("where is my parcel?"), {"role": "assistant", "content": answer}, user("998877665544"))
+        assert "998877665544" in done["choices"][0]["message"]["content"]
+        assert done["app"]["slots"] == {"order_id": "998877665544"} and done["app"]["sources"]
+        assert {"id": "support", "app": "support"}.items() <= {
+            c["id"]: c for c in client.get("/v1/models").json()["data"]}["support"].items()
