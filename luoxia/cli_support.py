@@ -18,7 +18,7 @@ from luoxia.apps.support import SupportApp, SupportConfig, build_support, load_s
 from luoxia.cli_options import config_options
 from luoxia.config import load_config
 from luoxia.errors import ConfigError
-from luoxia.registry import load
+from luoxia.registry import load_writer
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard, GuardPolicy
 
@@ -51,12 +51,15 @@ def split(
 
 
 @support_app.command("build")
-@config_options(SupportConfig, into="settings", exclude=("kind", "intents", "slots", "constants", "tuning"))
+@config_options(SupportConfig, into="settings", exclude=("kind", "intents", "writer", "slots", "constants",
+                                                                 "tuning"))
 def build(
     faq: Annotated[str, typer.Argument(help="the FAQ's train split (CSV/JSONL)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the application directory to write")],
     intents: Annotated[Path | None, typer.Option(help="intent classifier: a task: classify run "
                                                  "(configs/apps/support_intents.yaml)")] = None,
+    writer: Annotated[str | None, typer.Option(help="a model that rephrases answers: a run, a Hugging Face "
+                                               "directory or openai:BASE_URL#MODEL")] = None,
     dev: Annotated[str | None, typer.Option(help="dev split: tune the hand-off thresholds on it")] = None,
     ood: Annotated[str | None, typer.Option(help="out-of-domain questions for tuning (CSV/JSONL with text), "
                                             "e.g. shared:banking77/train.csv")] = None,
@@ -70,7 +73,7 @@ def build(
 ) -> None:
     """Index the FAQ, learn its slots and shop constants, tune hand-off thresholds on --dev; writes OUT."""
     constants = dict(_constant(item) for item in constant or [])
-    config = build_support(faq, out, intents, {**(settings or {}), "constants": constants}, (),
+    config = build_support(faq, out, intents, {**(settings or {}), "constants": constants, "writer": writer}, (),
                            _columns(question_column, answer_column, intent_column), dev, ood, ood_limit=ood_limit,
                            device=device)
     console.print(f"wrote {out} ({len(config.slots)} slots: {', '.join(config.slots) or 'none'}; "
@@ -106,8 +109,8 @@ def _app(app_dir: Path, guard: bool, policy_file: Path | None, data_dir: Path | 
     if guard:
         policy = load_config(GuardPolicy, policy_file) if policy_file else GuardPolicy()
         checks = Guard(policy, audit=AuditStore(data_dir), model_name="support")
-    generator = load(writer, device=device) if writer else None
-    app = load_support(app_dir, checks, generator, device, audit=AuditStore(data_dir) if data_dir else None)  # type: ignore[arg-type]
+    generator = load_writer(writer, device) if writer else None
+    app = load_support(app_dir, checks, generator, device, audit=AuditStore(data_dir) if data_dir else None)
     if checks is not None:
         checks.model_name = app.name
     return app

@@ -41,7 +41,8 @@ from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError, DataError
 from luoxia.generate.interface import GenerationConfig, TextGenerator
 from luoxia.generate.load import load_finetuned
-from luoxia.registry import load
+from luoxia.generate.openai_backend import OpenAIBackendConfig
+from luoxia.registry import load_writer
 from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import Document, Hit, Retriever, SearchMode
 from luoxia.runs import APP_FILE, APP_INDEX_DIR, is_run_dir, run_recipe
@@ -63,8 +64,9 @@ class SupportConfig(Config):
     encoder: str = Field("minilm", description="sentence encoder of the index (a name or a directory)")
     intents: str | None = Field(None, description="the intent classifier: a task: classify run directory "
                                 "(none: the best retrieved entry's intent, its similarity as confidence)")
-    writer: str | None = Field(None, description="a model that rephrases the chosen answer (a run, a Hugging Face "
-                               "directory or openai:URL#model); none: the FAQ's answer as it is")
+    writer: str | OpenAIBackendConfig | None = Field(
+        None, description="a model that rephrases the chosen answer: a run, a Hugging Face directory, "
+        "openai:BASE_URL#MODEL or a block with base_url and model; none: the FAQ's answer as it is")
     search_mode: SearchMode = Field("hybrid", description="retrieval: hybrid, dense or bm25")
     top_k: int = Field(5, ge=1, description="answers retrieved per turn (the reply's sources)")
     confidence_threshold: float = Field(0.3, ge=0, le=1, description="hand off below this intent confidence")
@@ -384,10 +386,7 @@ def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGe
     index = HybridIndex.load(index_dir, encoder or load_encoder(config.encoder, device=device))
     classifier = IntentClassifier(config.intents, device) if config.intents else None
     if writer is None and config.writer:
-        loaded = load(config.writer, device=device)
-        if not hasattr(loaded, "render_chat"):
-            raise ConfigError(f"{config.writer}: the writer must generate text")
-        writer = loaded  # type: ignore[assignment]
+        writer = load_writer(config.writer, device)
     return SupportApp(config, index, classifier, guard, writer, audit, sentiment)
 
 
