@@ -24,6 +24,7 @@ from pydantic import Field
 
 from luoxia.apps.faq import FAQColumns, FAQEntry, read_faq
 from luoxia.apps.interface import AppReply, Message, last_user_message, record_handoff, turn_guard
+from luoxia.apps.sentiment import SentimentTagger
 from luoxia.apps.slots import (
     PLACEHOLDER,
     SlotConfig,
@@ -76,6 +77,7 @@ class SupportConfig(Config):
                                        description="intents that always go to a human")
     max_asks: int = Field(2, ge=1, description="times a missing slot is asked for before a hand-off")
     handoff_message: str = Field(HANDOFF_MESSAGE, description="what the customer reads on a hand-off")
+    sentiment: bool = Field(True, description="tag the customer's mood per turn (apps.sentiment, EN and ZH)")
     constants: dict[str, str | None] = Field(default_factory=dict, description="shop constants filling answer "
                                              "placeholders ({{Customer Support Phone Number}}); unset: the name")
     slots: dict[str, SlotConfig] = Field(default_factory=dict, description="slots learnt from the FAQ's entities")
@@ -378,7 +380,8 @@ def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGe
                  device: str = "auto", sentiment: Sentiment | None = None, audit: AuditStore | None = None,
                  encoder: Encoder | None = None) -> SupportApp:
     """The support assistant in ``app_dir``; ``writer`` overrides the one ``app.yaml`` names;
-    hand-offs go to ``audit`` (default: the guard's audit trail, else $LUOXIA_HOME's)."""
+    hand-offs go to ``audit`` (default: the guard's audit trail, else $LUOXIA_HOME's); ``sentiment``
+    labels each turn's mood (default: `SentimentTagger` when ``app.yaml`` asks for it)."""
     config = read_support_config(app_dir)
     index_dir = Path(app_dir) / APP_INDEX_DIR
     if not index_dir.is_dir():
@@ -387,6 +390,8 @@ def load_support(app_dir: str | Path, guard: Guard | None = None, writer: TextGe
     classifier = IntentClassifier(config.intents, device) if config.intents else None
     if writer is None and config.writer:
         writer = load_writer(config.writer, device)
+    if sentiment is None and config.sentiment:
+        sentiment = SentimentTagger().label
     return SupportApp(config, index, classifier, guard, writer, audit, sentiment)
 
 

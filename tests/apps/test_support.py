@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from luoxia.apps.faq import BUNDLED_FAQ, FAQColumns, read_faq, split_faq, write_split
 from luoxia.apps.interface import ChatApp
 from luoxia.apps.registry import AppContext, load_app
+from luoxia.apps.sentiment import SentimentTagger
 from luoxia.apps.slots import find_slots, learn_slots, templatize
 from luoxia.apps.support import build_support, load_support, tune_thresholds
 from luoxia.cli import app as cli
@@ -43,12 +44,17 @@ def encoder() -> Encoder:
 
 
 @pytest.fixture(scope="module")
+def mood() -> SentimentTagger:
+    return SentimentTagger()
+
+
+@pytest.fixture(scope="module")
 def app_dir(tmp_path_factory, encoder: Encoder) -> Path:
     """The bundled FAQ built into an app without a classifier (intent: the best entry's), so the
     flow under test does not hang on a tiny classifier's guesses."""
     out = tmp_path_factory.mktemp("support") / "app"
-    build_support(BUNDLED_FAQ, out, settings={"constants": {"Customer Support Phone Number": PHONE}},
-                  encoder=encoder)
+    build_support(BUNDLED_FAQ, out, settings={"constants": {"Customer Support Phone Number": PHONE},
+                                              "sentiment": False}, encoder=encoder)  # tests lend `mood`
     return out
 
 
@@ -88,12 +94,14 @@ def test_slots_are_learnt_from_entity_offsets():
     assert first.entities[0].value not in templatize(first, slots) and "{{Order Number}}" in templatize(first, slots)
 
 
-def test_slot_is_asked_for_then_filled_on_the_next_turn(app_dir: Path, tmp_path: Path, encoder: Encoder):
-    app = load_support(app_dir, audit=AuditStore(tmp_path), encoder=encoder)
-    asked = app.reply([user("where is my parcel?")])
+def test_slot_is_asked_for_then_filled_on_the_next_turn(app_dir: Path, tmp_path: Path, encoder: Encoder,
+                                                        mood: SentimentTagger):
+    app = load_support(app_dir, audit=AuditStore(tmp_path), encoder=encoder, sentiment=mood.label)
+    angry = "Where is my parcel? It is a week late and I am really angry."
+    asked = app.reply([user(angry)])
     assert asked.missing_slots == ["order_id"] and not asked.handoff and asked.intent == "track_order"
-    conversation = [user("where is my parcel?"), {"role": "assistant", "content": asked.answer},
-                    user("it is 123456789012")]
+    assert asked.sentiment == "negative"  # the customer's mood, per turn
+    conversation = [user(angry), {"role": "assistant", "content": asked.answer}, user("it is 123456789012")]
     answered = app.reply(conversation)
     assert answered.slots == {"order_id": "123456789012"} and "123456789012" in answered.answer
     assert answered.missing_slots == [] and "{{" not in answered.answer and answered.sources
@@ -113,8 +121,9 @@ def test_handoff_out_of_domain_and_on_request_lands_in_the_review_queue(app_dir:
     assert "activate the new credit card" in store.get(away.review_id).excerpt
 
 
-def test_guard_refuses_a_blocked_message_and_redacts_a_phone_number(app_dir: Path, guard: Guard, encoder: Encoder):
-    app = load_support(app_dir, guard, encoder=encoder)
+def test_guard_refuses_a_blocked_message_and_redacts_a_phone_number(app_dir: Path, guard: Guard, encoder: Encoder,
+                                                                     mood: SentimentTagger):
+    app = load_support(app_dir, guard, encoder=encoder, sentiment=mood.label)
     refused = app.reply([user("I will kill you")])
     assert refused.answer == REFUSAL and refused.safety["blocked"] == "input" and refused.intent is None
     phone = app.reply([user("what is your customer service phone number")])
@@ -138,17 +147,19 @@ class Writer:
         return [GenerationResult("Sure: sign in, then reset it.", [], "stop", 1) for _ in prompts]
 
 
-def test_writer_rephrases_from_the_retrieved_answers_only(app_dir: Path, tmp_path: Path, encoder: Encoder):
+def test_writer_rephrases_from_the_retrieved_answers_only(app_dir: Path, tmp_path: Path, encoder: Encoder,
+                                                         mood: SentimentTagger):
     writer = Writer()
-    app = load_support(app_dir, writer=writer, audit=AuditStore(tmp_path), encoder=encoder)
+    app = load_support(app_dir, writer=writer, audit=AuditStore(tmp_path), encoder=encoder, sentiment=mood.label)
     reply = app.reply([user("I forgot my password")])
     assert reply.answer == "Sure: sign in, then reset it." and "rephrased by scripted" in reply.warnings[0]
     (prompt,) = writer.prompts
     assert "Forgot password" in prompt and "I forgot my password" in prompt and "Visa" not in prompt
 
 
-def test_thresholds_tune_on_dev_with_out_of_domain_questions(app_dir: Path, tmp_path: Path, encoder: Encoder):
-    app = load_support(app_dir, audit=AuditStore(tmp_path), encoder=encoder)
+def test_thresholds_tune_on_dev_with_out_of_domain_questions(app_dir: Path, tmp_path: Path, encoder: Encoder,
+                                                             mood: SentimentTagger):
+    app = load_support(app_dir, audit=AuditStore(tmp_path), encoder=encoder, sentiment=mood.label)
     dev = read_faq(BUNDLED_FAQ)[:12]
     tuning = tune_thresholds(app, dev, [OUT_OF_DOMAIN, "What is the exchange rate for euros?"])
     assert tuning["ood_questions"] == 2 and 0 <= tuning["handoff_f1"] <= 1
@@ -190,7 +201,7 @@ def test_cli_end_to_end_with_a_tiny_intent_classifier(tmp_path: Path, monkeypatc
     built = invoke("apps", "support", "build", str(tmp_path / "faq/train.csv"), "--out", str(tmp_path / "app"),
                    "--intents", str(tmp_path / "intents"), "--dev", str(tmp_path / "faq/dev.csv"),
                    "--ood", str(tmp_path / "ood.csv"), "--constant", f"Customer Support Phone Number={PHONE}",
-                   "--device", "cpu")
+                   "--device", "cpu", "--no-sentiment")
     assert "tuned on dev" in built
     app_yaml = (tmp_path / "app" / "app.yaml").read_text()
     assert "intents:" in app_yaml and PHONE in app_yaml and "handoff_f1" in app_yaml
@@ -224,5 +235,6 @@ def test_served_as_model_support_with_a_handoff_and_a_slot_over_two_turns(app_di
         done = chat(user("where is my parcel?"), {"role": "assistant", "content": answer}, user("998877665544"))
         assert "998877665544" in done["choices"][0]["message"]["content"]
         assert done["app"]["slots"] == {"order_id": "998877665544"} and done["app"]["sources"]
+        assert done["app"]["sentiment"] is None  # off in this app.yaml (tests lend the tagger in Python)
         assert {"id": "support", "app": "support"}.items() <= {
             c["id"]: c for c in client.get("/v1/models").json()["data"]}["support"].items()
