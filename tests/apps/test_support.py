@@ -185,6 +185,17 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path):
         load_app(tmp_path)
 
 
+def test_cli_chat_holds_a_conversation_from_standard_input(app_dir: Path, tmp_path: Path):
+    """One user turn per line, the history kept in the loop: the slot asked for, then filled."""
+    result = CliRunner().invoke(cli, ["apps", "support", "chat", str(app_dir), "--json", "--no-guard", "--device",
+                                      "cpu", "--conversation", "c9", "--data-dir", str(tmp_path)],
+                                input="where is my parcel?\n\n123456789012\n")
+    assert result.exit_code == 0, result.output
+    asked, answered = (json.loads(line) for line in result.stdout.splitlines())
+    assert asked["missing_slots"] == ["order_id"] and "123456789012" in answered["answer"]
+    assert answered["intent"] == "track_order" and answered["slots"] == {"order_id": "123456789012"}
+
+
 def test_cli_end_to_end_with_a_tiny_intent_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """split → a few LoRA steps of `configs/apps/support_intents.yaml` → build with --intents, --dev and
     --ood → chat (--json) → the hand-off in `luoxia review list`."""
