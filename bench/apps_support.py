@@ -19,7 +19,8 @@ the test split, which nothing above sees, and banking77 *test* questions as out 
   equals the annotation (its offset span or its value, case and surrounding punctuation ignored);
 - hand-off: positives are banking77 test questions and test questions of the hand-off intent
   (contact_human_agent); a hand-off for any reason counts as predicted positive;
-- latency: wall time of `SupportApp.reply` per one-turn conversation (no guard, no writer) on
+- latency: wall time of `SupportApp.reply` per one-turn conversation (classifier, two searches,
+  slots, the mood tagger; no guard, no writer) on
   ``--latency-turns`` test questions, p50/p95, on this CPU.
 Prints one JSON line.
 """
