@@ -265,7 +265,7 @@ def faq_documents(entries: Sequence[FAQEntry], slots: dict[str, SlotConfig]) -> 
     """One document per entry: the question is searched, the answer (its own entity values made
     placeholders) and intent ride in meta."""
     return [Document(str(i), entry.question, {"answer": templatize(entry, slots), "intent": entry.intent,
-                                              "origin": entry.origin})
+                                              "origin": Path(entry.origin).name})  # file:line, no directories
             for i, entry in enumerate(entries)]
 
 
