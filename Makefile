@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install
-	$(BIN)/python -m pytest -n $(WORKERS) -q
+	$(BIN)/python -m pytest -n $(WORKERS) -q --durations=30
 
 bench-speedrun: install
 	$(BIN)/python bench/lm_speedrun.py

@@ -26,6 +26,15 @@ def missing_shared(names: tuple[str, ...]) -> list[str]:
     return [name for name in names if root is None or not (root / name).is_dir()]
 
 
+# The longest single test (every README command in turn, minutes) runs first, so that on two workers
+# it overlaps the many short tests instead of being the last one left running.
+FIRST = ("tests/test_readme.py::test_readme_commands_run_as_pasted",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid not in FIRST)  # stable: every other test keeps its order
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@pytest.mark.shared_data("mnist", …)``: skip, saying what is missing — or fail under CI."""
     for marker in item.iter_markers("shared_data"):

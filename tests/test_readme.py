@@ -3,6 +3,8 @@
 What the harness changes, and nothing else:
 - recipes train at tiny sizes: ``luoxia train|finetune RECIPE …`` (and ``torchrun … train``) get
   ``TINY`` overrides appended after the reader's own, and a few other commands ``SMALLER`` options;
+- inputs that are only read (``luoxia classify --input shared:…``) are cut to their first rows
+  (``HEAD_ROWS``): the command is the same, the harness checks it runs, not the model's accuracy;
 - the placeholder inputs a reader would bring (``my_texts/``, ``reviews.csv``, ``path/to/hf-llama`` …)
   are made small in the workspace first, and ``make demo`` runs as ``luoxia demo`` at tiny size (it
   trains ``runs/demo-pydoc``, which later blocks use);
@@ -19,6 +21,7 @@ The blocks share one workspace and run in README order, in one test.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import re
@@ -35,6 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from luoxia.data.corpora import resolve_data_path
 from tests.conftest import REQUIRE_SHARED, missing_shared
 from tests.helpers import TEXT
 
@@ -52,11 +56,14 @@ TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
 SMALLER = {r"^luoxia apps support build .*--ood ": "--ood-limit 100"}
 TIMEOUT_S = 300
 LOCAL_SERVER = "http://127.0.0.1:8000"  # a command naming it gets the running `luoxia serve`, on its own port
+# ../shared files that README commands only read, cut to this many rows in the workspace.
+HEAD_INPUTS = ("shared:fin_sentiment_en/sent_valid.csv",)
+HEAD_ROWS = 64
 
 # A command mentioning one of these needs that ../shared/data folder.
 NEEDS_SHARED = {
     r"shakespeare": "tinyshakespeare",
-    r"tang_poems|runs/(mlm-)?poems|gru_poems": "chinese_poetry_tang",
+    r"tang_poems|runs/(mlm-)?poems|gru_poems|apps/tang-poems": "chinese_poetry_tang",
     r"mnist|classifier\.yaml|runs/classifier": "mnist",
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",
@@ -172,6 +179,20 @@ def workspace(tmp_path_factory) -> dict:
     return {"dir": work, "env": env, "server": None}
 
 
+def head_inputs(command: str, work: Path) -> str:
+    """``command`` reading the first `HEAD_ROWS` rows of each `HEAD_INPUTS` file it names."""
+    for name in HEAD_INPUTS:
+        if name in command:
+            source = resolve_data_path(name)
+            target = work / "head" / source.name
+            if not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                with source.open(encoding="utf-8") as f:  # the header and HEAD_ROWS rows
+                    target.write_text("".join(itertools.islice(f, HEAD_ROWS + 1)), encoding="utf-8")
+            command = command.replace(name, str(target))
+    return command
+
+
 def tiny(command: str) -> str:
     """Tiny-size overrides after a training command's own (later overrides win)."""
     match = re.match(r"^(?:luoxia (?:train|finetune)|torchrun .* train) (\S+)", command)
@@ -266,7 +287,7 @@ def test_readme_commands_run_as_pasted(workspace: dict):
             if reason:
                 not_run.append(f"README line {block.line}: `{command}`: {reason}")
             else:
-                run(tiny(command), workspace)
+                run(head_inputs(tiny(command), workspace["dir"]), workspace)
     if not_run:  # shown in pytest's warnings summary, so a skipped command is never silent
         warnings.warn("README commands not run:\n" + "\n".join(not_run), stacklevel=1)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from luoxia.apps.ask import load_ask
 from luoxia.apps.interface import ChatApp
 from luoxia.apps.support import load_support_app
 from luoxia.config import read_yaml
@@ -30,6 +31,7 @@ class AppContext:
 
 # kind → loader(application directory, context) → ChatApp
 APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
+    "ask": load_ask,
     "support": load_support_app,
 }
 

@@ -2,8 +2,8 @@
 
 Dense: the encoder's unit vectors, so an inner product is a cosine; exact search (`FlatStore`, or a
 vector database behind `DenseStore`, e.g. `luoxia.retrieval.qdrant.QdrantStore`). Sparse: BM25
-(`bm25s`, Lucene variant) over `tokenize`'s words: jieba's words inside Chinese, lowercased words
-elsewhere. Hybrid: reciprocal rank fusion of the two rankings.
+(`bm25s`, Lucene variant) over `tokenize`'s words: jieba's words (search mode) inside Chinese,
+lowercased words elsewhere. Hybrid: reciprocal rank fusion of the two rankings (`RRF_K`).
 
 On disk (`save`, one atomic directory): ``vectors.npy`` (N, dim) float32, ``docs.jsonl`` (id, text,
 meta per line, in row order) and ``manifest.json`` (format version, encoder name and dim, count, BM25
@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import bm25s
 import faiss
+import jieba
 import numpy as np
 
 from luoxia.checkpoint import atomic_directory
-from luoxia.data.mlm import word_spans
 from luoxia.encoders.interface import Encoder
 from luoxia.encoders.registry import ENCODERS, load_encoder
 from luoxia.errors import CheckpointError, ConfigError, DataError
@@ -47,13 +49,24 @@ RRF_DEPTH = 100
 # inner products with blocked SIMD kernels and keeps the top k in a heap instead of sorting N scores per query.
 FAISS_THRESHOLD = 20_000
 BM25_SETTINGS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75}
+TOKENIZER = "jieba-search+lowercase-words"  # recorded in the manifest: what `tokenize` does in this version
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORDS = re.compile(rf"(?P<cjk>[{_CJK}]+)|[^\W{_CJK}]+")
+jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is not the user's business
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG and logs every index build
 
 
 def tokenize(text: str) -> list[str]:
-    """BM25's words: jieba's words in runs of Chinese characters, lowercased runs of letters and digits
-    elsewhere (punctuation dropped), so "用Python写GPT" → ["用", "python", "写", "gpt"]."""
-    words = (text[start:end].lower() for start, end in word_spans(text))
-    return [word for word in words if any(char.isalnum() for char in word)]
+    """BM25's words: in runs of Chinese characters jieba's words in its search-engine mode (a long word also
+    gives its dictionary sub-words, so 明月 finds 明月光 and 望明月), elsewhere lowercased runs of letters,
+    digits and underscores (punctuation dropped): "用Python写GPT" → ["用", "python", "写", "gpt"]."""
+    tokens: list[str] = []
+    for match in _WORDS.finditer(text):
+        if match["cjk"] is None:
+            tokens.append(match[0].lower())
+        else:
+            tokens.extend(jieba.lcut_for_search(match["cjk"]))
+    return tokens
 
 
 def _sha256(path: Path) -> str:
@@ -76,11 +89,16 @@ class DenseStore(Protocol):
         """All (N, dim) float32 vectors in row order (what `HybridIndex.save` writes)."""
         ...
 
+    def get(self, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows), dim) float32: the vectors of these rows."""
+        ...
+
     def __len__(self) -> int: ...
 
 
 class FlatStore:
-    """Exact inner-product search in memory: numpy below ``faiss_threshold`` vectors, faiss IndexFlatIP from it."""
+    """Exact inner-product search in memory: numpy below ``faiss_threshold`` vectors, faiss IndexFlatIP from it
+    (which holds its own copy of the vectors: twice the memory, the price of faiss's kernels)."""
 
     def __init__(self, dim: int, faiss_threshold: int = FAISS_THRESHOLD):
         self.dim = dim
@@ -99,6 +117,9 @@ class FlatStore:
 
     def vectors(self) -> np.ndarray:
         return self._vectors
+
+    def get(self, rows: Sequence[int]) -> np.ndarray:
+        return self._vectors[list(rows)]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self._vectors))
@@ -128,14 +149,16 @@ class Bm25:
 
     def add(self, texts: Sequence[str]) -> None:
         self.tokens.extend(tokenize(text) for text in texts)
+        if not any(self.tokens):  # no document has a word (all punctuation or emoji): nothing to match
+            self.model = None
+            return
         self.model = bm25s.BM25(**BM25_SETTINGS)
         self.model.index(self.tokens, show_progress=False)
 
     def scores(self, query: str) -> np.ndarray:
         """(N,) BM25 score of every document; 0 where it shares no word with the query."""
-        assert self.model is not None
-        ids = self.model.get_tokens_ids(tokenize(query))
-        if not ids:
+        ids = self.model.get_tokens_ids(tokenize(query)) if self.model is not None else []
+        if self.model is None or not ids:
             return np.zeros(len(self.tokens), dtype=np.float32)
         return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
 
@@ -159,7 +182,8 @@ def _check_documents(documents: Sequence[Document], known: set[str]) -> None:
 
 
 class HybridIndex:
-    """A `Retriever` over documents: dense, BM25 or both fused; saved to and loaded from a directory."""
+    """A `Retriever` over documents: dense, BM25 or both fused; saved to and loaded from a directory.
+    Searches may run from several threads at once; `add` must not run beside them."""
 
     def __init__(self, encoder: Encoder, store: DenseStore | None = None):
         """An empty index; use `build` or `load`."""
@@ -192,10 +216,14 @@ class HybridIndex:
         if not documents:
             return
         vectors = self.encoder.encode([d.text for d in documents])  # (M, dim)
+        if vectors.shape != (len(documents), self.encoder.dim):
+            raise ConfigError(f"encoder '{self.encoder.name}' gave vectors of shape {vectors.shape} for "
+                              f"{len(documents)} texts, not ({len(documents)}, {self.encoder.dim})")
         self._append(documents, vectors)
 
-    def _append(self, documents: list[Document], vectors: np.ndarray) -> None:
-        self.store.add(vectors)
+    def _append(self, documents: list[Document], vectors: np.ndarray, to_store: bool = True) -> None:
+        if to_store:
+            self.store.add(vectors)
         self.documents.extend(documents)
         self._ids.update(d.id for d in documents)
         self.bm25.add([d.text for d in documents])
@@ -207,6 +235,8 @@ class HybridIndex:
             raise ConfigError(f"unknown search mode '{mode}'; choose one of {', '.join(SEARCH_MODES)}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ConfigError(f"k must be a whole number of at least 1, got {k!r}")
+        if not isinstance(query, str):
+            raise DataError(f"the query must be text, not {type(query).__name__}")
         if not query.strip():
             raise DataError("empty query")
         if not self.documents:
@@ -255,6 +285,7 @@ class HybridIndex:
                     handle.write(json.dumps({"id": d.id, "text": d.text, "meta": d.meta}, ensure_ascii=False) + "\n")
             manifest = {"format": FORMAT, "version": FORMAT_VERSION, "encoder": self.encoder.name,
                         "dim": self.encoder.dim, "count": len(self.documents), "bm25": BM25_SETTINGS,
+                        "tokenizer": TOKENIZER,
                         "rrf_k": RRF_K, "files": {name: {"bytes": (tmp / name).stat().st_size,
                                                         "sha256": _sha256(tmp / name)}
                                                   for name in (VECTORS_FILE, DOCS_FILE)}}
@@ -264,7 +295,8 @@ class HybridIndex:
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None, store: DenseStore | None = None) -> HybridIndex:
         """An index saved by `save`, checked against its manifest; ``encoder`` None loads the saved one by name.
-        ``store`` (empty) receives the saved vectors instead of a `FlatStore`."""
+        ``store`` replaces the `FlatStore`: empty, it receives the saved vectors; already holding them (a Qdrant
+        collection filled by an earlier load, shared by replicas), it is used as it is."""
         path = Path(path)
         manifest = read_manifest(path)
         if encoder is None:
@@ -275,10 +307,20 @@ class HybridIndex:
                               "encoder or rebuild it")
         vectors, documents = _read_payload(path, manifest)
         index = cls(encoder, store)
-        if len(index.store):
-            raise ConfigError(f"{path}: the dense store given to load already holds {len(index.store)} vectors")
-        index._append(documents, vectors)
+        if len(index.store) and not _holds(index.store, vectors):
+            raise ConfigError(f"{path}: the dense store given to load holds {len(index.store)} other vectors than "
+                              f"this index's {len(vectors)}; give it an empty collection")
+        index._append(documents, vectors, to_store=not len(index.store))
         return index
+
+
+def _holds(store: DenseStore, vectors: np.ndarray) -> bool:
+    """Whether ``store`` already holds exactly ``vectors`` (N, dim): same count, and the first, middle and
+    last rows equal to float32 rounding (a sample: reading a remote collection whole would defeat sharing it)."""
+    if len(store) != len(vectors):
+        return False
+    rows = sorted({0, len(vectors) // 2, len(vectors) - 1})
+    return bool(np.allclose(store.get(rows), vectors[rows], rtol=0, atol=1e-6))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -294,11 +336,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: index format version {manifest.get('version')}; this luoxia reads "
                               f"version {FORMAT_VERSION}; rebuild the index")
-    for name in (VECTORS_FILE, DOCS_FILE):
-        target, expected = path / name, manifest["files"][name]
+    try:
+        files = {name: (int(manifest["files"][name]["bytes"]), str(manifest["files"][name]["sha256"]))
+                 for name in (VECTORS_FILE, DOCS_FILE)}
+        int(manifest["dim"]), int(manifest["count"]), str(manifest["encoder"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path / MANIFEST_FILE}: incomplete manifest (no valid {error})") from None
+    for name, (size, digest) in files.items():
+        target = path / name
         if not target.is_file():
             raise CheckpointError(f"{target}: missing from the index")
-        if target.stat().st_size != expected["bytes"] or _sha256(target) != expected["sha256"]:
+        if target.stat().st_size != size or _sha256(target) != digest:
             raise CheckpointError(f"{target}: corrupt (size or sha256 does not match {MANIFEST_FILE})")
     return manifest
 

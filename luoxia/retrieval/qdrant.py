@@ -10,6 +10,7 @@ are unit-norm, so it equals the cosine `FlatStore` computes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 from qdrant_client import QdrantClient
@@ -85,6 +86,13 @@ class QdrantStore:
                 out[int(point.id)] = np.asarray(point.vector, dtype=np.float32)
             if offset is None:
                 return out
+
+    def get(self, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows), dim): the vectors of these rows, fetched by point id."""
+        points = {int(p.id): p.vector for p in self.client.retrieve(self.collection, ids=list(rows), with_vectors=True)}
+        if len(points) != len(set(rows)):
+            raise ConfigError(f"Qdrant collection '{self.collection}' lacks rows {sorted(set(rows) - set(points))}")
+        return np.array([points[row] for row in rows], dtype=np.float32)
 
     def close(self) -> None:
         self.client.close()

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from luoxia.errors import LuoxiaError, ModelNotFound, NotFound
+from luoxia.errors import LuoxiaError, ModelNotFound, NotFound, RemoteError
 from luoxia.generate.batching import QueueFull, RequestTimeout
 from luoxia.safety.guard import PromptBlocked
 
@@ -44,6 +44,7 @@ ANSWERS: dict[type[Exception], Callable[[Exception], APIError]] = {
     ModelNotFound: lambda e: APIError(404, str(e), "not_found_error", param="model", code="model_not_found"),
     NotFound: lambda e: APIError(404, str(e), "not_found_error"),
     PromptBlocked: lambda e: APIError(400, str(e), code="content_policy_violation"),
+    RemoteError: lambda e: APIError(502, str(e), "upstream_error"),  # an application's remote writer failed
     LuoxiaError: lambda e: APIError(400, str(e)),
 }
 

@@ -20,6 +20,7 @@ from luoxia.errors import ConfigError, ModelNotFound
 from luoxia.generate.batching import BatchedGenerator, ContinuousBatcher
 from luoxia.generate.interface import ImageGenerator, TextGenerator
 from luoxia.generate.load import load_tokenizer
+from luoxia.generate.openai_backend import is_openai_spec
 from luoxia.generate.text import CausalLMGenerator
 from luoxia.registry import load, run_family
 from luoxia.runs import is_run_dir
@@ -142,6 +143,10 @@ def load_models(settings: ServeSettings) -> Models:
         raise ConfigError(f"no --model given and no {DEMO_RUN} (what `make demo` trains); run `make demo` first "
                           "or pass --model RUN_OR_HF_DIR (or --app APP_DIR)")
     for path in paths:
+        if is_openai_spec(path):
+            raise ConfigError(f"{path}: luoxia serve serves local runs and Hugging Face directories; a model on "
+                              "another OpenAI-compatible server is used directly (luoxia.load, luoxia generate "
+                              "--model, an application's writer)")
         if is_run_dir(path) and not (found := run_family(path)).served:
             raise ConfigError(f"{path}: {found.title} run is not served: {found.uses}")
         generator = load(path, settings.device)

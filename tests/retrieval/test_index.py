@@ -32,6 +32,7 @@ def test_tokenize_mixed_text():
     assert tokenize("用Python写GPT模型, Hello World! v2.0") == ["用", "python", "写", "gpt", "模型", "hello", "world",
                                                               "v2", "0"]
     assert tokenize("？！ ...") == []
+    assert "明月" in tokenize("床前明月光") and "明月" in tokenize("舉頭望明月")  # sub-words of longer words
 
 
 def test_index_is_a_retriever_and_finds_english_chinese_and_mixed(index):
@@ -116,7 +117,8 @@ def test_faiss_and_numpy_rank_the_same():
     assert len(numpy_store.search(vectors[0], 1000)[0]) == 300
 
 
-@pytest.mark.parametrize("damage", ["flip vectors", "edit docs", "drop vectors", "drop manifest", "bad manifest"])
+@pytest.mark.parametrize("damage", ["flip vectors", "edit docs", "drop vectors", "drop manifest", "bad manifest",
+                                    "manifest without files"])
 def test_corrupt_index_is_a_one_line_error(tmp_path, damage):
     HybridIndex.build(DOCS, HashEncoder()).save(tmp_path / "ix")
     ix = tmp_path / "ix"
@@ -131,6 +133,10 @@ def test_corrupt_index_is_a_one_line_error(tmp_path, damage):
         (ix / VECTORS_FILE).unlink()
     elif damage == "drop manifest":
         (ix / MANIFEST_FILE).unlink()
+    elif damage == "manifest without files":
+        manifest = json.loads((ix / MANIFEST_FILE).read_text(encoding="utf-8"))
+        del manifest["files"]
+        (ix / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
     else:
         (ix / MANIFEST_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(CheckpointError) as error:
@@ -150,6 +156,19 @@ def test_load_refuses_another_encoder(tmp_path):
         HybridIndex.load(tmp_path / "nowhere", HashEncoder())
 
 
+def test_load_into_a_store_that_already_holds_the_vectors(tmp_path):
+    built = HybridIndex.build(DOCS, HashEncoder())
+    built.save(tmp_path / "ix")
+    same, other = FlatStore(16), FlatStore(16)
+    same.add(built.store.vectors())
+    other.add(built.store.vectors()[::-1].copy())
+    loaded = HybridIndex.load(tmp_path / "ix", HashEncoder(), store=same)
+    assert len(loaded.store) == len(DOCS)
+    assert ranking(loaded, "password", "dense") == ranking(built, "password", "dense")
+    with pytest.raises(ConfigError, match="holds 6 other vectors than this index's 6"):
+        HybridIndex.load(tmp_path / "ix", HashEncoder(), store=other)
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     encoder = HashEncoder()
     with pytest.raises(DataError, match="no documents to index"):
@@ -162,6 +181,8 @@ def test_bad_input_is_a_clear_error(tmp_path):
     index = HybridIndex.build(DOCS, encoder)
     with pytest.raises(DataError, match="empty query"):
         index.search("  ")
+    with pytest.raises(DataError, match="must be text, not NoneType"):
+        index.search(None)  # type: ignore[arg-type]
     for k in (0, -1, True, 2.5):
         with pytest.raises(ConfigError, match="k must be"):
             index.search("order", k=k)  # type: ignore[arg-type]
@@ -173,5 +194,13 @@ def test_bad_input_is_a_clear_error(tmp_path):
         index.add([Document("", "text")])
     with pytest.raises(DataError, match="not JSON-serialisable"):
         index.add([Document("obj", "text", {"when": object()})])
+    short = HashEncoder()
+    short.encode = lambda texts: HashEncoder().encode(texts)[:-1]  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="gave vectors of shape \\(1, 16\\) for 2 texts"):
+        HybridIndex.build(DOCS[:2], short)
     assert len(index.search("order", k=100, mode="dense")) == len(DOCS)  # k above the size: every document
     assert index.search("qwertyuiop", mode="bm25") == []  # no shared word: no BM25 hit
+    wordless = HybridIndex.build([Document("a", "???"), Document("b", "!!! 😀")], encoder)  # BM25 has no words
+    assert wordless.search("???", mode="bm25") == [] and len(wordless.search("hello", mode="hybrid")) == 2
+    wordless.add([Document("c", "hello world")])
+    assert [h.id for h in wordless.search("hello", mode="bm25")] == ["c"]

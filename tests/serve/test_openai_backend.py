@@ -171,3 +171,13 @@ def test_cli_generates_through_a_remote_model(server, monkeypatch, capsys):
     assert code == 0 and len(rows) == 2 and all(0 < r["completion_tokens"] <= 8 for r in rows)
     code, _, err = luoxia_main(monkeypatch, capsys, "generate", "--model", model, "-p", "x", "--watermark")
     assert code == 2 and "logits processors" in err and len(err.strip().splitlines()) == 1 and key not in err
+
+
+def test_the_server_answers_a_remote_writers_failure_with_502_and_refuses_to_serve_one(tmp_path):
+    from luoxia.serve.errors import error_for
+    from luoxia.serve.models import load_models
+    from luoxia.serve.settings import ServeSettings
+
+    assert error_for(RemoteError("cannot reach http://h/v1")).status == 502
+    with pytest.raises(ConfigError, match="serves local runs"):
+        load_models(ServeSettings(models=["openai:http://127.0.0.1:9/v1#m"], data_dir=tmp_path))
