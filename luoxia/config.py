@@ -27,7 +27,10 @@ class Config(BaseModel):
 
 
 def _section_type(annotation: Any) -> type[Config] | None:
-    """The Config subclass behind a field annotation (``X`` or ``X | None``), if any."""
+    """The Config subclass behind a field annotation (``X`` or ``X | None``), if any; a mapping or a
+    list of configs (``dict[str, X]``) is a value, not a section."""
+    if get_origin(annotation) in (dict, list):
+        return None
     candidates = [annotation, *get_args(annotation)] if get_origin(annotation) else [annotation]
     for candidate in candidates:
         if isinstance(candidate, type) and issubclass(candidate, Config):

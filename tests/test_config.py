@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from luoxia.config import apply_overrides, build_config, config_keys, load_config, parse_override, resolve_key
+from luoxia.config import Config, apply_overrides, build_config, config_keys, load_config, parse_override, resolve_key
 from luoxia.errors import ConfigError
 from luoxia.registry import load_recipe
 from luoxia.safety.guard import GuardPolicy
@@ -13,7 +13,8 @@ POLICIES = {REPO / "configs/safety/guard.yaml"}  # configs, not recipes: tested 
 RECIPES = sorted(set((REPO / "configs").rglob("*.yaml")) - POLICIES)
 TRAINED_BY_STEPS = [p for p in RECIPES if p.parent.name != "safety"]  # the moderation head has no steps
 TASKS_BY_FOLDER = {"lm": ("lm",), "finetune": ("finetune", "classify", "token_classify"),
-                   "image": ("vae", "gan", "ddpm", "classifier"), "safety": ("moderation",), "mlm": ("mlm",)}
+                   "image": ("vae", "gan", "ddpm", "classifier"), "safety": ("moderation",), "mlm": ("mlm",),
+                   "apps": ("classify",)}
 
 
 def test_there_are_recipes():
@@ -137,3 +138,16 @@ def test_a_recipe_that_is_not_utf8_is_a_config_error(tmp_path: Path):
     recipe.write_bytes("task: lm\nout_dir: café\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset 21\)"):
         load_recipe(recipe)
+
+
+def test_a_mapping_of_configs_is_a_value_not_a_section():
+    """``dict[str, Section]`` (an app's slots by name): any key, each value validated as a Section."""
+    class Section(Config):
+        pattern: str
+
+    class Holder(Config):
+        slots: dict[str, Section] = {}
+
+    assert build_config(Holder, {"slots": {"order_id": {"pattern": "x"}}}).slots["order_id"].pattern == "x"
+    with pytest.raises(ConfigError, match="slots.order_id.patern"):
+        build_config(Holder, {"slots": {"order_id": {"patern": "x"}}})

@@ -2,13 +2,14 @@
 
 What the harness changes, and nothing else:
 - recipes train at tiny sizes: ``luoxia train|finetune RECIPE …`` (and ``torchrun … train``) get
-  ``TINY`` overrides appended after the reader's own;
+  ``TINY`` overrides appended after the reader's own, and a few other commands ``SMALLER`` options;
 - inputs that are only read (``luoxia classify --input shared:…``) are cut to their first rows
   (``HEAD_ROWS``): the command is the same, the harness checks it runs, not the model's accuracy;
 - the placeholder inputs a reader would bring (``my_texts/``, ``reviews.csv``, ``path/to/hf-llama`` …)
   are made small in the workspace first, and ``make demo`` runs as ``luoxia demo`` at tiny size (it
   trains ``runs/demo-pydoc``, which later blocks use);
-- long-running commands (``luoxia serve``) are started, must answer ``/health``, and are stopped; a
+- long-running commands (``luoxia serve``) are started, must answer ``/health``, and are stopped (one
+  with ``--app`` becomes the running server later requests go to, so they reach its applications); a
   ``curl`` block gets a running server (on a free port instead of 8000) and must get HTTP 2xx, and so
   does any other command naming ``http://127.0.0.1:8000`` (``luoxia generate --model openai:…``);
 - skipped, with the reason printed: ``make test``/``make install`` (CI's ``.ci/run`` runs them), the
@@ -49,7 +50,10 @@ LOOP = "max_steps=2 eval_interval=2 checkpoint_interval=2 log_interval=1 eval_ba
 TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
         "moderation": "train.folds=2 data.chinese.max_rows=1000",  # logistic heads: fewer folds and rows
         "token_classify": f"{LOOP} train.batch_size=8",  # MiniLM on 8 sentences a step
-        "mlm": f"{LOOP} data.max_documents=300 model.n_layer=1"}  # 300 poems or pydoc topics, one block
+        "mlm": f"{LOOP} data.max_documents=300 model.n_layer=1",  # 300 poems or pydoc topics, one block
+        "classify": f"{LOOP} train.batch_size=8"}  # MiniLM on 8 texts a step
+# Other commands made small the same way (appended options win): the support build tunes on 100 OOD questions.
+SMALLER = {r"^luoxia apps support build .*--ood ": "--ood-limit 100"}
 TIMEOUT_S = 300
 LOCAL_SERVER = "http://127.0.0.1:8000"  # a command naming it gets the running `luoxia serve`, on its own port
 # ../shared files that README commands only read, cut to this many rows in the workspace.
@@ -64,6 +68,8 @@ NEEDS_SHARED = {
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",
     r"ner_zh_uner|runs/ner-": "ner_zh_uner",
+    r"customer_support_faq|support_intents|apps/support|faq/train|\"model\": \"support\"": "customer_support_faq",
+    r"banking77": "banking77",
 }
 # Commands that are not run, and why.
 NOT_RUN = {
@@ -195,6 +201,9 @@ def tiny(command: str) -> str:
         return f"{command} {TINY.get(task, LOOP)}"
     if command.startswith("make demo"):
         return "luoxia demo " + " ".join(f"--set {o}" for o in LOOP.split())
+    for pattern, options in SMALLER.items():
+        if re.search(pattern, command):
+            return f"{command} {options}"
     return command
 
 
@@ -244,6 +253,11 @@ def stop(process: subprocess.Popen) -> None:
 
 def run(command: str, ws: dict) -> str:
     """Run one command in the workspace; its output (stdout + stderr). Fails the test on exit ≠ 0."""
+    if command.startswith("luoxia serve") and "--app " in command:  # later requests go to its applications
+        if ws["server"] is not None:
+            stop(ws["server"][0])
+        ws["server"] = start_server(command, ws)
+        return "served /health"
     if command.startswith("luoxia serve"):
         process, _ = start_server(command, ws)
         stop(process)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from luoxia.apps.ask import load_ask
 from luoxia.apps.interface import ChatApp
+from luoxia.apps.support import load_support_app
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
 from luoxia.generate.interface import TextGenerator
@@ -31,6 +32,7 @@ class AppContext:
 # kind → loader(application directory, context) → ChatApp
 APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
     "ask": load_ask,
+    "support": load_support_app,
 }
 
 
