@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from click.testing import CliRunner
 
+from luoxia import cli
 from luoxia.checkpoint import save_weights
 from luoxia.config import dump_config, load_config, resolve_recipe
 from luoxia.data.tokenizer import TextTokenizer
@@ -86,7 +89,34 @@ def tiny_hf_model(directory: Path) -> Path:
 
 
 def luoxia(*args: str, check: bool = True, input: str | None = None, **env: str) -> subprocess.CompletedProcess:
-    """Run the ``luoxia`` command as a user would, offline, on one thread; ``env`` adds variables."""
+    """Run a ``luoxia`` command through its real entry point (`luoxia.cli.main`: parsing, one-line
+    errors, exit status 2), offline, with ``env`` added — in this process, so that a test pays
+    Luoxia's import once, not per command. Real processes: `luoxia_process` (and tests/test_readme.py)."""
+    runner = CliRunner()
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    with runner.isolation(input=input, env={"HF_HUB_OFFLINE": "1", **env}) as (out, err, _):
+        sys.argv = ["luoxia", *args]
+        os.chdir(REPO)
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        finally:
+            sys.stdout.flush()  # the isolated streams buffer text until flushed
+            sys.stderr.flush()
+            sys.argv = saved_argv
+            os.chdir(saved_cwd)
+        result = subprocess.CompletedProcess(["luoxia", *args], code, out.getvalue().decode("utf-8", "replace"),
+                                             err.getvalue().decode("utf-8", "replace"))
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def luoxia_process(*args: str, check: bool = True, input: str | None = None, **env: str
+                   ) -> subprocess.CompletedProcess:
+    """Run the ``luoxia`` command in its own process as a user would, offline, on one thread."""
     result = subprocess.run([sys.executable, "-m", "luoxia.cli", *args], cwd=REPO, capture_output=True, text=True,
                             input=input, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
                                               **env})
