@@ -15,7 +15,10 @@ What the harness changes, and nothing else:
 - skipped, with the reason printed: ``make test``/``make install`` (CI's ``.ci/run`` runs them), the
   benchmark scripts (not tests), ``tensorboard`` (a UI), and commands that need ``../shared/data`` when
   it is absent (under ``LUOXIA_REQUIRE_SHARED_DATA=1`` those fail instead).
-The blocks share one workspace and run in README order, in one test.
+The README runs as two chains side by side, in one test, each in its own workspace and in README
+order: the sections before `SPLIT_AT` (later blocks use what earlier ones trained), and the sections
+from it on, which first run `SETUP` (what they use of the first chain: the demo run). Either chain
+failing stops the other at its next command.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,9 +174,8 @@ def make_tiny_llama(out: Path) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>").save_pretrained(out)
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("readme")
+def make_workspace(work: Path) -> dict:
+    """A directory with the reader's placeholder files, ``configs/``, and its own data directory."""
     (work / "configs").symlink_to(ROOT / "configs")
     make_placeholders(work)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "LUOXIA_HOME": str(work / ".luoxia"),
@@ -277,19 +281,61 @@ def run(command: str, ws: dict) -> str:
     return output
 
 
+SPLIT_AT = "## Images"  # the second chain's first section: images, safety, retrieval, serving, applications
+SETUP = ["make demo"]  # what the second chain uses of the first: runs/demo-pydoc (the server's default model)
+
+
+def chains(blocks: list[Block], text: str) -> list[tuple[list[str], list[Block]]]:
+    """(setup commands, blocks) of each chain: the blocks before the `SPLIT_AT` heading, and from it on."""
+    split = text.splitlines().index(SPLIT_AT) + 1
+    return [([], [b for b in blocks if b.line < split]), (SETUP, [b for b in blocks if b.line > split])]
+
+
+def run_chain(setup: list[str], blocks: list[Block], work: Path, failed: threading.Event) -> list[str]:
+    """Run ``setup`` then every command of ``blocks`` in a new workspace ``work``; the commands not
+    run, with why. Stops (passing) once ``failed`` is set: the other chain's failure is the report."""
+    ws, not_run = make_workspace(work), []
+    try:
+        for command in setup:
+            run(tiny(command), ws)
+        for block in blocks:
+            for command in block.commands:
+                if failed.is_set():
+                    return not_run
+                reason = why_not_run(command)
+                if reason:
+                    not_run.append(f"README line {block.line}: `{command}`: {reason}")
+                else:
+                    run(head_inputs(tiny(command), ws["dir"]), ws)
+    except BaseException:
+        failed.set()
+        raise
+    finally:
+        if ws["server"] is not None:
+            stop(ws["server"][0])
+        shutil.rmtree(ws["dir"] / ".luoxia", ignore_errors=True)
+    return not_run
+
+
 @pytest.mark.slow
-def test_readme_commands_run_as_pasted(workspace: dict):
-    """Every block in README order, in one test: later blocks use what earlier ones trained."""
-    not_run = []
-    for block in BLOCKS:
-        for command in block.commands:
-            reason = why_not_run(command)
-            if reason:
-                not_run.append(f"README line {block.line}: `{command}`: {reason}")
-            else:
-                run(head_inputs(tiny(command), workspace["dir"]), workspace)
+def test_readme_commands_run_as_pasted(tmp_path_factory):
+    """Every block in README order, in two chains side by side (see the module's docstring)."""
+    failed = threading.Event()
+    parts = chains(BLOCKS, README.read_text(encoding="utf-8"))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        futures = [pool.submit(run_chain, setup, blocks, tmp_path_factory.mktemp(f"readme{i}"), failed)
+                   for i, (setup, blocks) in enumerate(parts)]
+        not_run = [line for future in futures for line in future.result()]  # the first failure is raised
     if not_run:  # shown in pytest's warnings summary, so a skipped command is never silent
         warnings.warn("README commands not run:\n" + "\n".join(not_run), stacklevel=1)
+
+
+def test_readme_chains_cover_every_block():
+    """Both chains together run every block once, the second from `SPLIT_AT` on."""
+    parts = chains(BLOCKS, README.read_text(encoding="utf-8"))
+    assert [b for _, blocks in parts for b in blocks] == BLOCKS
+    assert all(blocks for _, blocks in parts)
+    assert all(any(c.startswith(s.split()[0]) for b in BLOCKS for c in b.commands) for s in SETUP)
 
 
 def test_readme_parser_sees_the_blocks():
@@ -299,10 +345,3 @@ def test_readme_parser_sees_the_blocks():
     assert blocks == [Block(2, ["luoxia a   --b 1"])]
     assert sum(len(b.commands) for b in BLOCKS) > 30
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_server(workspace):
-    yield
-    if workspace["server"] is not None:
-        stop(workspace["server"][0])
-    shutil.rmtree(workspace["dir"] / ".luoxia", ignore_errors=True)
