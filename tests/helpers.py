@@ -94,8 +94,7 @@ def luoxia(*args: str, check: bool = True, input: str | None = None, **env: str)
     Luoxia's import once, not per command. Real processes: `luoxia_process` (and tests/test_readme.py)."""
     runner = CliRunner()
     saved_argv, saved_cwd = sys.argv, os.getcwd()
-    # COLUMNS: tables and long lines unwrapped, whatever the test's temporary paths add
-    with runner.isolation(input=input, env={"HF_HUB_OFFLINE": "1", "COLUMNS": "200", **env}) as (out, err, _):
+    with runner.isolation(input=input, env={"HF_HUB_OFFLINE": "1", **env}) as (out, err, _):
         sys.argv = ["luoxia", *args]
         os.chdir(REPO)
         try:
