@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from luoxia import cli_apps, cli_retrieval, cli_safety, cli_serve
+from luoxia import cli_apps, cli_retrieval, cli_safety, cli_serve, cli_summarize, cli_write
 from luoxia.cli_demo import run_demo
 from luoxia.cli_options import config_options
 from luoxia.config import build_config, load_config
@@ -361,6 +361,8 @@ cli_safety.register(app)
 cli_serve.register(app)
 cli_apps.register(app)
 cli_retrieval.register(app)
+cli_summarize.register(app)
+cli_write.register(app)
 
 
 USER_ERRORS = (LuoxiaError, OSError, UnicodeDecodeError)  # caused by input or the host, not bugs: no traceback

@@ -78,6 +78,16 @@ class AppReply:
 
 
 @runtime_checkable
+class App(Protocol):
+    """Any application loaded from its directory: what the server lists on ``/v1/models`` (``"app": kind``).
+    Chat applications are `ChatApp`s; the others (monitor, recommend) have their own routes
+    (``/v1/<kind>/…``) that find them with `luoxia.serve.models.Models.app_of`."""
+
+    name: str  # the model name on the server (app.yaml's ``name``)
+    kind: str  # the key in `luoxia.apps.registry.APPS`
+
+
+@runtime_checkable
 class ChatApp(Protocol):
     """An application the server offers as a chat model (``model: NAME``)."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from luoxia.apps.ask import load_ask
-from luoxia.apps.interface import ChatApp
+from luoxia.apps.interface import App
 from luoxia.apps.support import load_support_app
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
@@ -29,8 +29,8 @@ class AppContext:
     device: str = "auto"
 
 
-# kind → loader(application directory, context) → ChatApp
-APPS: dict[str, Callable[[Path, AppContext], ChatApp]] = {
+# kind → loader(application directory, context) → App (a ChatApp where it answers conversations)
+APPS: dict[str, Callable[[Path, AppContext], App]] = {
     "ask": load_ask,
     "support": load_support_app,
 }
@@ -41,7 +41,7 @@ def app_kind(path: str | Path) -> str:
     file = Path(path) / APP_FILE
     if not file.is_file():
         raise ConfigError(f"{path}: not an application directory (no {APP_FILE}); build one with "
-                          f"`luoxia apps support build …` or `luoxia apps ask build …`")
+                          f"`luoxia apps KIND build …` (KIND: {', '.join(APPS)})")
     kind = read_yaml(file).get("kind")
     if kind not in APPS:
         raise ConfigError(f"{file}: unknown application kind '{kind}'; valid: {', '.join(APPS)}")
@@ -54,6 +54,6 @@ def app_name(path: str | Path) -> str:
     return str(read_yaml(Path(path) / APP_FILE).get("name") or kind)
 
 
-def load_app(path: str | Path, context: AppContext | None = None) -> ChatApp:
-    """The application in directory ``path``, ready to `reply`."""
+def load_app(path: str | Path, context: AppContext | None = None) -> App:
+    """The application in directory ``path``, ready to use (a `ChatApp`: ready to `reply`)."""
     return APPS[app_kind(path)](Path(path), context or AppContext())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from luoxia.apps.interface import ChatApp
+from luoxia.apps.interface import App, ChatApp
 from luoxia.apps.registry import AppContext, app_name, load_app
 from luoxia.config import load_config
 from luoxia.encoders import ENCODERS, Encoder, load_encoder
@@ -27,6 +27,7 @@ from luoxia.runs import is_run_dir
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard, GuardedGenerator, GuardedImageGenerator, GuardPolicy
 from luoxia.safety.moderation import Moderator
+from luoxia.serve.errors import APIError
 from luoxia.serve.settings import ServeSettings
 
 DEMO_RUN = Path("runs/demo-pydoc")  # what `make demo` trains
@@ -46,14 +47,30 @@ class Models:
     settings: ServeSettings
     text: dict[str, ServedText] = field(default_factory=dict)
     images: dict[str, ImageGenerator] = field(default_factory=dict)
-    apps: dict[str, ChatApp] = field(default_factory=dict)  # chat models that are applications (`luoxia.apps`)
+    apps: dict[str, App] = field(default_factory=dict)  # applications (`luoxia.apps`) by name
 
     def text_model(self, name: str | None) -> ServedText:
         return _pick(self.text, name, "text")
 
     def app(self, name: str | None) -> ChatApp | None:
-        """The application a chat request names; None when it names a model (or nothing)."""
-        return self.apps.get(name) if name else None
+        """The application a chat request names; None when it names a model (or nothing). An
+        application that does not converse (monitor, recommend) is a 400 naming its routes."""
+        app = self.apps.get(name) if name else None
+        if app is not None and not isinstance(app, ChatApp):
+            raise APIError(400, f"'{name}' is a {app.kind} application, not a chat model; use /v1/{app.kind}/…",
+                           param="model")
+        return app
+
+    def app_of(self, kind: str, name: str | None) -> App:
+        """The application of ``kind`` a request names (None or "": the only one of that kind);
+        a 404 listing those served otherwise."""
+        served = {n: a for n, a in self.apps.items() if a.kind == kind}
+        if not name and len(served) == 1:
+            return next(iter(served.values()))
+        if name in served:
+            return served[name]
+        have = ", ".join(served) or f"none; start the server with --app DIR (a `luoxia apps {kind} build` output)"
+        raise ModelNotFound(f"unknown {kind} application '{name or ''}'; this server has: {have}")
 
     def image_model(self, name: str | None) -> ImageGenerator:
         return _pick(self.images, name, "image")

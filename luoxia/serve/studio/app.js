@@ -53,13 +53,15 @@ function element(tag, className, text) {
 
 const percent = (value) => `${Math.round(Math.max(0, Math.min(1, value)) * 1000) / 10}%`;
 
-// Tabs.
+// Tabs. A panel that loads data when shown registers its loader here (TAB_OPENERS.monitor = …).
+const TAB_OPENERS = {};
 function showTab(name) {
   document.querySelectorAll("nav button, .tab").forEach((el) => el.classList.remove("active"));
   $(`nav button[data-tab="${name}"]`).classList.add("active");
   $(`#${name}`).classList.add("active");
   if (name === "review") loadReview();
   if (name === "runs") loadRuns();
+  if (TAB_OPENERS[name]) TAB_OPENERS[name]();
 }
 document.querySelectorAll("nav button").forEach((button) => button.addEventListener("click",
   () => showTab(button.dataset.tab)));
@@ -92,9 +94,9 @@ async function loadModels() {
 async function loadApps() {
   let cards = [];
   try { cards = (await getJSON("/v1/models")).data; } catch (_) { /* no key yet: no application panels */ }
-  document.querySelectorAll(".app-panel").forEach((panel) => {
+  document.querySelectorAll("section[data-app]").forEach((panel) => {
     const names = cards.filter((card) => card.app === panel.dataset.app).map((card) => card.id);
-    fill(panel.querySelector("select"), names);
+    fill(panel.querySelector("select[data-app-select]"), names);
     const button = $(`nav button[data-tab="${panel.id}"]`);
     button.hidden = names.length === 0;
     if (button.hidden && panel.classList.contains("active")) showTab("chat");

@@ -12,6 +12,10 @@ const LABELS = {
     "tab.check": "Check text",
     "tab.support": "Support",
     "tab.ask": "Knowledge",
+    "tab.monitor": "Monitor",
+    "tab.recommend": "Recommend",
+    "tab.summarize": "Summarise",
+    "tab.write": "Write",
     "tab.review": "Review queue",
     "tab.runs": "Runs",
     "api_key": "API key",
@@ -127,6 +131,10 @@ const LABELS = {
     "tab.check": "文本检查",
     "tab.support": "客服助手",
     "tab.ask": "知识问答",
+    "tab.monitor": "舆情监测",
+    "tab.recommend": "推荐",
+    "tab.summarize": "摘要",
+    "tab.write": "写作",
     "tab.review": "审核队列",
     "tab.runs": "训练记录",
     "api_key": "API 密钥",
@@ -281,6 +289,12 @@ function applyLanguage(root = document) {
   root.querySelectorAll("[data-i18n-label]").forEach((element) => {
     element.setAttribute("aria-label", t(element.dataset.i18nLabel));
   });
+}
+
+// A panel's own words (studio/<panel>.js calls this once): merged into LABELS, the page relabelled.
+function addLabels(words) {
+  for (const [lang, entries] of Object.entries(words)) Object.assign(LABELS[lang], entries);
+  applyLanguage();
 }
 
 function setLanguage(choice) {
