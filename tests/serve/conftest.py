@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TEXT, TINY_IMAGE, tiny_recipe
+from tests.serve.browser import launch
 
 CHAT = "<|im_start|>user\nTo be?<|im_end|>\n<|im_start|>assistant\nOr not to be.<|im_end|>\n"
 
@@ -102,3 +103,9 @@ def client(live_server: LiveServer):
     from openai import OpenAI
 
     return OpenAI(base_url=live_server.url + "/v1", api_key=live_server.key, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium for every studio test of this worker (tests/serve/browser.py)."""
+    yield from launch()

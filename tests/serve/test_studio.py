@@ -5,9 +5,7 @@ so the panels are tested without the applications' own code."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,16 +14,10 @@ import pytest
 from luoxia.apps.interface import AppReply, Citation, last_user_message, record_handoff, turn_guard
 from luoxia.retrieval.interface import Hit
 from luoxia.serve.store import Store
+from tests.serve.browser import REQUIRED, needs_browser, screenshot
 from tests.serve.conftest import running_server
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REQUIRED = bool(os.environ.get("LUOXIA_REQUIRE_BROWSER"))
-if CHROMIUM is None and REQUIRED:
-    raise RuntimeError("LUOXIA_REQUIRE_BROWSER is set but no chromium is installed (apt-get install chromium)")
-needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
-# Where the README's screenshot comes from: LUOXIA_SCREENSHOTS=docs/images pytest tests/serve/test_studio.py
-SCREENSHOTS = os.environ.get("LUOXIA_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +30,6 @@ def studio_server(settings_for):
     models.apps.update({"helpdesk": FakeSupport("helpdesk", models.guard), "atlas": FakeAsk()})
     with running_server(settings, models) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -65,14 +47,6 @@ def page(browser, studio_server):
     expect(page.locator("#chat-model option")).to_have_count(1)
     yield page
     context.close()
-
-
-def screenshot(page, name: str, tmp_path: Path, docs: bool = True) -> Path:
-    """A full-page screenshot; into `SCREENSHOTS` when set and ``docs`` (fake applications' pages never go there)."""
-    path = Path(SCREENSHOTS if SCREENSHOTS and docs else tmp_path) / name
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 5_000
-    return path
 
 
 @needs_browser
