@@ -40,7 +40,7 @@ _SENTENCE_END = re.compile(r"[.!?。！？]+")
 class AbstractiveConfig(Config):
     """How a model is asked for a summary."""
 
-    max_input_chars: int = Field(1200, ge=16, description="the document is cut to this many characters so that "
+    max_input_chars: int = Field(700, ge=16, description="the document is cut to this many characters so that "
                                  "prompt and summary fit a small model's context")
     max_new_tokens: int = Field(96, ge=1, description="tokens to generate at most")
     temperature: float = Field(0.0, ge=0, description="0: greedy (deterministic)")
@@ -205,16 +205,18 @@ def write_jsonl(path: Path, records: Iterator[dict]) -> int:
 
 
 def prepare(out_dir: str | Path, language: str = "en", max_chars: int = AbstractiveConfig().max_input_chars,
-            limit: int | None = None, seed: int = 0, zh_train_share: float = 0.8) -> dict[str, int]:
+            limit: int | None = None, seed: int = 0, zh_train_share: float = 0.8, root: str | None = None
+            ) -> dict[str, int]:
     """Write ``out_dir``/{train,dev}.jsonl (chat), pretrain.txt (the training documents and
     summaries, for a base LM) and the length head fitted on the training pairs. English: SciTLDR
     train → train, dev → dev (test untouched). Chinese: CSL has no train split, so a seeded
-    ``zh_train_share`` of dev trains and the rest selects (test untouched)."""
+    ``zh_train_share`` of dev trains and the rest selects (test untouched). ``root``: the data
+    folder (default: the one in ../shared/data)."""
     out = Path(out_dir)
     if language == "en":
-        train, dev = read_scitldr("train"), read_scitldr("dev")
+        train, dev = read_scitldr("train", root or SCITLDR), read_scitldr("dev", root or SCITLDR)
     elif language == "zh":
-        pool = read_csl("dev")
+        pool = read_csl("dev", root or CSL)
         random.Random(seed).shuffle(pool)
         cut = int(len(pool) * zh_train_share)
         train, dev = pool[:cut], pool[cut:]
