@@ -25,11 +25,12 @@ METHODS = ("lead", "textrank")
 ALL_METHODS = (*METHODS, "model")  # `summarize`: the extractive ones, and a text model's own words
 DAMPING = 0.85  # PageRank's usual damping: the chance of following an edge rather than jumping
 # A sentence ends after 。！？!?；; (and their run, with closing quotes), after "." before a space and
-# a capital/quote/CJK character, or at a line break. Fixed-width look-arounds only: linear time on any
+# a capital/quote/CJK character, after a Chinese character's "." before another (Chinese text with
+# ASCII full stops, as CSL's abstracts), or at a line break. Fixed-width look-arounds only: linear time on any
 # text. A "." candidate is then dropped when the word it ends is an abbreviation or an initial
 # ("J.P. Morgan", "e.g. The", "Dr. Smith"); decimals ("3.5") never match, as no space follows the ".".
 _BOUNDARY = re.compile(r"(?<=[。！？!?；;])(?![。！？!?”’」』])|(?<=[.!?][\"'”’)])(?=\s)|(?<=\.)(?=\s+[A-Z\"'“‘(\u4e00-\u9fff])"
-                       r"|\n+")
+                       r"|(?<=[\u4e00-\u9fff]\.)(?=[\u4e00-\u9fff])|\n+")
 _LAST_WORD = re.compile(r"(\S{1,12})$")  # the token a "." ends, read from a bounded window before it
 ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "cf", "al", "fig", "figs", "eq",
@@ -49,7 +50,7 @@ def _is_abbreviation(text: str, end: int) -> bool:
     word = found.group(1).lstrip("(\"'“‘").lower()
     # "J.P." / "U.S." and single initials ("J. Smith"); words from the list ("e.g.", "Dr.")
     return word in ABBREVIATIONS or (len(word.replace(".", "")) <= 2 and "." in word) or (
-        len(word) == 1 and word.isalpha())
+        len(word) == 1 and word.isascii() and word.isalpha())
 
 
 def split_sentences(text: str) -> list[str]:

@@ -41,6 +41,8 @@ def test_splitting_keeps_abbreviations_initials_and_decimals():
 def test_splitting_chinese():
     assert split_sentences("今天天气很好。我们去公园吧！好吗？“好的。”他说。") == [
         "今天天气很好。", "我们去公园吧！", "好吗？", "“好的。”他说。"]
+    # ASCII full stops between Chinese sentences (CSL's abstracts); a decimal stays whole
+    assert split_sentences("建立了模型.仿真结果表明,误差为3.5%.") == ["建立了模型.", "仿真结果表明,误差为3.5%."]
 
 
 def test_splitting_is_linear_time():
