@@ -3,12 +3,19 @@ token, the guard's redaction of personal data, and one-line 4xx errors."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
+from luoxia.apps.abstractive import AbstractiveConfig, text_length
+from luoxia import cli
 from luoxia.apps.summarize import summarize
+from luoxia.registry import load_writer
 from luoxia.serve.app import create_app
 from tests.echo import LOOPBACK, echo_models, echo_settings
+from tests.serve.conftest import running_server
 
 TEXT = ("Solar panels turn light into power. Wind turbines turn moving air into power. "
         "Solar panels and wind turbines both turn light and moving air into cheap clean power for homes. "
@@ -56,3 +63,25 @@ def test_a_served_model_writes_with_the_length_token(client):
 def test_bad_requests_are_4xx_in_one_line(client, payload, param):
     reply = client.post("/v1/summarize", json=payload)
     assert 400 <= reply.status_code < 500 and param in reply.text, reply.text
+
+
+@pytest.mark.slow
+def test_zero_shot_through_an_openai_writer(tmp_path, monkeypatch, capsys):
+    """The reference option: ``--model openai:BASE_URL#MODEL``, against a live OpenAI-compatible
+    server (Luoxia's own, serving the echo model: the reply shows the prompt it was sent), from the
+    library and the CLI."""
+    settings = echo_settings(tmp_path / "data", max_tokens_limit=64)
+    with running_server(settings, echo_models(settings)) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", server.key)
+        spec = f"openai:{server.url}/v1#echo"
+        summary = summarize(TEXT, "model", length=12, writer=load_writer(spec),
+                            config=AbstractiveConfig(max_new_tokens=30))
+        assert summary.text == "summarize <len=10>:\nSolar pane" and summary.target_length == 12
+        monkeypatch.setattr("sys.argv", ["luoxia", "summarize", "--method", "model", "--model", spec, "--ratio",
+                                         "0.2", "--max-new-tokens", "9", "--json"])
+        monkeypatch.setattr("sys.stdin", io.StringIO(TEXT))
+        with pytest.raises(SystemExit) as exit_:  # typer's standalone mode exits 0 after a command
+            cli.main()
+    assert exit_.value.code == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["text"] == "summarize" and body["target_source"] == "ratio" and body["target_length"] == round(0.2 * text_length(TEXT))
