@@ -75,6 +75,7 @@ NEEDS_SHARED = {
     r"ner_zh_uner|runs/ner-": "ner_zh_uner",
     r"customer_support_faq|support_intents|apps/support|faq/train|\"model\": \"support\"": "customer_support_faq",
     r"banking77": "banking77",
+    r"summarize prepare|summarize_scitldr|summarize-(en|base|scitldr)": "summarization_en_scitldr",
 }
 # Commands that are not run, and why.
 NOT_RUN = {

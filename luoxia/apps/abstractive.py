@@ -142,9 +142,10 @@ def generate_summary(writer: TextGenerator, document: str, target: int,
     prompt, stops = writer.render_chat([{"role": "user", "content": length_prompt(document, target,
                                                                                   config.max_input_chars)}])
     generation = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                  seed=config.seed, stop=[*stops, "\n\n"])
+                                  seed=config.seed, stop=stops)
     (result,) = writer.generate([prompt], generation)
-    return result.text.strip()
+    # a summary is one line (a TLDR, a title): the first non-empty one
+    return next((line.strip() for line in result.text.splitlines() if line.strip()), "")
 
 
 # --- data -----------------------------------------------------------------------------------------

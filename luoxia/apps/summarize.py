@@ -29,8 +29,8 @@ DAMPING = 0.85  # PageRank's usual damping: the chance of following an edge rath
 # ASCII full stops, as CSL's abstracts), or at a line break. Fixed-width look-arounds only: linear time on any
 # text. A "." candidate is then dropped when the word it ends is an abbreviation or an initial
 # ("J.P. Morgan", "e.g. The", "Dr. Smith"); decimals ("3.5") never match, as no space follows the ".".
-_BOUNDARY = re.compile(r"(?<=[。！？!?；;])(?![。！？!?”’」』])|(?<=[.!?][\"'”’)])(?=\s)|(?<=\.)(?=\s+[A-Z\"'“‘(\u4e00-\u9fff])"
-                       r"|(?<=[\u4e00-\u9fff]\.)(?=[\u4e00-\u9fff])|\n+")
+_BOUNDARY = re.compile(r"(?<=[。！？!?；;])(?![。！？!?”’」』])|(?<=[.!?][\"'”’)])(?=\s)"
+                       r"|(?<=\.)(?=\s+[A-Z\"'“‘(\u4e00-\u9fff])|(?<=[\u4e00-\u9fff]\.)(?=[\u4e00-\u9fff])|\n+")
 _LAST_WORD = re.compile(r"(\S{1,12})$")  # the token a "." ends, read from a bounded window before it
 ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "cf", "al", "fig", "figs", "eq",

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from luoxia import cli
 from luoxia.apps.abstractive import (
     LENGTH_HEAD_FILE,
     LengthHead,
@@ -20,7 +21,6 @@ from luoxia.apps.abstractive import (
     target_length,
     text_length,
 )
-from luoxia import cli
 from luoxia.apps.summarize import extract, split_sentences, summarize, summarize_extractive
 from luoxia.errors import ConfigError, DataError
 from tests.echo import EchoGenerator
@@ -66,7 +66,8 @@ def test_textrank_picks_the_central_sentence_and_lead_the_first():
 
 
 def test_chinese_textrank_joins_without_spaces():
-    text = "太阳能板把光变成电。风力机把风变成电。太阳能板和风力机都把光和风变成便宜的电给家庭用。家庭用便宜的电。猫睡了。"
+    text = ("太阳能板把光变成电。风力机把风变成电。太阳能板和风力机都把光和风变成便宜的电给家庭用。"
+            "家庭用便宜的电。猫睡了。")
     assert summarize_extractive(text, 1, "textrank") == "太阳能板和风力机都把光和风变成便宜的电给家庭用。"
     assert summarize_extractive(text, 2, "lead") == "太阳能板把光变成电。风力机把风变成电。"
 
@@ -107,9 +108,11 @@ def test_a_target_length_keeps_sentences_until_nearest_it():
 
 
 def test_the_model_gets_the_length_token_and_the_head_predicts_it(tmp_path):
-    # EchoGenerator returns its prompt: the summary shows what the model was asked
+    # EchoGenerator returns its prompt; a summary is its first non-empty line: the length token
     asked = summarize(CENTRAL, "model", length=12, writer=EchoGenerator())
-    assert asked.text.startswith("summarize <len=10>:\nSolar panels") and asked.target_source == "length"
+    assert asked.text == "summarize <len=10>:" and asked.target_source == "length"
+    assert summarize("\n\nFirst line.\nSecond.", "model", length=3, writer=EchoGenerator()).text == (
+        "summarize <len=5>:")
     documents = ["word " * n for n in (10, 20, 40, 80, 160)]
     summaries = ["w " * max(1, n // 10) for n in (10, 20, 40, 80, 160)]
     head = fit_length_head(documents, summaries)

@@ -9,8 +9,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from luoxia.apps.abstractive import AbstractiveConfig, text_length
 from luoxia import cli
+from luoxia.apps.abstractive import AbstractiveConfig, text_length
 from luoxia.apps.summarize import summarize
 from luoxia.registry import load_writer
 from luoxia.serve.app import create_app
@@ -45,11 +45,11 @@ def test_the_guard_masks_a_phone_number_in_the_summary(client):
 
 
 def test_a_served_model_writes_with_the_length_token(client):
-    # the echo model returns its prompt: the length token and the (masked) document
+    # the echo model returns its prompt: the length token, then the document
     body = client.post("/v1/summarize", json={"text": TEXT, "method": "model", "model": "echo", "length": 12,
                                               "max_new_tokens": 400}).json()
-    assert body["model"] == "echo" and body["text"].startswith("summarize <len=10>:\nSolar panels")
-    assert "13812345678" not in body["text"] and body["target_source"] == "length"
+    assert body["model"] == "echo" and body["text"] == "summarize <len=10>:"  # its first line
+    assert body["target_source"] == "length" and body["length"] == 2
 
 
 @pytest.mark.parametrize("payload, param", [
@@ -76,7 +76,7 @@ def test_zero_shot_through_an_openai_writer(tmp_path, monkeypatch, capsys):
         spec = f"openai:{server.url}/v1#echo"
         summary = summarize(TEXT, "model", length=12, writer=load_writer(spec),
                             config=AbstractiveConfig(max_new_tokens=30))
-        assert summary.text == "summarize <len=10>:\nSolar pane" and summary.target_length == 12
+        assert summary.text == "summarize <len=10>:" and summary.target_length == 12
         monkeypatch.setattr("sys.argv", ["luoxia", "summarize", "--method", "model", "--model", spec, "--ratio",
                                          "0.2", "--max-new-tokens", "9", "--json"])
         monkeypatch.setattr("sys.stdin", io.StringIO(TEXT))
@@ -84,4 +84,5 @@ def test_zero_shot_through_an_openai_writer(tmp_path, monkeypatch, capsys):
             cli.main()
     assert exit_.value.code == 0
     body = json.loads(capsys.readouterr().out)
-    assert body["text"] == "summarize" and body["target_source"] == "ratio" and body["target_length"] == round(0.2 * text_length(TEXT))
+    assert body["text"] == "summarize" and body["target_source"] == "ratio"
+    assert body["target_length"] == round(0.2 * text_length(TEXT))
