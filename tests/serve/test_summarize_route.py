@@ -65,23 +65,27 @@ def test_bad_requests_are_4xx_in_one_line(client, payload, param):
     assert 400 <= reply.status_code < 500 and param in reply.text, reply.text
 
 
-@pytest.mark.slow
-def test_zero_shot_through_an_openai_writer(tmp_path, monkeypatch, capsys):
-    """The reference option: ``--model openai:BASE_URL#MODEL``, against a live OpenAI-compatible
-    server (Luoxia's own, serving the echo model: the reply shows the prompt it was sent), from the
-    library and the CLI."""
-    settings = echo_settings(tmp_path / "data", max_tokens_limit=64)
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    """A live OpenAI-compatible server (Luoxia's own, serving the echo model: a reply shows the prompt
+    it was sent), started outside any test's captured output (uvicorn's log handlers keep the stream)."""
+    settings = echo_settings(tmp_path_factory.mktemp("summarize-remote"), max_tokens_limit=64)
     with running_server(settings, echo_models(settings)) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", server.key)
-        spec = f"openai:{server.url}/v1#echo"
-        summary = summarize(TEXT, "model", length=12, writer=load_writer(spec),
-                            config=AbstractiveConfig(max_new_tokens=30))
-        assert summary.text == "summarize <len=10>:" and summary.target_length == 12
-        monkeypatch.setattr("sys.argv", ["luoxia", "summarize", "--method", "model", "--model", spec, "--ratio",
-                                         "0.2", "--max-new-tokens", "9", "--json"])
-        monkeypatch.setattr("sys.stdin", io.StringIO(TEXT))
-        with pytest.raises(SystemExit) as exit_:  # typer's standalone mode exits 0 after a command
-            cli.main()
+        yield server
+
+
+@pytest.mark.slow
+def test_zero_shot_through_an_openai_writer(remote, monkeypatch, capsys):
+    """The reference option: ``--model openai:BASE_URL#MODEL``, from the library and the CLI."""
+    monkeypatch.setenv("OPENAI_API_KEY", remote.key)
+    spec = f"openai:{remote.url}/v1#echo"
+    summary = summarize(TEXT, "model", length=12, writer=load_writer(spec), config=AbstractiveConfig(max_new_tokens=30))
+    assert summary.text == "summarize <len=10>:" and summary.target_length == 12
+    monkeypatch.setattr("sys.argv", ["luoxia", "summarize", "--method", "model", "--model", spec, "--ratio", "0.2",
+                                     "--max-new-tokens", "9", "--json"])
+    monkeypatch.setattr("sys.stdin", io.StringIO(TEXT))
+    with pytest.raises(SystemExit) as exit_:  # typer's standalone mode exits 0 after a command
+        cli.main()
     assert exit_.value.code == 0
     body = json.loads(capsys.readouterr().out)
     assert body["text"] == "summarize" and body["target_source"] == "ratio"
