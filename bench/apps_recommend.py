@@ -1,7 +1,7 @@
 """Recommendation: AUC and NDCG@10 of the interest model and the fused ranker on held-out simulated
 impressions, against popularity and TF-IDF; the share of copy passing the fact check.
 
-    python bench/apps_recommend.py [--books 10000] [--users 400] [--sessions 8] [--slate 20] [--steps 300]
+    python bench/apps_recommend.py [--books 2000] [--users 600] [--sessions 8] [--slate 20] [--steps 100]
                                    [--copies 200] [--writer SPEC] [--seed 0]
     python bench/apps_recommend.py --books 300 --users 60 --steps 50 --copies 20   # a smoke run
 
@@ -72,11 +72,11 @@ def swapped(text: str, book, other) -> str:
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--books", type=int, default=10000)
-    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--books", type=int, default=2000)
+    parser.add_argument("--users", type=int, default=600)
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--slate", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--copies", type=int, default=200)
     parser.add_argument("--writer", default=None, help="a writer model for copy (run dir or openai:BASE#MODEL)")
     parser.add_argument("--seed", type=int, default=0)

@@ -11,7 +11,8 @@ The ranking adds standardised popularity and recency with weights fitted on a de
 
 Copy: a template (or a writer model) from the profile's keywords and the item's facts, checked so
 that every number and capitalised name it states is the item's (`fact_check`), released through
-`turn_guard`; copy failing the check falls back to the template.
+`turn_guard` (names kept, as in the ask application: they are the catalogue's facts); copy failing
+the check falls back to the template.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from luoxia.apps.ask import knowledge_guard
 from luoxia.apps.interface import AppConfig, turn_guard
 from luoxia.apps.recsim import Impression, SimConfig, histories, simulate, split_of, standardise, topic_matrix
 from luoxia.apps.recsim import write_impressions as write_log
@@ -73,9 +75,9 @@ class RecommendConfig(AppConfig):
     interest_weight: float = Field(1.0, description="ranking weight of the interest logit")
     popularity_weight: float = Field(0.0, description="ranking weight of the standardised log ratings count")
     recency_weight: float = Field(0.0, description="ranking weight of the standardised publication year")
-    rank: int = Field(32, ge=1, description="the interest head's projection size")
-    steps: int = Field(300, ge=1, description="full-batch Adam steps training the interest head")
-    learning_rate: float = Field(0.01, gt=0, description="the head's Adam learning rate")
+    rank: int = Field(16, ge=1, description="the interest head's projection size")
+    steps: int = Field(100, ge=1, description="full-batch AdamW steps training the interest head")
+    learning_rate: float = Field(0.02, gt=0, description="the head's AdamW learning rate")
     seed: int = Field(0, description="the head's initialisation seed")
 
 
@@ -221,44 +223,49 @@ def features(books: Sequence[Book]) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class InterestHead:
-    """logit(u, v) = (A·u)·(A·v) + w·(u∘v) + b over frozen encoder vectors u (user) and v (item)."""
+    """logit(u, v) = (A·u)·(A·v) + w·(u∘v) + c·v + b over frozen encoder vectors u (user) and v (item):
+    a low-rank bilinear match, a weighted cosine (w starts at 1: the plain cosine) and an item term."""
 
     a: np.ndarray  # (r, d)
     w: np.ndarray  # (d,)
+    c: np.ndarray  # (d,)
     b: float
 
     def logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Row-wise pairs: users (B, d), items (B, d) → (B,)."""
-        return ((users @ self.a.T) * (items @ self.a.T)).sum(-1) + (users * items) @ self.w + self.b
+        return ((users @ self.a.T) * (items @ self.a.T)).sum(-1) + (users * items) @ self.w + items @ self.c + self.b
 
     def score_all(self, user: np.ndarray, items: np.ndarray) -> np.ndarray:
         """One user (d,) against every item (N, d) → (N,)."""
-        return (items @ self.a.T) @ (self.a @ user) + items @ (self.w * user) + self.b
+        return (items @ self.a.T) @ (self.a @ user) + items @ (self.w * user + self.c) + self.b
 
     def save(self, path: Path) -> None:
-        np.savez(path, a=self.a, w=self.w, b=np.array([self.b]))
+        np.savez(path, a=self.a, w=self.w, c=self.c, b=np.array([self.b]))
 
     @classmethod
     def load(cls, path: Path) -> InterestHead:
         with np.load(path) as data:
-            return cls(data["a"], data["w"], float(data["b"][0]))
+            return cls(data["a"], data["w"], data["c"], float(data["b"][0]))
 
 
 def train_head(users: np.ndarray, items: np.ndarray, clicked: np.ndarray, config: RecommendConfig) -> InterestHead:
-    """Fit the head on (user, item, clicked) rows: full-batch Adam on the binary cross-entropy."""
+    """Fit the head on (user, item, clicked) rows: full-batch AdamW on the binary cross-entropy, from
+    the plain cosine and the base click rate."""
     generator = torch.Generator().manual_seed(config.seed)
     u, v = torch.from_numpy(users), torch.from_numpy(items)  # (B, d)
     y = torch.from_numpy(clicked.astype(np.float32))  # (B,)
+    rate = float(y.mean().clamp(1e-4, 1 - 1e-4))
     a = (torch.randn(config.rank, u.shape[1], generator=generator) * 0.1).requires_grad_()
-    w, b = torch.zeros(u.shape[1], requires_grad=True), torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.Adam([a, w, b], lr=config.learning_rate)
+    w, c = torch.ones(u.shape[1], requires_grad=True), torch.zeros(u.shape[1], requires_grad=True)
+    b = torch.tensor([np.log(rate / (1 - rate))], dtype=torch.float32, requires_grad=True)
+    optimiser = torch.optim.AdamW([a, w, c, b], lr=config.learning_rate, weight_decay=0.01)
     for _ in range(config.steps):
-        logits = ((u @ a.T) * (v @ a.T)).sum(-1) + (u * v) @ w + b  # (B,)
+        logits = ((u @ a.T) * (v @ a.T)).sum(-1) + (u * v) @ w + v @ c + b  # (B,)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return InterestHead(a.detach().numpy().copy(), w.detach().numpy().copy(), float(b.item()))
+    return InterestHead(*(t.detach().numpy().copy() for t in (a, w, c)), float(b.item()))
 
 
 @dataclass
@@ -333,11 +340,13 @@ def fact_check(text: str, book: Book, keywords: Sequence[str] = ()) -> list[str]
     (a common word starting a sentence is fine), or a missing title. Empty: the copy passes."""
     own = " ".join([book.title, book.authors, *book.tags, *keywords])
     numbers = set(_figures(own))
-    numbers |= {str(book.year)} if book.year is not None else set()
+    numbers |= {str(abs(book.year))} if book.year is not None else set()
     if book.rating is not None:
         numbers |= {f"{book.rating:.2f}", f"{book.rating:.1f}", f"{book.rating:g}"}
     numbers |= {str(book.ratings_count)} if book.ratings_count else set()
     words = {w.lower() for w in re.findall(r"[\w'’-]+", own)}
+    words |= {m.group().rstrip(".").lower() for m in CAPITALISED.finditer(own)}  # initials: "J.K. Rowling"
+    words |= {"bc"} if book.year is not None and book.year < 0 else set()
     problems = [f"the number {n} is not the item's" for n in _figures(text) if n not in numbers]
     for match in CAPITALISED.finditer(text):
         word = match.group().rstrip(".").lower()
@@ -354,7 +363,7 @@ def template_copy(book: Book, keywords: Sequence[str]) -> str:
     liked = " and ".join(k.replace("-", " ") for k in keywords[:2]) or "good books"
     parts = [f"For readers who like {liked}: {book.short_title} by {book.authors}"]
     if book.year is not None:
-        parts.append(f" ({book.year})")
+        parts.append(f" ({book.year})" if book.year >= 0 else f" ({-book.year} BC)")
     parts.append(f", a {' and '.join(t.replace('-', ' ') for t in book.tags[:2])} read." if book.tags else ".")
     if book.rating is not None:
         parts.append(f" Rated {book.rating:.2f} on average"
@@ -373,7 +382,9 @@ class RecommendApp:
                  device: str = "auto"):
         self.config, self.books, self.vectors, self.head = config, books, vectors, head
         self.tag_names, self.tag_vectors, self.users = tag_names, tag_vectors, users or {}
-        self.guard, self.writer, self._encoder, self.device = guard, writer, encoder, device
+        # titles and authors are the catalogue's public facts (the fact check allows no other name): the
+        # guard keeps PERSON/ADDRESS/ORG in copy, as the ask application's does; contact data is still redacted
+        self.guard, self.writer, self._encoder, self.device = knowledge_guard(guard), writer, encoder, device
         self.popularity, self.recency = features(books)
         self.by_title = {b.short_title.casefold(): i for i, b in reversed(list(enumerate(books)))}
         self.by_title.update({b.title.casefold(): i for i, b in reversed(list(enumerate(books)))})

@@ -33,14 +33,14 @@ class SimConfig(Config):
     users: int = Field(300, ge=1, description="simulated users")
     sessions: int = Field(8, ge=3, description="sessions per user (the last two: dev and test)")
     slate: int = Field(20, ge=2, description="items shown per session")
-    concentration: float = Field(0.3, gt=0, description="Dirichlet concentration of a user's tag preferences")
+    concentration: float = Field(0.2, gt=0, description="Dirichlet concentration of a user's tag preferences")
     position_decay: float = Field(0.7, ge=0, description="examination probability (1 + position)^-decay")
-    base: float = Field(-2.5, description="click logit of an item of no interest, average popularity and age")
-    interest: float = Field(8.0, ge=0, description="click logit per unit of tag affinity")
-    popularity: float = Field(0.5, description="click logit per standard deviation of log ratings count")
+    base: float = Field(-3.5, description="click logit of an item of no interest, average popularity and age")
+    interest: float = Field(12.0, ge=0, description="click logit per unit of tag affinity")
+    popularity: float = Field(0.3, description="click logit per standard deviation of log ratings count")
     recency: float = Field(0.3, description="click logit per standard deviation of publication year")
     purchase_rate: float = Field(0.5, ge=0, le=1, description="purchase probability scale given a click")
-    explore: float = Field(0.5, ge=0, le=1, description="share of the slate policy drawn uniformly (the rest "
+    explore: float = Field(0.7, ge=0, le=1, description="share of the slate policy drawn uniformly (the rest "
                            "by popularity)")
     seed: int = Field(0, description="the simulation's seed")
 
