@@ -364,7 +364,8 @@ def template_copy(book: Book, keywords: Sequence[str]) -> str:
     parts = [f"For readers who like {liked}: {book.short_title} by {book.authors}"]
     if book.year is not None:
         parts.append(f" ({book.year})" if book.year >= 0 else f" ({-book.year} BC)")
-    parts.append(f", a {' and '.join(t.replace('-', ' ') for t in book.tags[:2])} read." if book.tags else ".")
+    kinds = " and ".join(t.replace("-", " ") for t in book.tags[:2])
+    parts.append(f", {'an' if kinds[:1] in set('aeiou') else 'a'} {kinds} read." if book.tags else ".")
     if book.rating is not None:
         parts.append(f" Rated {book.rating:.2f} on average"
                      + (f" by {book.ratings_count:,} readers." if book.ratings_count else "."))
@@ -404,16 +405,19 @@ class RecommendApp:
         """A user's history entries: a known user id's clicked titles, or titles/keywords given as a
         list or as one text separated by ';', ',' or new lines."""
         if isinstance(user, int) or (isinstance(user, str) and user.strip() in self.users):
-            key = str(user).strip()
-            if key not in self.users:
-                raise DataError(f"unknown user '{key}'; this application knows users 0–{len(self.users) - 1}")
-            found = self.users[key]
+            found = self.history_of(str(user))
         else:
             found = re.split(r"[;,\n]", user) if isinstance(user, str) else list(user)
         found = [e.strip() for e in found if e and e.strip()][-self.config.history:]
         if not found:
             raise DataError("the history is empty: give a few liked titles or keywords")
         return found
+
+    def history_of(self, user_id: str) -> list[str]:
+        """A simulated user's clicked titles, oldest first."""
+        if user_id.strip() not in self.users:
+            raise DataError(f"unknown user '{user_id}'; this application knows users 0–{len(self.users) - 1}")
+        return self.users[user_id.strip()]
 
     def profile(self, entries: Sequence[str]) -> tuple[np.ndarray, list[int], list[str]]:
         """The user vector (d,), the catalogue items the history names, and its top tags (keywords)."""

@@ -37,16 +37,16 @@ def _app(models, name: str | None) -> RecommendApp:
     return app
 
 
-def _user(history: list[str] | None, user: str | None) -> str | list[str]:
+def _user(app: RecommendApp, history: list[str] | None, user: str | None) -> list[str]:
     if (history is None) == (user is None):
         raise APIError(400, "give either history (liked titles or keywords) or user (a user id), not both or "
                        "neither", param="history")
     if history is not None and any(len(entry) > 500 for entry in history):
         raise APIError(400, "a history entry is at most 500 characters", param="history")
-    return history if history is not None else str(user)
+    return history if history is not None else app.history_of(str(user))
 
 
-def _recommend(app: RecommendApp, user: str | list[str], k: int | None, copies: int) -> dict[str, Any]:
+def _recommend(app: RecommendApp, user: list[str], k: int | None, copies: int) -> dict[str, Any]:
     ranked = app.rank(user, k)
     items = [r.to_json() for r in ranked]
     for item, r in zip(items[:copies], ranked[:copies], strict=False):
@@ -59,11 +59,11 @@ def _recommend(app: RecommendApp, user: str | list[str], k: int | None, copies: 
 @router.post("/v1/recommend")
 async def recommend(body: RecommendRequest, who: CallerDep, models: ModelsDep, offload: OffloadDep) -> dict[str, Any]:
     app = _app(models, body.model)
-    return await offload(_recommend, app, _user(body.history, body.user), body.k, body.copies)
+    return await offload(_recommend, app, _user(app, body.history, body.user), body.k, body.copies)
 
 
 @router.post("/v1/recommend/copy")
 async def recommend_copy(body: CopyRequest, who: CallerDep, models: ModelsDep, offload: OffloadDep) -> dict[str, Any]:
     app = _app(models, body.model)
-    made = await offload(app.copy, _user(body.history, body.user), body.item)
+    made = await offload(app.copy, _user(app, body.history, body.user), body.item)
     return {"model": app.name, "object": "recommendation.copy", **made.to_json()}
