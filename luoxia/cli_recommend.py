@@ -62,7 +62,8 @@ def simulate(
 
 
 @recommend_app.command()
-@config_options(RecommendConfig, into="settings", exclude={"kind", "writer"})
+@config_options(RecommendConfig, into="settings",
+                exclude={"kind", "writer", "interest_weight", "popularity_weight", "recency_weight"})
 def build(
     out: Annotated[Path, typer.Option("--out", help="the application directory to write")],
     catalogue: Catalogue = EXAMPLE,
