@@ -216,6 +216,13 @@ def test_cli_ranks_and_writes_copy(app_dir: Path, monkeypatch, tmp_path: Path):
     assert missing.exit_code != 0 and "not a recommend application" in str(missing.exception)
     log = tmp_path / "log.jsonl"
     simulated = runner.invoke(cli, ["apps", "recommend", "simulate", "--out", str(log), "--users", "5",
-                                    "--slate", "5", "--seed", "3"])
+                                    "--slate", "5", "--seed", "3", "--base", "0"])
     assert simulated.exit_code == 0, simulated.output
     assert len(read_impressions(log)) == 5 * 8 * 5
+    built = runner.invoke(cli, ["apps", "recommend", "build", "--out", str(tmp_path / "app"), "--impressions",
+                                str(log), "--steps", "5", "--k", "4"])
+    assert built.exit_code == 0, built.output
+    assert len(load_recommend(tmp_path / "app", encoder=HashEncoder()).rank("0")) == 4  # a user of that log
+    alien = [Impression(0, 0, 0, 12345, 0, True, False)]
+    with pytest.raises(DataError, match="items the catalogue lacks"):
+        build_recommend(tmp_path / "x", read_books(bundled_books_path()), encoder=HashEncoder(), impressions=alien)
