@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from luoxia.apps.recommend import (
 from luoxia.apps.recsim import Impression, SimConfig, histories, read_impressions, simulate, write_impressions
 from luoxia.apps.registry import load_app
 from luoxia.cli import app as cli
-from luoxia.errors import DataError
+from luoxia.errors import CheckpointError, ConfigError, DataError
 from luoxia.generate.interface import GenerationResult
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard
@@ -156,7 +157,7 @@ def test_the_built_app_ranks_with_its_parts(app_dir: Path, app: RecommendApp):
     assert app.rank("horror stories", 3)  # free text goes through the encoder
 
 
-def test_bad_users_and_items(app: RecommendApp, tmp_path: Path):
+def test_bad_users_and_items(app: RecommendApp, app_dir: Path, tmp_path: Path):
     with pytest.raises(DataError, match="history is empty"):
         app.rank(" ; ", 3)
     with pytest.raises(DataError, match="no item 'Nonexistent'"):
@@ -166,6 +167,14 @@ def test_bad_users_and_items(app: RecommendApp, tmp_path: Path):
     with pytest.raises(DataError, match="columns book_id, title, authors"):
         (tmp_path / "c.csv").write_text("a,b\n1,2\n", encoding="utf-8")
         read_books(tmp_path / "c.csv")
+    broken = tmp_path / "broken"
+    shutil.copytree(app_dir, broken)
+    (broken / "head.npz").unlink()
+    with pytest.raises(CheckpointError, match="damaged recommend application"):
+        load_recommend(broken)
+    (broken / "app.yaml").write_text("kind: recommend\nnmae: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="nmae"):
+        load_recommend(broken)
 
 
 def test_fact_check_allows_only_the_items_facts():
