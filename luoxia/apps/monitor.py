@@ -12,17 +12,19 @@ to the webhook. Stored and shown texts are PII-redacted first.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import sqlite3
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import yaml
@@ -48,6 +50,7 @@ EXCERPT_CHARS = 400  # stored text per item (redacted, then cut)
 TAGGER_SOURCE = "prototype tagger (luoxia.apps.sentiment; no classifier configured)"
 Probabilities = Callable[[Sequence[str]], np.ndarray]  # texts → (N, 3), columns in LABELS order
 log = logging.getLogger("luoxia.apps.monitor")
+T = TypeVar("T")
 
 
 class MonitorConfig(AppConfig):
@@ -162,6 +165,15 @@ def connect_state(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a `MonitorApp` method holding its lock."""
+    @functools.wraps(method)
+    def run(self: MonitorApp, *args: Any, **kwargs: Any) -> T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
@@ -183,6 +195,7 @@ class MonitorApp:
         self.db = connect_state(Path(database))
         self.window_seconds = config.window_minutes * 60.0
         self.hooks: list[Callable[[dict[str, Any]], None]] = []  # called with each new alert after its commit
+        self.lock = threading.RLock()  # one connection, used by the server's worker threads one at a time
 
     # Ingest ---------------------------------------------------------------------------------------
     def window_of(self, moment: datetime) -> int:
@@ -199,6 +212,7 @@ class MonitorApp:
         self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                         "excluded.value", (key, str(value)))
 
+    @_locked
     def ingest(self, items: Sequence[Item]) -> list[dict[str, Any]]:
         """Process a batch (any order; ids already stored are skipped) in one transaction; the alerts
         of the windows it closes, after they are committed (and sent to the hooks)."""
@@ -233,6 +247,20 @@ class MonitorApp:
                 self._set_meta("newest", iso(newest))
                 self._set_meta("late", int(self._meta("late", "0") or 0) + late)
                 alerts = self._close_windows(newest)
+        for alert in alerts:
+            for hook in self.hooks:
+                hook(alert)
+        return alerts
+
+    @_locked
+    def flush(self) -> list[dict[str, Any]]:
+        """Close every window up to the newest item's (the end of a finite stream): its alerts."""
+        newest = self.newest()
+        if newest is None:
+            return []
+        end = self.window_start(self.window_of(newest) + 1) + timedelta(minutes=self.config.lateness_minutes)
+        with transaction(self.db):
+            alerts = self._close_windows(end)
         for alert in alerts:
             for hook in self.hooks:
                 hook(alert)
@@ -285,12 +313,14 @@ class MonitorApp:
         return {"id": cursor.lastrowid, **alert}
 
     # Reading --------------------------------------------------------------------------------------
+    @_locked
     def topics(self) -> list[dict[str, Any]]:
         """Every topic seen, with its item and negative counts, busiest first."""
         rows = self.db.execute("SELECT topic, COUNT(*), SUM(negative) FROM item_topics GROUP BY topic "
                                "ORDER BY COUNT(*) DESC, topic").fetchall()
         return [{"topic": r[0], "volume": r[1], "negative": r[2]} for r in rows]
 
+    @_locked
     def series(self, topic: str = "all", since: datetime | None = None) -> list[dict[str, Any]]:
         """Per window of ``topic`` (empty windows included): start, volume, negative count and share."""
         lower = self.window_of(since) if since else -(2 ** 62)
@@ -306,12 +336,14 @@ class MonitorApp:
                         "negative_share": round(negative / volume, 4) if volume else 0.0})
         return out
 
+    @_locked
     def alerts(self, topic: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Stored alerts, newest window first."""
         rows = self.db.execute("SELECT id, body FROM alerts WHERE (? IS NULL OR topic = ?) ORDER BY window_start "
                                "DESC, id DESC LIMIT ?", (topic, topic, limit)).fetchall()
         return [{"id": r[0], **json.loads(r[1])} for r in rows]
 
+    @_locked
     def items(self, topic: str, start: datetime, end: datetime, negative_only: bool = False,
               limit: int = 200) -> list[dict[str, Any]]:
         """Stored (redacted) items of ``topic`` between two times, most negative first."""
@@ -322,6 +354,7 @@ class MonitorApp:
             "LIMIT ?", (topic, iso(start), iso(end), int(negative_only), limit)).fetchall()
         return [{"id": r[0], "time": r[1], "text": r[2], "sentiment": r[3], "negative": r[4]} for r in rows]
 
+    @_locked
     def status(self) -> dict[str, Any]:
         """Items stored, the newest time, the last closed window, late items, alerts, the sentiment source."""
         count = self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
@@ -336,6 +369,7 @@ class MonitorApp:
         value = self._meta("newest")
         return datetime.fromisoformat(value) if value else None
 
+    @_locked
     def report(self, topics: list[str] | None = None, hours: float | None = None) -> Report:
         """The periodic report (`luoxia.apps.monitor_report`): counts, trend plots, alerts, summaries."""
         return build_report(self, topics, hours)
@@ -368,7 +402,7 @@ def build_monitor(out_dir: str | Path, settings: dict[str, Any] | None = None,
                               != "classify"):
         raise ConfigError(f"{config.classifier}: not a classification run; train one with "
                           "`luoxia finetune configs/finetune/classify_fin_sentiment.yaml`")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    private_directory(Path(out_dir))  # it will hold the state database: 0700 when created here
     text = "# A Luoxia financial sentiment monitor: `luoxia apps monitor run DIR STREAM`\n" + \
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=120)
     atomic_write_text(Path(out_dir) / APP_FILE, text)
@@ -400,6 +434,18 @@ def load_monitor(app_dir: str | Path, guard: Guard | None = None, device: str = 
     if config.webhook:
         app.hooks.append(webhook_sender(config.webhook, config.webhook_timeout))
     return app
+
+
+def _read_only(texts: Sequence[str]) -> np.ndarray:
+    raise ConfigError("this monitor was opened for reading; load it with load_monitor to ingest")
+
+
+def open_monitor(app_dir: str | Path) -> MonitorApp:
+    """The monitor in ``app_dir`` for reading (alerts, series, reports): no encoder or classifier loaded."""
+    config = read_monitor_config(app_dir)
+    source = f"classifier {config.classifier}" if config.classifier else TAGGER_SOURCE
+    return MonitorApp(config.model_copy(update={"similarity_threshold": None}), Path(app_dir) / config.database,
+                      _read_only, source)
 
 
 def load_monitor_app(app_dir: Path, context: _Context) -> MonitorApp:

@@ -8,47 +8,26 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import numpy as np
 import pytest
 
 from luoxia.apps.monitor import TAGGER_SOURCE, MonitorApp, build_monitor, check_items, load_monitor
 from luoxia.apps.monitor_detect import Detector, TopicState
 from luoxia.apps.monitor_report import to_html, to_markdown, write_report
 from luoxia.apps.monitor_stream import (
-    Burst,
     TopicAssigner,
     cashtags,
     read_items,
-    read_labelled,
     read_topics,
     retag,
-    simulate_stream,
 )
-from luoxia.apps.sentiment import LABELS
 from luoxia.errors import ConfigError, DataError
+from tests.apps.monitor_stub import SOURCE, START, keyword_sentiment, stream
 from tests.retrieval.conftest import HashEncoder
-
-START = datetime(2026, 1, 5, tzinfo=UTC)
-NEGATIVE_WORDS = ("slide", "misses", "downgrade", "recall", "probe", "sued", "fall", "drops", "layoffs", "plunges",
-                  "cuts", "slump")
-
-
-def keyword_sentiment(texts):
-    """A stand-in classifier: negative when a negative word occurs, else neutral ((N, 3) in LABELS order)."""
-    out = np.zeros((len(texts), len(LABELS)))
-    for row, text in enumerate(texts):
-        out[row, LABELS.index("negative" if any(w in text.lower() for w in NEGATIVE_WORDS) else "neutral")] = 0.9
-    return out + 0.05
 
 
 def monitor(tmp_path, **settings) -> MonitorApp:
     build_monitor(tmp_path / "app", {"similarity_threshold": None, **settings})
-    return load_monitor(tmp_path / "app", sentiment=keyword_sentiment, source="keywords (test)")
-
-
-def stream(seed: int = 0, bursts=(Burst("ACME", at=10.0),)):
-    texts, labels = read_labelled()  # the sample shipped with Luoxia
-    return simulate_stream(texts * 8, labels * 8, START, rate=12.0, bursts=bursts, seed=seed)
+    return load_monitor(tmp_path / "app", sentiment=keyword_sentiment, source=SOURCE)
 
 
 def test_topics_from_cashtags_and_keywords():
@@ -124,7 +103,7 @@ def test_a_restart_resumes_without_double_counting(tmp_path, monkeypatch):
     first = monitor(tmp_path / "again")
     first.ingest(items[:half])
     first.close()  # the process ends
-    again = load_monitor(tmp_path / "again" / "app", sentiment=keyword_sentiment, source="keywords (test)")
+    again = load_monitor(tmp_path / "again" / "app", sentiment=keyword_sentiment, source=SOURCE)
 
     def crash(*args):
         raise KeyboardInterrupt  # killed in the middle of a batch: its transaction is rolled back
