@@ -63,8 +63,10 @@ class MonitorConfig(AppConfig):
                                "luoxia/apps/data/monitor_topics.yaml")
     classifier: str | None = Field(None, description="sentiment: a task: classify run (Bearish/Bullish/Neutral); "
                                    "none: the prototype tagger")
-    similarity_threshold: float | None = Field(0.35, ge=-1, le=1, description="a topic applies when the text's "
-                                               "cosine to its description reaches this (none: keywords only)")
+    similarity: bool = Field(True, description="topics also by the encoder's similarity to their descriptions "
+                             "(false: cashtags and keywords only, no encoder)")
+    similarity_threshold: float = Field(0.35, ge=-1, le=1, description="a topic applies when the text's cosine "
+                                        "to its description reaches this")
     max_cashtags: int = Field(3, ge=0, description="cashtags per text that become topics of their own")
     window_minutes: float = Field(15.0, gt=0, description="window length")
     lateness_minutes: float = Field(0.0, ge=0, description="a window closes this long after its end")
@@ -187,8 +189,8 @@ class MonitorApp:
                  source: str, encoder: Encoder | None = None, redactor: PIIRedactor | None = None):
         self.config, self.name, self.sentiment, self.source = config, config.name, sentiment, source
         self.encoder = encoder
-        similar = encoder if config.similarity_threshold is not None else None
-        self.assigner = TopicAssigner(read_topics(config.topics), similar, config.similarity_threshold or 0.0,
+        similar = encoder if config.similarity else None
+        self.assigner = TopicAssigner(read_topics(config.topics), similar, config.similarity_threshold,
                                       config.max_cashtags)
         self.detector = config.make_detector()
         self.redactor = redactor or PIIRedactor()
@@ -424,7 +426,7 @@ def load_monitor(app_dir: str | Path, guard: Guard | None = None, device: str = 
     """The monitor in ``app_dir``; its state in ``app_dir/monitor.db`` (``database``); texts redacted by the
     guard's redactor (its style and key) when there is a guard, else by the default `PIIRedactor`."""
     config = read_monitor_config(app_dir)
-    needs_encoder = config.similarity_threshold is not None or (sentiment is None and not config.classifier)
+    needs_encoder = config.similarity or (sentiment is None and not config.classifier)
     if encoder is None and needs_encoder:
         encoder = load_encoder(config.encoder, device=device)
     if sentiment is None:
@@ -444,7 +446,7 @@ def open_monitor(app_dir: str | Path) -> MonitorApp:
     """The monitor in ``app_dir`` for reading (alerts, series, reports): no encoder or classifier loaded."""
     config = read_monitor_config(app_dir)
     source = f"classifier {config.classifier}" if config.classifier else TAGGER_SOURCE
-    return MonitorApp(config.model_copy(update={"similarity_threshold": None}), Path(app_dir) / config.database,
+    return MonitorApp(config.model_copy(update={"similarity": False}), Path(app_dir) / config.database,
                       _read_only, source)
 
 

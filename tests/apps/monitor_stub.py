@@ -38,7 +38,7 @@ def stream(seed: int = 0, bursts=ONE_BURST) -> list[Item]:
 
 def monitor_app_dir(path: Path, monkeypatch, **settings) -> Path:
     """A monitor directory whose loader (patched in `APPS` for this test) uses `keyword_sentiment`."""
-    build_monitor(path, {"similarity_threshold": None, **settings})
+    build_monitor(path, {"similarity": False, **settings})
     monkeypatch.setitem(APPS, "monitor", lambda folder, context: load_monitor(
         folder, context.guard, sentiment=keyword_sentiment, source=SOURCE))
     return path

@@ -26,7 +26,7 @@ from tests.retrieval.conftest import HashEncoder
 
 
 def monitor(tmp_path, **settings) -> MonitorApp:
-    build_monitor(tmp_path / "app", {"similarity_threshold": None, **settings})
+    build_monitor(tmp_path / "app", {"similarity": False, **settings})
     return load_monitor(tmp_path / "app", sentiment=keyword_sentiment, source=SOURCE)
 
 
