@@ -31,7 +31,7 @@ import yaml
 from pydantic import Field
 
 from luoxia.apps.interface import AppConfig
-from luoxia.apps.monitor_detect import Detector, DetectorName, TopicState
+from luoxia.apps.monitor_detect import Detector, DetectorName, TopicState, Verdict, score_windows
 from luoxia.apps.monitor_report import Report, build_report
 from luoxia.apps.monitor_stream import FIN_LABELS, Item, TopicAssigner, item_from_record, read_topics
 from luoxia.apps.sentiment import LABELS, SentimentTagger
@@ -275,17 +275,18 @@ class MonitorApp:
         lower = int(closed) if closed is not None else -(2 ** 62)
         windows = [row[0] for row in self.db.execute(
             "SELECT DISTINCT window FROM item_topics WHERE window > ? AND window <= ? ORDER BY window", (lower, last))]
-        alerts = []
         states: dict[str, TopicState] = {}
-        for window in windows:
-            for topic, volume, negative in self.db.execute(
-                    "SELECT topic, COUNT(*), SUM(negative) FROM item_topics WHERE window = ? GROUP BY topic "
-                    "ORDER BY topic", (window,)).fetchall():
-                state = states.get(topic) or self._state(topic)
-                states[topic] = state
-                verdict = self.detector.update(state, window, int(negative), int(volume))
-                if verdict.alert:
-                    alerts.append(self._alert(topic, window, int(volume), int(negative), verdict))
+
+        def state_of(topic: str) -> TopicState:
+            if topic not in states:
+                states[topic] = self._state(topic)
+            return states[topic]
+
+        counts = [(window, row[0], int(row[1]), int(row[2])) for window in windows for row in self.db.execute(
+            "SELECT topic, COUNT(*), SUM(negative) FROM item_topics WHERE window = ? GROUP BY topic ORDER BY topic",
+            (window,)).fetchall()]
+        alerts = [self._alert(topic, window, volume, negative, verdict) for topic, window, volume, negative, verdict
+                  in score_windows(counts, self.detector, state_of) if verdict.alert]
         for topic, state in states.items():
             self.db.execute("INSERT INTO topic_state VALUES (?, ?) ON CONFLICT(topic) DO UPDATE SET state = "
                             "excluded.state", (topic, json.dumps(asdict(state))))
@@ -297,7 +298,7 @@ class MonitorApp:
         row = self.db.execute("SELECT state FROM topic_state WHERE topic = ?", (topic,)).fetchone()
         return TopicState(**json.loads(row[0])) if row else TopicState()
 
-    def _alert(self, topic: str, window: int, volume: int, negative: int, verdict: Any) -> dict[str, Any]:
+    def _alert(self, topic: str, window: int, volume: int, negative: int, verdict: Verdict) -> dict[str, Any]:
         start = self.window_start(window)
         rows = self.db.execute(
             "SELECT items.id, items.time, items.excerpt, items.negative FROM item_topics JOIN items ON "

@@ -15,11 +15,11 @@ single window misses, at the price of a later alarm on sudden ones; bench/apps_m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 DetectorName = Literal["ewma", "cusum"]
-MAX_GAP = 400  # empty windows applied one by one; after this many the baseline has decayed to its prior
 
 
 @dataclass
@@ -64,11 +64,17 @@ class Detector:
         state.volume += self.alpha * (volume - state.volume)
 
     def skip_to(self, state: TopicState, window: int) -> None:
-        """Fold in the empty windows between the state's last one and ``window`` (exclusive)."""
-        if state.last is not None:
-            for _ in range(min(window - state.last - 1, MAX_GAP)):
-                self._fold(state, 0.0, 0.0)
-                state.cusum = max(0.0, state.cusum - self.k)
+        """Fold in the empty windows between the state's last one and ``window`` (exclusive), in closed
+        form: k windows of 0 scale the means by r^k (r = 1 - alpha) and the variance to
+        r^k (var + mean^2 (1 - r^k)); CUSUM counts each as a z-score of 0 (it drops by k)."""
+        if state.last is None or window - state.last <= 1:
+            return
+        gaps = window - state.last - 1
+        decay = (1 - self.alpha) ** gaps
+        state.var = decay * (state.var + state.mean * state.mean * (1 - decay))
+        state.mean *= decay
+        state.volume *= decay
+        state.cusum = max(0.0, state.cusum - self.k * gaps)
 
     def update(self, state: TopicState, window: int, negative: int, volume: int) -> Verdict:
         """Score one window (after `skip_to`) and fold it into the baseline."""
@@ -89,3 +95,12 @@ class Detector:
         self._fold(state, float(negative), float(volume))
         state.last, state.seen = window, state.seen + 1
         return Verdict(round(score, 4), round(baseline, 4), round(baseline_share, 4), alert)
+
+
+def score_windows(counts: Iterable[tuple[int, str, int, int]], detector: Detector,
+                  state_of: Callable[[str], TopicState]) -> list[tuple[str, int, int, int, Verdict]]:
+    """Score closed windows in order: ``counts`` is (window, topic, volume, negative) sorted by
+    window then topic; ``state_of(topic)`` the (mutable) baseline to update. Every window's
+    (topic, window, volume, negative, verdict) — the app's and the benchmark's one path."""
+    return [(topic, window, volume, negative, detector.update(state_of(topic), window, negative, volume))
+            for window, topic, volume, negative in counts]
