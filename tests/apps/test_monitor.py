@@ -11,10 +11,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
+import luoxia.apps.monitor as monitor_module
 from luoxia.apps.monitor import TAGGER_SOURCE, MonitorApp, build_monitor, check_items, load_monitor
 from luoxia.apps.monitor_detect import Detector, TopicState
 from luoxia.apps.monitor_report import to_html, to_markdown, write_report
 from luoxia.apps.monitor_stream import (
+    Item,
     TopicAssigner,
     cashtags,
     read_items,
@@ -208,3 +210,31 @@ def test_empty_windows_fold_in_closed_form():
     # different float paths (a power against repeated products): equal to rounding
     np.testing.assert_allclose([jumped.mean, jumped.var, jumped.volume], [stepped.mean, stepped.var, stepped.volume],
                                rtol=1e-9)
+
+
+def test_a_classifier_run_is_mapped_to_negative_neutral_positive(monkeypatch):
+    class Fake:
+        def __init__(self, run_dir, device="auto"):
+            self.names = names
+
+        def probabilities(self, texts):
+            return np.tile([[0.7, 0.2, 0.1]], (len(texts), 1))  # Bearish, Bullish, Neutral
+
+    monkeypatch.setattr(monitor_module, "IntentClassifier", Fake)
+    names = ["Bearish", "Bullish", "Neutral"]
+    sentiment = monitor_module.ClassifierSentiment("runs/fin-sentiment")
+    np.testing.assert_array_equal(sentiment(["a"]), [[0.7, 0.1, 0.2]])  # columns now negative, neutral, positive
+    assert sentiment.source == "classifier runs/fin-sentiment"
+    names = ["billing", "refund"]
+    with pytest.raises(ConfigError, match="not Bearish/Bullish/Neutral"):
+        monitor_module.ClassifierSentiment("runs/intents")
+
+
+def test_late_items_are_counted_but_never_rescored(tmp_path):
+    app = monitor(tmp_path)
+    items = stream(0)
+    app.ingest(items)
+    alerts = app.status()["alerts"]
+    late = Item("$ACME misses again, sued and downgraded", items[0].time)
+    assert app.ingest([late] * 3) == [] and app.status()["late_items"] == 1
+    assert app.status()["alerts"] == alerts and sum(s["volume"] for s in app.series("all")) == len(items) + 1
