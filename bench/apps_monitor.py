@@ -42,6 +42,14 @@ from pathlib import Path
 
 import numpy as np
 from report import print_report
+from sklearn.linear_model import LogisticRegression
+
+from luoxia.apps.monitor import ClassifierSentiment, MonitorApp, MonitorConfig
+from luoxia.apps.monitor_detect import TopicState, score_windows
+from luoxia.apps.monitor_stream import Burst, cashtags, read_labelled, simulate_stream
+from luoxia.apps.sentiment import LABELS, SentimentTagger
+from luoxia.data.corpora import resolve_data_path
+from luoxia.encoders import load_encoder
 
 TRAIN = "shared:fin_sentiment_en/sent_train.csv"
 VALID = "shared:fin_sentiment_en/sent_valid.csv"
@@ -57,7 +65,6 @@ GRIDS = {  # per detector: the settings tried on the train replays
 
 class CachedEncoder:
     """An encoder remembering each text's vector (replays repeat texts)."""
-
     def __init__(self, encoder):
         self.encoder, self.name, self.dim, self.cache = encoder, encoder.name, encoder.dim, {}
 
@@ -72,15 +79,11 @@ class CachedEncoder:
 
 
 def top_tickers(texts, n: int = 30) -> list[str]:
-    from luoxia.apps.monitor_stream import cashtags
-
     counts = Counter(tag for text in texts for tag in cashtags(text))
     return [tag.lstrip("$") for tag, _ in counts.most_common(n)]
 
 
 def make_bursts(rng, hours: float, tickers: list[str], count: int):
-    from luoxia.apps.monitor_stream import Burst
-
     return [Burst(str(rng.choice(tickers)), float(rng.uniform(1.0, max(hours - 3.0, 1.5))), label="negative")
             for _ in range(count)]
 
@@ -88,8 +91,6 @@ def make_bursts(rng, hours: float, tickers: list[str], count: int):
 def replay(texts, labels, seed: int, bursts, config, sentiment, source, encoder, throughput: int = 0):
     """Ingest one replay into a fresh monitor; (window counts for the detectors, items, seconds of the
     first ``throughput`` items)."""
-    from luoxia.apps.monitor import MonitorApp
-    from luoxia.apps.monitor_stream import simulate_stream
 
     items = simulate_stream(texts, labels, START, config["rate"], bursts, seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,8 +114,6 @@ def replay(texts, labels, seed: int, bursts, config, sentiment, source, encoder,
 
 def alerts_of(counts, detector_name: str, setting: dict, base) -> list[tuple[str, int]]:
     """(topic, window) of every alert the detector raises over a replay's windows."""
-    from luoxia.apps.monitor_detect import TopicState, score_windows
-
     states: dict[str, TopicState] = {}
     if detector_name == "static":  # the baseline: no baseline at all, a fixed count
         share = base.min_share
@@ -175,10 +174,7 @@ def replays(texts, labels, seeds, args, config, sentiment, source, encoder, thro
 
 def sentiment_source(args, train_texts, train_labels, encoder):
     """(texts → (N, 3) probabilities in LABELS order, its description, seconds to make it)."""
-    from sklearn.linear_model import LogisticRegression
 
-    from luoxia.apps.monitor import ClassifierSentiment
-    from luoxia.apps.sentiment import LABELS, SentimentTagger
 
     begin = time.perf_counter()
     if args.classifier:
@@ -209,11 +205,6 @@ def main() -> dict:
     parser.add_argument("--throughput-items", type=int, default=1000, help="items timed, cold, for throughput")
     args = parser.parse_args()
 
-    from luoxia.apps.monitor import MonitorConfig
-    from luoxia.apps.monitor_stream import read_labelled
-    from luoxia.apps.sentiment import LABELS
-    from luoxia.data.corpora import resolve_data_path
-    from luoxia.encoders import load_encoder
 
     for path in (args.train, args.valid):
         resolve_data_path(path)  # a missing ../shared fails here, in one line
