@@ -61,8 +61,10 @@ def parse_time(value: Any, where: str = "") -> datetime:
         if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\d{9,11}(\.\d+)?", value)):
             return datetime.fromtimestamp(float(value), UTC)
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, OSError):
         raise DataError(f"{where}: '{value}' is not a time (ISO 8601 or Unix seconds)") from None
+    if not 1900 <= parsed.year <= 9000:  # far from datetime's limits, which window arithmetic would cross
+        raise DataError(f"{where}: '{value}' is outside the years 1900–9000")
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

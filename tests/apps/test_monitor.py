@@ -149,7 +149,7 @@ def test_alerts_go_to_a_webhook(tmp_path):
 def test_a_report_has_counts_plots_alerts_and_a_summary(tmp_path):
     app = monitor(tmp_path)
     app.ingest(stream(0))
-    report = app.report(hours=48)
+    report = app.report(["all", "$ACME"], hours=48)
     topics = {t.topic: t for t in report.topics}
     assert topics["all"].volume == len(stream(0)) and topics["$ACME"].alerts
     assert topics["$ACME"].png.startswith(b"\x89PNG") and 1 <= len(topics["$ACME"].summary) <= 3
@@ -192,6 +192,9 @@ def test_bad_settings_and_items(tmp_path):
         load_monitor(tmp_path / "missing")
     with pytest.raises(DataError, match="not a time"):
         check_items([{"text": "hi", "time": "yesterday"}])
+    for far in ("0001-01-01T00:00:00", -1e20, 1e20):
+        with pytest.raises(DataError, match="not a time|outside the years"):
+            check_items([{"text": "hi", "time": far}])
     with pytest.raises(DataError, match="no 'text'"):
         check_items([{"time": "2026-01-01T00:00:00"}])
     file = tmp_path / "items.jsonl"

@@ -31,14 +31,15 @@ def test_build_simulate_run_alerts_report(tmp_path):
     simulated = run("apps", "monitor", "simulate", "--out", str(stream), "--rate", "4", "--burst", "ACME@4x40/30",
                     "--seed", "3")
     assert "78 items" in simulated.stderr and len(stream.read_text().splitlines()) == 78
-    first = run("apps", "monitor", "run", app, str(stream), "--flush")
+    first = run("apps", "monitor", "run", app, str(stream), "--flush", "--alerts", str(tmp_path / "alerts.jsonl"))
     alerts = lines(first.stdout)
+    assert lines((tmp_path / "alerts.jsonl").read_text()) == alerts
     assert any(a["topic"] == "$ACME" for a in alerts) and "78 items stored" in first.stderr
     again = run("apps", "monitor", "run", app, "-", "--flush", input=stream.read_text())
     assert lines(again.stdout) == [] and "78 items stored, 0 new alert(s)" in again.stderr
     stored = lines(run("apps", "monitor", "alerts", app, "--topic", "$ACME").stdout)
     assert [a["id"] for a in stored] == [a["id"] for a in alerts if a["topic"] == "$ACME"][::-1]
-    run("apps", "monitor", "report", app, "--out", str(tmp_path / "report"), "--hours", "24")
+    run("apps", "monitor", "report", app, "--out", str(tmp_path / "report"), "--hours", "24", "--topic", "$ACME")
     assert "## $ACME" in (tmp_path / "report" / "report.md").read_text()
 
 
