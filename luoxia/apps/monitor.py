@@ -244,8 +244,9 @@ class MonitorApp:
                     db.executemany("INSERT INTO item_topics VALUES (?, ?, ?, ?)",
                                    [(item.id, name, window, int(label == "negative")) for name in names])
             if fresh:
-                newest = max([item.time for item in fresh] + [datetime.fromisoformat(self._meta("newest") or
-                                                                                       iso(fresh[0].time))])
+                before = self.newest()
+                newest = max(item.time for item in fresh) if before is None else \
+                    max(before, *(item.time for item in fresh))
                 self._set_meta("newest", iso(newest))
                 self._set_meta("late", int(self._meta("late", "0") or 0) + late)
                 alerts = self._close_windows(newest)
