@@ -38,12 +38,6 @@ def test_recommend_panel_ranks_and_shows_copy_with_its_check(browser, server, tm
 
     page = open_studio(browser, server)
     try:
-        # app.js fills every data-app panel's select; until the monitor panel (another slice) has its own,
-        # its empty section stops that loop before this one: give it one, then list the models again
-        page.evaluate("""() => { if (!document.querySelector('#monitor select[data-app-select]')) {
-            document.querySelector('#monitor').append(Object.assign(document.createElement('select'),
-                {hidden: true})); document.querySelector('#monitor select').dataset.appSelect = ''; } }""")
-        page.dispatch_event("#api-key", "change")
         tab = page.locator("nav button[data-tab=recommend]")
         expect(tab).to_be_visible()
         tab.click()

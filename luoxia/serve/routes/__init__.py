@@ -7,18 +7,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from luoxia.serve.routes import (
-                                 chat,
-                                 completions,
-                                 embeddings,
-                                 history,
-                                 images,
-                                 moderation,
-                                 recommend,
-                                 review,
-                                 runs,
-                                 system,
+    chat,
+    completions,
+    embeddings,
+    history,
+    images,
+    moderation,
+    monitor,
+    recommend,
+    review,
+    runs,
+    system,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (system.router, completions.router, chat.router, images.router, moderation.router,
-                                  embeddings.router, history.router, review.router, runs.router,
+                                  embeddings.router, history.router, review.router, runs.router, monitor.router,
                                   recommend.router)
