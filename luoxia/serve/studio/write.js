@@ -21,8 +21,9 @@ addLabels({
     "write.constraint.beam": "Beam search",
     "write.constraint.none": "Not enforced",
     "write.n": "Candidates",
+    "write.max_tokens.placeholder": "the genre's",
     "write.title": "Title or topic",
-    "write.title.placeholder": "春夜",
+    "write.title.placeholder": "e.g. 春夜, Spring night",
     "write.keywords": "Keywords",
     "write.keywords.placeholder": "春、月 (separate with 、 or commas)",
     "write.draft.placeholder": "Your draft (for continue, rewrite and polish)",
@@ -59,8 +60,9 @@ addLabels({
     "write.constraint.beam": "束搜索",
     "write.constraint.none": "不强制",
     "write.n": "候选数",
+    "write.max_tokens.placeholder": "按体裁",
     "write.title": "题目或主题",
-    "write.title.placeholder": "春夜",
+    "write.title.placeholder": "例如：春夜",
     "write.keywords": "关键词",
     "write.keywords.placeholder": "春、月（用顿号或逗号分隔）",
     "write.draft.placeholder": "你的草稿（续写、改写、润色时用）",
@@ -100,6 +102,8 @@ function writeBody() {
   };
   const seed = number("#write-seed");
   if (seed !== undefined) body.seed = seed;
+  const maxTokens = number("#write-max-tokens");
+  if (maxTokens !== undefined) body.max_new_tokens = maxTokens;
   return body;
 }
 
