@@ -202,9 +202,9 @@ class KeywordBeamGenerator:
             if not kept or step + 1 == config.max_new_tokens:
                 finished.extend((beam, "length") for _, _, beam in kept)
                 break
-            order = [origin for origin, _, _ in kept] + [kept[0][0]] * (width - len(kept))  # pad to width rows
-            decoder.reorder(torch.tensor(order))
-            decoder.logits = decoder.push(torch.tensor([token for _, token, _ in kept] + [kept[0][1]] * (width - len(kept))))
+            padded = kept + [kept[0]] * (width - len(kept))  # the decoder keeps ``width`` rows
+            decoder.reorder(torch.tensor([origin for origin, _, _ in padded]))
+            decoder.logits = decoder.push(torch.tensor([token for _, token, _ in padded]))
             beams = [beam for _, _, beam in kept]
         ranked = sorted(finished, key=lambda f: (f[0].covered, f[0].score / max(1, len(f[0].ids))
                                                  ** config.length_penalty), reverse=True)
