@@ -119,3 +119,15 @@ def test_with_titles_keeps_each_title_as_the_first_line(tmp_path: Path):
     plain = [d.text for d in corpus_documents(str(corpus), field="paragraphs")]
     titled = [d.text for d in corpus_documents(str(corpus), field="paragraphs", with_titles=True)]
     assert plain[0] == GOOD and titled[0] == "《静夜思》\n" + GOOD
+
+
+def test_prepare_with_titles_trains_on_the_titles(tmp_path: Path):
+    from luoxia.data.prepare import DataConfig, prepare
+
+    corpus = tmp_path / "poems.jsonl"
+    corpus.write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in POEMS * 3), encoding="utf-8")
+    config = DataConfig(corpus=str(corpus), field="paragraphs", tokenizer="char", dedup=False, split="tail")
+    plain = prepare(config, tmp_path / "plain")
+    titled = prepare(config.model_copy(update={"with_titles": True}), tmp_path / "titled")
+    assert titled["counts"]["characters"] - plain["counts"]["characters"] == 3 * (len("《静夜思》\n") + len("《春晓》\n"))
+    assert titled["vocab_size"] == plain["vocab_size"] + 3  # 《, 》 and 静, the one title character not in a poem
