@@ -127,7 +127,7 @@ def generation_config(request: WriteRequest, genre: Genre) -> GenerationConfig:
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _CLAUSE_END = re.compile(r"[，。！？；、,.!?;:：\n]+")
-_SENTENCE = re.compile(r"[^.!?。！？\n]*+(?:[.!?。！？]++[\"'”’」』)]*+|\n|$)")
+_SENTENCE = re.compile(r"[^.!?。！？\n]*+(?:[.!?。！？]++[\"'”’」』)]*+\s*+|\n|$)")
 
 
 def han_count(text: str) -> int:

@@ -186,6 +186,7 @@ TAB_OPENERS.write = async () => {
 
 // This panel's styles live with it (style.css is shared by every panel).
 document.head.append(Object.assign(document.createElement("style"), { textContent: `
+#write-form, #write-results { width: 100%; }
 #write-draft { width: 100%; box-sizing: border-box; }
 .write-text, .write-diff-text { white-space: pre-wrap; font-size: 1.05rem; margin: .3rem 0; }
 .write-ok { color: #1a7f37; }
