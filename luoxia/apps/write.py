@@ -79,6 +79,9 @@ def genre_of(name: str) -> Genre:
     return found
 
 
+GENERATION = GenerationConfig.model_fields  # the token settings' descriptions
+
+
 class WriteRequest(Config):
     """One writing request: what to write, how keywords are enforced, and how tokens are picked."""
 
@@ -94,17 +97,28 @@ class WriteRequest(Config):
                                    "(a logit bias until used) or beam (beam search, coverage first)")
     boost: float = Field(4.0, ge=0, le=50, description="the keyword logit bias (boost and beam)")
     beam_width: int = Field(4, ge=1, le=MAX_CANDIDATES, description="beams kept per step (beam)")
-    seed: int | None = Field(None, description="seed: candidate i samples with seed + i")
-    max_new_tokens: int | None = Field(None, ge=1, description=GenerationConfig.model_fields["max_new_tokens"]
-                                       .description + "; none: the genre's")
-    temperature: float = Field(0.8, ge=0, description=GenerationConfig.model_fields["temperature"].description)
-    top_k: int | None = Field(50, ge=1, description=GenerationConfig.model_fields["top_k"].description)
-    top_p: float | None = Field(None, gt=0, le=1, description=GenerationConfig.model_fields["top_p"].description)
-    repetition_penalty: float = Field(1.0, gt=0,
-                                      description=GenerationConfig.model_fields["repetition_penalty"].description)
-    coverage_weight: float = Field(1.0, ge=0, description="ranking weight of keyword coverage (0–1)")
-    form_weight: float = Field(1.0, ge=0, description="ranking weight of the form score (0–1)")
-    likelihood_weight: float = Field(0.1, ge=0, description="ranking weight of the mean token log-probability")
+    seed: int | None = Field(None, ge=0, lt=2**63 - MAX_CANDIDATES, description="seed: candidate i samples with "
+                             "seed + i")
+    max_new_tokens: int | None = Field(None, ge=1, le=100_000, description=str(GENERATION["max_new_tokens"]
+                                       .description) + "; none: the genre's")
+    temperature: float = Field(0.8, ge=0, le=100, description=GENERATION["temperature"].description)
+    top_k: int | None = Field(50, ge=1, le=10**7, description=GENERATION["top_k"].description)
+    top_p: float | None = Field(None, gt=0, le=1, description=GENERATION["top_p"].description)
+    repetition_penalty: float = Field(1.0, gt=0, le=100,
+                                      description=GENERATION["repetition_penalty"].description)
+    coverage_weight: float = Field(1.0, ge=0, le=1000, description="ranking weight of keyword coverage (0–1)")
+    form_weight: float = Field(1.0, ge=0, le=1000, description="ranking weight of the form score (0–1)")
+    likelihood_weight: float = Field(0.1, ge=0, le=1000, description="ranking weight of the mean token log-probability")
+
+    @field_validator("keywords", "title", "draft", "genre")
+    @classmethod
+    def _encodable(cls, value: str | list[str]) -> str | list[str]:
+        for text in [value] if isinstance(value, str) else value:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode (a lone surrogate)") from None
+        return value
 
     @field_validator("keywords")
     @classmethod

@@ -129,5 +129,6 @@ def test_prepare_with_titles_trains_on_the_titles(tmp_path: Path):
     config = DataConfig(corpus=str(corpus), field="paragraphs", tokenizer="char", dedup=False, split="tail")
     plain = prepare(config, tmp_path / "plain")
     titled = prepare(config.model_copy(update={"with_titles": True}), tmp_path / "titled")
-    assert titled["counts"]["characters"] - plain["counts"]["characters"] == 3 * (len("《静夜思》\n") + len("《春晓》\n"))
+    titles = len("《静夜思》\n") + len("《春晓》\n")
+    assert titled["counts"]["characters"] - plain["counts"]["characters"] == 3 * titles
     assert titled["vocab_size"] == plain["vocab_size"] + 3  # 《, 》 and 静, the one title character not in a poem

@@ -76,3 +76,11 @@ def test_bad_write_requests_are_400s(plain_client: TestClient, body: dict, messa
 def test_a_cli_error_is_one_line(chat_run: Path):
     result = luoxia_cli("write", str(chat_run), "sonnet", check=False)
     assert result.returncode != 0 and "unknown genre 'sonnet'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_odd_values_are_400s_not_500s(plain_client: TestClient):
+    for body in ({"title": "x\ud800y"}, {"keywords": ["\ud800"]}, {"seed": 2**63}, {"top_k": 2**70},
+                 {"keywords": ["x" * 41]}, {"keywords": ["a"] * 9}, {"draft": "x" * 5000}):
+        raw = json.dumps(body)  # ASCII-escaped: a lone surrogate travels as \ud800, as a client could send it
+        response = plain_client.post("/v1/write", content=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (body, response.text)
