@@ -40,6 +40,7 @@ Mode = Literal["draft", "continue", "rewrite", "polish"]
 Constraint = Literal["none", "boost", "beam"]
 MAX_KEYWORDS = 8
 MAX_CANDIDATES = 16
+EMPTY_LIKELIHOOD = -10.0  # the likelihood score of a generation that added nothing (ranked last on it)
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ def candidate(text: str, prefix: str, request: WriteRequest, genre: Genre,
     form = form_check(text, genre)
     coverage = sum(found.values()) / len(found) if found else 1.0
     logprobs = result.token_logprobs if result is not None else []
-    likelihood = sum(logprobs) / len(logprobs) if logprobs else 0.0
+    likelihood = sum(logprobs) / len(logprobs) if logprobs else (EMPTY_LIKELIHOOD if result is not None else 0.0)
     total = (request.coverage_weight * coverage + request.form_weight * form["score"]
              + request.likelihood_weight * likelihood)
     scores = {"coverage": round(coverage, 4), "form": form["score"], "likelihood": round(likelihood, 4),

@@ -186,6 +186,8 @@ class KeywordBeamGenerator:
                 for lp, token in zip(top_lp[origin].tolist(), top_ids[origin].tolist(), strict=True):
                     if lp == float("-inf"):
                         continue
+                    if token == eos and not beam.ids:
+                        continue  # an empty text is no candidate
                     if token == eos:
                         finished.append((Beam(beam.ids, beam.logprobs, beam.score, beam.covered), "stop"))
                         continue

@@ -59,6 +59,7 @@ def test_boost_and_beam_make_keywords_appear_where_sampling_does_not(generator: 
     assert coverage(plain) == 0.0  # a random model does not write both words by chance
     assert coverage(boosted) == 1.0 and coverage([r.text for r in beams]) == 1.0
     assert len({r.text for r in beams}) == 3  # the copies of one prompt get the 3 best distinct beams
+    assert all(r.token_ids for r in beams)  # never the empty text, whatever its score
 
 
 def test_the_boost_gives_the_same_text_through_the_continuous_batcher(generator: GPTGenerator):
