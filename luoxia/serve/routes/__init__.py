@@ -6,8 +6,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from luoxia.serve.routes import chat, completions, embeddings, history, images, moderation, review, runs, system, write
+from luoxia.serve.routes import (
+    chat,
+    completions,
+    embeddings,
+    history,
+    images,
+    moderation,
+    monitor,
+    review,
+    runs,
+    system,
+    write,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (system.router, completions.router, chat.router, images.router, moderation.router,
-                                  embeddings.router, history.router, review.router, runs.router,
+                                  embeddings.router, history.router, review.router, runs.router, monitor.router,
                                   write.router)
