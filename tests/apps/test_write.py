@@ -132,3 +132,15 @@ def test_prepare_with_titles_trains_on_the_titles(tmp_path: Path):
     titles = len("《静夜思》\n") + len("《春晓》\n")
     assert titled["counts"]["characters"] - plain["counts"]["characters"] == 3 * titles
     assert titled["vocab_size"] == plain["vocab_size"] + 3  # 《, 》 and 静, the one title character not in a poem
+
+
+def test_every_genre_renders_its_template_with_title_keywords_and_draft():
+    from luoxia.apps.write import render_prompt
+
+    request = WriteRequest(title="春茶", keywords=["清香", "回甘"])
+    prompts = {name: render_prompt(genre, request, "已写") for name, genre in GENRES.items()}
+    assert prompts["五言绝句"] == prompts["七言绝句"] == "《春茶》\n已写"
+    assert prompts["news"].endswith("标题：春茶\n关键词：清香、回甘\n正文：已写")
+    assert prompts["ad"].endswith("产品：春茶\n卖点：清香、回甘\n文案：已写")
+    assert prompts["prose"] == "春茶\n\n已写"
+    assert genre_of("wuyan") is GENRES["五言绝句"]
