@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -247,11 +247,11 @@ class Writer:
     beam_base: CausalLMGenerator | None = None
     guard: Guard | None = None
 
-    def beam(self, width: int) -> TextGenerator:
+    def beam(self, width: int, can_end: Callable[[str], bool] | None = None) -> TextGenerator:
         if self.beam_base is None:
             raise ConfigError(f"constraint 'beam' needs a local model that decodes step by step; "
                               f"{self.generator.name} does not")
-        searcher = KeywordBeamGenerator(self.beam_base, width)
+        searcher = KeywordBeamGenerator(self.beam_base, width, can_end)
         return GuardedGenerator(searcher, self.guard) if self.guard is not None else searcher
 
 
@@ -271,6 +271,14 @@ def load_writer(path: str, device: str = "auto") -> Writer:
 def render_prompt(genre: Genre, request: WriteRequest, draft: str) -> str:
     return render_template(TEMPLATES_DIR / genre.template, "",
                            {"title": request.title, "keywords": request.keywords, "draft": draft})  # type: ignore[dict-item]
+
+
+def form_reached(genre: Genre, prefix: str) -> Callable[[str], bool]:
+    """Whether ``prefix`` + a generated text is long enough to end: all of a quatrain's clauses, or
+    prose's minimum length (beam search ends early otherwise: short texts score best)."""
+    if genre.is_poem:
+        return lambda text: len(poem_units(prefix + text)) >= genre.lines
+    return lambda text: text_length(prefix + text) >= genre.min_length
 
 
 def polish_prefix(draft: str, genre: Genre, keywords: Sequence[str]) -> str | None:
@@ -307,9 +315,15 @@ def write(writer: Writer, request: WriteRequest) -> WriteResult:
     processors: list[LogitsProcessor] = []
     if request.constraint != "none" and request.keywords:
         processors = [keyword_boost(writer.tokenizer, request.keywords, start, request.boost)]
-    generator = writer.beam(request.beam_width) if request.constraint == "beam" else writer.generator
+    generator = writer.beam(request.beam_width, form_reached(genre, prefix)) if request.constraint == "beam" \
+        else writer.generator
     results = generator.generate([prompt] * request.n, config, processors)
     candidates = [candidate(prefix + r.text, prefix, request, genre, r) for r in results]
+    if request.constraint == "beam":  # beams that differ only past a quatrain's end are one candidate
+        unique: dict[str, Candidate] = {}
+        for each in candidates:
+            unique.setdefault(each.text, each)
+        candidates = list(unique.values())
     candidates.sort(key=lambda c: c.scores["total"], reverse=True)
     return WriteResult(genre.name, request.mode, request.constraint, prompt, candidates)
 

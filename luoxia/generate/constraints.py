@@ -13,7 +13,7 @@ Two ways, measured against each other in ``bench/apps_write.py``:
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -128,12 +128,13 @@ class KeywordBeamGenerator:
     """A `TextGenerator` whose ``generate`` runs beam search over ``base`` ranked by keyword coverage
     (of the `KeywordBoost` among the processors) first, then log-probability. The rows of one prompt
     given k times are the k best beams of one search (``n`` candidates of one request); the search is
-    deterministic, so the seed plays no part. ``width``: beams kept per step (at least k)."""
+    deterministic, so the seed plays no part. ``width``: beams kept per step (at least k). ``can_end``:
+    whether a beam's text may end here (beam search favours short texts: a genre's minimum form)."""
 
     runs_logits_processors = True
 
-    def __init__(self, base: CausalLMGenerator, width: int = 4):
-        self.base, self.width = base, width
+    def __init__(self, base: CausalLMGenerator, width: int = 4, can_end: Callable[[str], bool] | None = None):
+        self.base, self.width, self.can_end = base, width, can_end
         self.name, self.context_length = base.name, base.context_length
 
     def count_tokens(self, text: str) -> int:
@@ -162,6 +163,9 @@ class KeywordBeamGenerator:
         yield result.text
         return result
 
+    def _may_end(self, ids: list[int]) -> bool:
+        return bool(ids) and (self.can_end is None or self.can_end(self.base.tokenizer.decode(ids)))
+
     def _ends(self, ids: list[int], config: GenerationConfig) -> bool:
         return bool(config.stop) and trim_at_stop(self.base.tokenizer.decode(ids), config.stop)[1]
 
@@ -186,8 +190,8 @@ class KeywordBeamGenerator:
                 for lp, token in zip(top_lp[origin].tolist(), top_ids[origin].tolist(), strict=True):
                     if lp == float("-inf"):
                         continue
-                    if token == eos and not beam.ids:
-                        continue  # an empty text is no candidate
+                    if token == eos and not self._may_end(beam.ids):
+                        continue  # an empty or too short text is no candidate
                     if token == eos:
                         finished.append((Beam(beam.ids, beam.logprobs, beam.score, beam.covered), "stop"))
                         continue

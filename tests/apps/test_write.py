@@ -144,3 +144,11 @@ def test_every_genre_renders_its_template_with_title_keywords_and_draft():
     assert prompts["ad"].endswith("产品：春茶\n卖点：清香、回甘\n文案：已写")
     assert prompts["prose"] == "春茶\n\n已写"
     assert genre_of("wuyan") is GENRES["五言绝句"]
+
+
+def test_beam_may_end_only_once_the_form_is_reached():
+    from luoxia.apps.write import form_reached
+
+    poem, prose = form_reached(WUYAN, "床前明月光，"), form_reached(GENRES["prose"], "word " * 20)
+    assert not poem("疑是地上霜。\n举头望明月，") and poem("疑是地上霜。\n举头望明月，低头思故乡。")
+    assert not prose("and more") and prose("and five more words here")
