@@ -69,7 +69,7 @@ HEAD_ROWS = 64
 # A command mentioning one of these needs that ../shared/data folder.
 NEEDS_SHARED = {
     r"shakespeare": "tinyshakespeare",
-    r"tang_poems|runs/(mlm-)?poems|gru_poems|apps/tang-poems": "chinese_poetry_tang",
+    r"tang_poems|tang-poems-titled|runs/(mlm-)?poems|gru_poems|apps/tang-poems": "chinese_poetry_tang",
     r"mnist|classifier\.yaml|runs/classifier": "mnist",
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",

@@ -18,8 +18,9 @@ from luoxia.serve.routes import (
     review,
     runs,
     system,
+    write,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (system.router, completions.router, chat.router, images.router, moderation.router,
                                   embeddings.router, history.router, review.router, runs.router, monitor.router,
-                                  recommend.router)
+                                  recommend.router, write.router)
