@@ -36,6 +36,15 @@ import numpy as np
 import torch
 from report import print_report
 
+from luoxia.apps.faq import read_faq, write_split
+from luoxia.apps.slots import TRIM, find_slots, surface
+from luoxia.apps.support import best_hit, build_support, handoff_reason, load_support, read_texts
+from luoxia.data.corpora import resolve_data_path
+from luoxia.registry import load_recipe
+from luoxia.safety.audit import AuditStore
+from luoxia.train.finetune import finetune
+from luoxia.train.loop import TimeBudget
+
 FAQ = "shared:customer_support_faq/Bitext_Sample_Customer_Support_Training_Dataset.csv"
 RECIPE = "configs/apps/support_intents.yaml"
 MODES = ("bm25", "dense", "hybrid")
@@ -49,7 +58,6 @@ def hit_rates(app, questions: list[str], gold: list[str], mode: str) -> dict[str
 
 
 def slot_accuracy(slots, entries) -> dict[str, float | int]:
-    from luoxia.apps.slots import TRIM, find_slots, surface
 
     right = total = 0
     for entry in entries:
@@ -62,7 +70,6 @@ def slot_accuracy(slots, entries) -> dict[str, float | int]:
 
 
 def handoff_scores(app, readings, positive: np.ndarray) -> dict[str, float]:
-    from luoxia.apps.support import handoff_reason
 
     predicted = np.array([handoff_reason(r, app.config) is not None for r in readings])
     tp = float((predicted & positive).sum())
@@ -87,13 +94,6 @@ def main() -> dict:
     parser.add_argument("--seed", type=int, default=1337, help="seed of the split and the samples")
     args = parser.parse_args()
 
-    from luoxia.apps.faq import read_faq, write_split
-    from luoxia.apps.support import best_hit, build_support, load_support, read_texts
-    from luoxia.data.corpora import resolve_data_path
-    from luoxia.registry import load_recipe
-    from luoxia.safety.audit import AuditStore
-    from luoxia.train.finetune import finetune
-    from luoxia.train.loop import TimeBudget
 
     for path in (args.faq, args.ood_train, args.ood_test):  # a missing ../shared fails here, in one line
         resolve_data_path(path)

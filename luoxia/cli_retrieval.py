@@ -13,7 +13,7 @@ from rich.table import Table
 
 from luoxia.encoders.registry import ENCODERS, load_encoder
 from luoxia.errors import ConfigError
-from luoxia.retrieval.documents import read_documents
+from luoxia.retrieval.documents import load_documents
 from luoxia.retrieval.index import HybridIndex
 from luoxia.retrieval.interface import SEARCH_MODES, SearchMode
 
@@ -43,7 +43,7 @@ def build(
     id_field: IdField = None,
 ) -> None:
     """Encode documents and write a new index (replacing one at --out)."""
-    documents = read_documents(docs, text_field=text_field, id_field=id_field)
+    documents = load_documents(docs, text_field=text_field, id_field=id_field)
     index = HybridIndex.build(documents, load_encoder(encoder))
     index.save(out)
     console.print(f"indexed {len(index)} documents from {docs} with {index.encoder_name} into {out}",
@@ -61,7 +61,7 @@ def add(
     """Encode more documents into an existing index (ids must be new)."""
     loaded = _load(index, encoder)
     before = len(loaded)
-    loaded.add(read_documents(docs, text_field=text_field, id_field=id_field))
+    loaded.add(load_documents(docs, text_field=text_field, id_field=id_field))
     loaded.save(index)
     console.print(f"added {len(loaded) - before} documents to {index}: {len(loaded)} in all", highlight=False)
 

@@ -60,6 +60,7 @@ TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
 # Other commands made small the same way (appended options win): the support build tunes on 100 OOD questions.
 SMALLER = {r"^luoxia apps support build .*--ood ": "--ood-limit 100"}
 TIMEOUT_S = 300
+SHOW_SLOWEST = 25  # commands whose seconds the test reports
 LOCAL_SERVER = "http://127.0.0.1:8000"  # a command naming it gets the running `luoxia serve`, on its own port
 # ../shared files that README commands only read, cut to this many rows in the workspace.
 HEAD_INPUTS = ("shared:fin_sentiment_en/sent_valid.csv",)
@@ -68,7 +69,7 @@ HEAD_ROWS = 64
 # A command mentioning one of these needs that ../shared/data folder.
 NEEDS_SHARED = {
     r"shakespeare": "tinyshakespeare",
-    r"tang_poems|runs/(mlm-)?poems|gru_poems|apps/tang-poems": "chinese_poetry_tang",
+    r"tang_poems|tang-poems-titled|runs/(mlm-)?poems|gru_poems|apps/tang-poems": "chinese_poetry_tang",
     r"mnist|classifier\.yaml|runs/classifier": "mnist",
     r"fin_sentiment": "fin_sentiment_en",
     r"configs/safety/moderation\.yaml": "safety_moderation",
@@ -175,13 +176,13 @@ def make_tiny_llama(out: Path) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>").save_pretrained(out)
 
 
-def make_workspace(work: Path) -> dict:
+def make_workspace(work: Path, seconds: list[tuple[float, str]]) -> dict:
     """A directory with the reader's placeholder files, ``configs/``, and its own data directory."""
     (work / "configs").symlink_to(ROOT / "configs")
     make_placeholders(work)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "LUOXIA_HOME": str(work / ".luoxia"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return {"dir": work, "env": env, "server": None}
+    return {"dir": work, "env": env, "server": None, "seconds": seconds}
 
 
 def head_inputs(command: str, work: Path) -> str:
@@ -273,8 +274,10 @@ def run(command: str, ws: dict) -> str:
         command = command.replace(LOCAL_SERVER, f"http://127.0.0.1:{ws['server'][1]}")
     if command.startswith("curl "):
         command = "curl -sS --fail-with-body " + command.removeprefix("curl ")
+    start = time.monotonic()
     done = subprocess.run(command, shell=True, executable="/bin/bash", cwd=ws["dir"], env=ws["env"],
                           capture_output=True, text=True, timeout=TIMEOUT_S)
+    ws["seconds"].append((time.monotonic() - start, command))
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"`{command}` exited with {done.returncode}:\n{output[-3000:]}"
     if command.startswith("luoxia keys create"):
@@ -292,10 +295,12 @@ def chains(blocks: list[Block], text: str) -> list[tuple[list[str], list[Block]]
     return [([], [b for b in blocks if b.line < split]), (SETUP, [b for b in blocks if b.line > split])]
 
 
-def run_chain(setup: list[str], blocks: list[Block], work: Path, failed: threading.Event) -> list[str]:
+def run_chain(setup: list[str], blocks: list[Block], work: Path, failed: threading.Event,
+              seconds: list[tuple[float, str]]) -> list[str]:
     """Run ``setup`` then every command of ``blocks`` in a new workspace ``work``; the commands not
-    run, with why. Stops (passing) once ``failed`` is set: the other chain's failure is the report."""
-    ws, not_run = make_workspace(work), []
+    run, with why (each run's seconds go to ``seconds``). Stops (passing) once ``failed`` is set: the
+    other chain's failure is the report."""
+    ws, not_run = make_workspace(work, seconds), []
     try:
         for command in setup:
             run(tiny(command), ws)
@@ -321,12 +326,15 @@ def run_chain(setup: list[str], blocks: list[Block], work: Path, failed: threadi
 @pytest.mark.slow
 def test_readme_commands_run_as_pasted(tmp_path_factory):
     """Every block in README order, in two chains side by side (see the module's docstring)."""
-    failed = threading.Event()
+    failed, seconds = threading.Event(), []
     parts = chains(BLOCKS, README.read_text(encoding="utf-8"))
     with ThreadPoolExecutor(len(parts)) as pool:
-        futures = [pool.submit(run_chain, setup, blocks, tmp_path_factory.mktemp(f"readme{i}"), failed)
+        futures = [pool.submit(run_chain, setup, blocks, tmp_path_factory.mktemp(f"readme{i}"), failed, seconds)
                    for i, (setup, blocks) in enumerate(parts)]
         not_run = [line for future in futures for line in future.result()]  # the first failure is raised
+    slowest = sorted(seconds, reverse=True)[:SHOW_SLOWEST]  # where CI's time goes, in the warnings summary
+    warnings.warn(f"README: {len(seconds)} commands, {sum(s for s, _ in seconds):.0f} s; the slowest:\n"
+                  + "\n".join(f"{s:6.1f} s  {c}" for s, c in slowest), stacklevel=1)
     if not_run:  # shown in pytest's warnings summary, so a skipped command is never silent
         warnings.warn("README commands not run:\n" + "\n".join(not_run), stacklevel=1)
 

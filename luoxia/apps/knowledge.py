@@ -29,7 +29,7 @@ import yaml
 
 from luoxia.data.corpora import SHARED_CORPORA, shared_path
 from luoxia.errors import ConfigError, DataError
-from luoxia.safety.normalize import _traditional_to_simplified
+from luoxia.safety.normalize import traditional_to_simplified
 
 TRIPLE_COLUMNS = ("subject", "relation", "object", "source")
 REQUIRED_COLUMNS = ("subject", "relation", "object")  # source defaults to FILE:LINE
@@ -60,7 +60,7 @@ class Triple:
 @cache
 def _fold_table() -> dict[int, str | None]:
     """Traditional → simplified per character; title marks and quotes dropped."""
-    table: dict[int, str | None] = {ord(k): v for k, v in _traditional_to_simplified().items()}
+    table: dict[int, str | None] = {ord(k): v for k, v in traditional_to_simplified().items()}
     table.update({ord(c): None for c in "《》〈〉「」『』“”‘’\"'"})
     return table
 

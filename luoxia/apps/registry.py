@@ -11,6 +11,8 @@ from pathlib import Path
 
 from luoxia.apps.ask import load_ask
 from luoxia.apps.interface import App
+from luoxia.apps.monitor import load_monitor_app
+from luoxia.apps.recommend import load_recommend_app
 from luoxia.apps.support import load_support_app
 from luoxia.config import read_yaml
 from luoxia.errors import ConfigError
@@ -32,6 +34,8 @@ class AppContext:
 # kind → loader(application directory, context) → App (a ChatApp where it answers conversations)
 APPS: dict[str, Callable[[Path, AppContext], App]] = {
     "ask": load_ask,
+    "monitor": load_monitor_app,
+    "recommend": load_recommend_app,
     "support": load_support_app,
 }
 

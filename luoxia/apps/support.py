@@ -170,13 +170,16 @@ class SupportApp:
         return self._audit
 
     def read(self, questions: Sequence[str], mode: SearchMode | None = None) -> list[Reading]:
-        """Intent, confidence, similarity and hits for each question (batched classification)."""
+        """Intent, confidence, similarity and hits for each question (batched classification; each
+        question encoded once, for the closest-question similarity and the search)."""
         probabilities = self.classifier.probabilities(questions) if self.classifier else None
+        vectors = self.index.encoder.encode(list(questions))  # (N, dim)
         readings = []
         for i, question in enumerate(questions):
-            closest = self.index.search(question, k=1, mode="dense")
+            closest = self.index.search(question, k=1, mode="dense", vector=vectors[i])
             similarity = closest[0].score if closest else -1.0
-            hits = self.index.search(question, k=self.config.top_k, mode=mode or self.config.search_mode)
+            hits = self.index.search(question, k=self.config.top_k, mode=mode or self.config.search_mode,
+                                     vector=vectors[i])
             if probabilities is not None and self.classifier is not None:
                 best = int(np.argmax(probabilities[i]))
                 intent, confidence = self.classifier.names[best], float(probabilities[i][best])

@@ -75,8 +75,8 @@ class SharedCorpus:
     format: str = "auto"
     field: str | None = None
 
-    def documents(self) -> Iterator[Document]:
-        return read_documents([shared_path(self.relative_path)], self.format, self.field)
+    def documents(self, with_titles: bool = False) -> Iterator[Document]:
+        return read_documents([shared_path(self.relative_path)], self.format, self.field, with_titles=with_titles)
 
 
 SHARED_CORPORA = {
@@ -89,14 +89,15 @@ CORPUS_NAMES = sorted([*BUILTIN_CORPORA, *SHARED_CORPORA])
 
 
 def corpus_documents(corpus: str | list[str], fmt: str = "auto", field: str | None = None,
-                     unit: str = "file") -> Iterator[Document]:
-    """Documents of a named corpus, or of the files and directories given as paths."""
+                     unit: str = "file", with_titles: bool = False) -> Iterator[Document]:
+    """Documents of a named corpus, or of the files and directories given as paths; ``with_titles``:
+    JSONL records' titles kept as each text's first line (`luoxia.data.readers.titled_text`)."""
     if isinstance(corpus, str) and corpus in BUILTIN_CORPORA:
         return BUILTIN_CORPORA[corpus]()
     if isinstance(corpus, str) and corpus in SHARED_CORPORA:
-        return SHARED_CORPORA[corpus].documents()
+        return SHARED_CORPORA[corpus].documents(with_titles)
     paths = [corpus] if isinstance(corpus, str) else list(corpus)
     for path in paths:
         if not Path(path).exists() and "/" not in path and "." not in path:
             raise DataError(f"'{path}' is neither a file nor a corpus name; corpus names: {', '.join(CORPUS_NAMES)}")
-    return read_documents(paths, fmt, field, unit)  # type: ignore[arg-type]
+    return read_documents(paths, fmt, field, unit, with_titles)  # type: ignore[arg-type]

@@ -36,6 +36,8 @@ class DataConfig(Config):
     format: Format = Field("auto", description="file format; auto reads the suffix (.txt, .jsonl, .csv, .gz)")
     field: str | None = Field(None, description="JSONL field or CSV column holding the text (default 'text')")
     text_unit: TextUnit = Field("file", description="for plain text: one document per file, paragraph or line")
+    with_titles: bool = Field(False, description="JSONL: keep each record's 'title' as its text's first line, "
+                              "《title》 (Tang poems with titles as prompts: luoxia write)")
     normalization: Normalization = Field("NFC", description="Unicode normalisation form")
     dedup: bool = Field(True, description="drop exact and near-duplicate documents")
     near_dup_threshold: float | None = Field(0.8, description="MinHash Jaccard threshold; null = exact only")
@@ -144,7 +146,7 @@ def prepare(config: DataConfig, out_dir: str | Path, mask: Mask | None = None, s
     personal data when ``config.redact_pii`` asks for it (the CLI passes `luoxia.safety.pii.mask_pii`);
     ``specials`` are extra tokenizer specials taking the first ids (the masked LM's, `luoxia.data.mlm`)."""
     out = require_out_dir(out_dir)
-    documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit)
+    documents = corpus_documents(config.corpus, config.format, config.field, config.text_unit, config.with_titles)
     raw_texts = [d.text for _, d in zip(range(config.max_documents or 2**62), documents, strict=False)]
     pii_found = 0
     if config.redact_pii:

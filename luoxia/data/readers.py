@@ -129,9 +129,21 @@ def read_records(path: Path, fields: list[str]) -> Iterator[tuple[str, dict]]:
         yield origin, record
 
 
-def read_jsonl(path: Path, field: str) -> Iterator[Document]:
+TITLE_FIELD = "title"
+
+
+def titled_text(title: str, body: str) -> str:
+    """A text with its title as the first line, in the one format titled models train and are
+    prompted on: ``《title》`` then a newline (no title: the body alone)."""
+    return f"《{title.strip()}》\n{body}" if title.strip() else body
+
+
+def read_jsonl(path: Path, field: str, with_titles: bool = False) -> Iterator[Document]:
+    """Each record's ``field`` as a document; ``with_titles``: its ``title`` first (`titled_text`)."""
     for origin, record in read_records(path, [field]):
-        yield Document(_field_text(record[field], origin, field), origin)
+        text = _field_text(record[field], origin, field)
+        title = record.get(TITLE_FIELD) if with_titles else None
+        yield Document(titled_text(title, text) if isinstance(title, str) else text, origin)
 
 
 def read_csv(path: Path, column: str) -> Iterator[Document]:
@@ -153,13 +165,13 @@ def list_files(path: Path) -> list[Path]:
 
 
 def read_documents(paths: list[str | Path], fmt: Format = "auto", field: str | None = None,
-                   unit: TextUnit = "file") -> Iterator[Document]:
+                   unit: TextUnit = "file", with_titles: bool = False) -> Iterator[Document]:
     """Yield every document of every file under ``paths`` in a deterministic order."""
     for given in paths:
         for path in list_files(Path(given)):
             kind = infer_format(path) if fmt == "auto" else fmt
             if kind == "jsonl":
-                yield from read_jsonl(path, field or "text")
+                yield from read_jsonl(path, field or "text", with_titles)
             elif kind == "csv":
                 yield from read_csv(path, field or "text")
             else:

@@ -15,7 +15,7 @@ from luoxia.errors import DataError
 from luoxia.retrieval.interface import Document
 
 
-def read_documents(path: str | Path, text_field: str = "text", id_field: str | None = None) -> list[Document]:
+def load_documents(path: str | Path, text_field: str = "text", id_field: str | None = None) -> list[Document]:
     """Every document of a file or of the readable files under a directory, in sorted order.
 
     Text files: one document per blank-line-separated paragraph, id ``name#n``. JSONL/CSV: one per record,

@@ -228,9 +228,11 @@ class HybridIndex:
         self._ids.update(d.id for d in documents)
         self.bm25.add([d.text for d in documents])
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", vector: np.ndarray | None = None
+               ) -> list[Hit]:
         """The ``k`` best documents, best first. Scores: cosine (dense), BM25 (bm25; only documents sharing a
-        word with the query), or the fused reciprocal-rank sum (hybrid)."""
+        word with the query), or the fused reciprocal-rank sum (hybrid). ``vector``: the query already
+        encoded by this index's encoder (a caller searching one query several ways encodes it once)."""
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode '{mode}'; choose one of {', '.join(SEARCH_MODES)}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -241,20 +243,21 @@ class HybridIndex:
             raise DataError("empty query")
         if not self.documents:
             raise DataError("the index holds no documents")
+        if mode != "bm25" and vector is None:
+            vector = self.encoder.encode([query])[0]  # (dim,)
         if mode == "dense":
-            rows, scores = self._dense(query, k)
+            rows, scores = self._dense(vector, k)
         elif mode == "bm25":
             rows, scores = self._sparse(query, k)
         else:
-            rows, scores = self._fused(query, k)
+            rows, scores = self._fused(query, vector, k)
         return [self._hit(int(row), float(score)) for row, score in zip(rows, scores, strict=True)]
 
     def _hit(self, row: int, score: float) -> Hit:
         document = self.documents[row]
         return Hit(document.id, score, document.text, dict(document.meta))
 
-    def _dense(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        vector = self.encoder.encode([query])[0]  # (dim,)
+    def _dense(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.store.search(vector, min(k, len(self.documents)))
 
     def _sparse(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,10 +266,10 @@ class HybridIndex:
         top = matched[np.argsort(-scores[matched], kind="stable")][:k]
         return top, scores[top]
 
-    def _fused(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fused(self, query: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         depth = max(k, RRF_DEPTH)
         fused: dict[int, float] = {}
-        for rows in (self._dense(query, depth)[0], self._sparse(query, depth)[0]):
+        for rows in (self._dense(vector, depth)[0], self._sparse(query, depth)[0]):
             for rank, row in enumerate(rows.tolist(), start=1):
                 fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank)
         best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]

@@ -147,7 +147,7 @@ def _fold_char(char: str) -> str:
 @cache
 def _table() -> dict[int, str | None]:
     """One translation table: drop what shows nothing, fold look-alikes, traditional → simplified."""
-    table: dict[int, str | None] = {ord(k): v for k, v in _traditional_to_simplified().items()}
+    table: dict[int, str | None] = {ord(k): v for k, v in traditional_to_simplified().items()}
     for code in (*range(0x20000), *range(0xE0000, 0xE1000)):  # planes 0, 1 and 14 hold every such mark
         char = chr(code)
         if char.isspace():
@@ -160,7 +160,7 @@ def _table() -> dict[int, str | None]:
 
 
 @cache
-def _traditional_to_simplified() -> dict[str, str]:
+def traditional_to_simplified() -> dict[str, str]:
     """OpenCC's character table (TSCharacters): the first simplified form of each traditional one.
 
     Character by character, not OpenCC's phrase segmentation: that is not linear in the length of

@@ -249,3 +249,23 @@ def test_served_as_model_support_with_a_handoff_and_a_slot_over_two_turns(app_di
         assert done["app"]["sentiment"] is None  # off in this app.yaml (tests lend the tagger in Python)
         assert {"id": "support", "app": "support"}.items() <= {
             c["id"]: c for c in client.get("/v1/models").json()["data"]}["support"].items()
+
+
+class CountingEncoder:
+    """An encoder that counts the texts it encodes (the wrapped one does the work)."""
+
+    def __init__(self, inner: Encoder):
+        self.inner, self.name, self.dim, self.texts = inner, inner.name, inner.dim, 0
+
+    def encode(self, texts, batch_size: int = 64):
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
+def test_a_turn_encodes_the_question_once(app_dir: Path, tmp_path: Path, encoder: Encoder):
+    """The closest-question similarity and the search share one encoding of the question."""
+    counting = CountingEncoder(encoder)
+    app = load_support(app_dir, audit=AuditStore(tmp_path), encoder=counting)
+    (reading,) = app.read(["How do I reset my password?"])
+    assert counting.texts == 1 and reading.hits
+    assert app.read(["a", "b", "c"]) and counting.texts == 4

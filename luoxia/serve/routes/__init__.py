@@ -7,18 +7,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from luoxia.serve.routes import (
-                                  chat,
-                                  completions,
-                                  embeddings,
-                                  history,
-                                  images,
-                                  moderation,
-                                  review,
-                                  runs,
-                                  summarize,
-                                  system,
+    chat,
+    completions,
+    embeddings,
+    history,
+    images,
+    moderation,
+    monitor,
+    recommend,
+    review,
+    runs,
+    summarize,
+    system,
+    write,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (system.router, completions.router, chat.router, images.router, moderation.router,
-                                  embeddings.router, history.router, review.router, runs.router,
-                                  summarize.router)
+                                  embeddings.router, history.router, review.router, runs.router, monitor.router,
+                                  recommend.router, write.router, summarize.router)

@@ -332,7 +332,24 @@ function renderWatermark(reply) {
 
 // Applications (support, knowledge answers): one conversation per panel, the whole of it sent each turn;
 // the reply's `app` record is drawn under the answer.
+// Every chat application's panel is built here from its section's id and placeholder key.
+function appPanelMarkup(panel) {
+  const id = panel.id;
+  panel.innerHTML = `
+      <div class="controls">
+        <label><span data-i18n="app.model">Assistant</span> <select id="${id}-model" data-content data-app-select></select></label>
+        <button id="${id}-new" type="button" data-i18n="app.new">New conversation</button>
+      </div>
+      <div id="${id}-messages" class="messages" aria-live="polite" data-content></div>
+      <form id="${id}-form" class="chat-form">
+        <textarea id="${id}-input" rows="2" data-i18n-placeholder="${panel.dataset.placeholder}"></textarea>
+        <button id="${id}-send" type="submit" data-i18n="app.send">Send</button>
+      </form>`;
+  applyLanguage(panel);
+}
+
 function appPanel(panel) {
+  appPanelMarkup(panel);
   const state = { id: crypto.randomUUID(), messages: [] };
   const [box, input, form] = ["messages", "input", "form"].map((part) => $(`#${panel.id}-${part}`));
   form.addEventListener("submit", async (event) => {
