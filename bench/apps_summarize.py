@@ -7,7 +7,8 @@ reports; Chinese on characters) for lead-1, TextRank and the fine-tuned model, a
 
 Data: ../shared/data/summarization_en_scitldr (SciTLDR-A: abstract → TLDR; train trains, dev selects,
 test scores, 1-3 references each) and summarization_zh_csl (abstract → title; test scores the
-extractive baselines; no Chinese model is trained here). The model: with no --model, a small BPE
+extractive baselines, and a Chinese run given with --zh-model, trained with configs/apps/summarize_csl*.yaml
+on 80% of CSL dev; none is trained here). The model: with no --model, a small BPE
 GPT (configs/apps/summarize_scitldr_base.yaml) is pre-trained on the train abstracts and TLDRs,
 then fully fine-tuned on (abstract → TLDR) chats with a length token
 (configs/apps/summarize_scitldr.yaml; dev's validation loss keeps the best weights); each stage
@@ -94,6 +95,8 @@ def main() -> dict:
     parser.add_argument("--model-limit", type=int, default=40, help="test documents the model summarises")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="the model's longest summary in tokens")
     parser.add_argument("--no-model", action="store_true", help="the extractive baselines only")
+    parser.add_argument("--zh-model", help="a fine-tuned CSL run (configs/apps/summarize_csl.yaml) to score on "
+                        "the first --model-limit CSL test documents (default: none)")
     parser.add_argument("--seed", type=int, default=1337)
     args = parser.parse_args()
 
@@ -118,6 +121,13 @@ def main() -> dict:
             report["model_subset"] = {"n": len(subset), "model": model, "model_seconds": round(seconds, 1),
                                       **{m: score(m, subset) for m in ("lead", "textrank")}}
             report["model_training"] = training or {"run": str(run)}
+    if args.zh_model:
+        run = Path(args.zh_model)
+        config = AbstractiveConfig(max_new_tokens=args.max_new_tokens, seed=args.seed)
+        subset = csl[:args.model_limit]
+        report["csl_model_subset"] = {"n": len(subset), "model": score(
+            "model", subset, load_writer(str(run), device="cpu"), LengthHead.load(run / LENGTH_HEAD_FILE), config),
+            **{m: score(m, subset) for m in ("lead", "textrank")}}
     report["threads"] = torch.get_num_threads()
     return report
 
