@@ -46,7 +46,7 @@ from luoxia.apps.recommend import (
     template_copy,
     train_interest,
 )
-from luoxia.apps.recsim import SimConfig, simulate, topic_matrix
+from luoxia.apps.recsim import SLATE_KEY, SimConfig, draw_preferences, simulate, topic_matrix
 from luoxia.data.corpora import resolve_data_path
 from luoxia.encoders import load_encoder
 from luoxia.errors import DataError
@@ -90,7 +90,8 @@ def main() -> dict:
     encoded = time.perf_counter()
     sim = SimConfig(users=args.users, sessions=args.sessions, slate=args.slate, seed=args.seed)
     popularity, recency = features(books)
-    log = simulate(topic_matrix([b.tags for b in books], names), popularity, recency, [b.book_id for b in books], sim)
+    topics = topic_matrix([b.tags for b in books], names)  # (N, T)
+    log = simulate(topics, popularity, recency, [b.book_id for b in books], sim)
     head, weights = train_interest(books, vectors, log, sim.sessions, config)
     trained = time.perf_counter()
     test = impression_rows(log, books, vectors, "test", sim.sessions)
@@ -106,6 +107,9 @@ def main() -> dict:
         "fused": (weights["interest"] * interest + weights["popularity"] * popularity[test.items]
                   + weights["recency"] * recency[test.items]),
     }
+    # the ceiling: the simulator's own tag affinity of each test pair (not a method: it reads the latent truth)
+    truth = draw_preferences(np.random.default_rng(sim.seed), sim, len(names))[test.slates // SLATE_KEY]
+    ceiling = (topics[test.items] * truth).sum(1)
     gains = test.clicked.astype(float) + test.purchased
     scores = {m: {"auc": round(auc(s, test.clicked) or 0.0, 4), "ndcg@10": round(ndcg_at(s, gains, test.slates), 4)}
               for m, s in methods.items()}
@@ -129,6 +133,8 @@ def main() -> dict:
         "users": sim.users, "impressions": len(log), "clicks": int(sum(i.clicked for i in log)),
         "test_impressions": len(test.items), "test_clicks": int(test.clicked.sum()),
         "test_slates": int(len(np.unique(test.slates))), "weights": weights, **scores,
+        "ceiling_true_affinity": {"auc": round(auc(ceiling, test.clicked) or 0.0, 4),
+                                  "ndcg@10": round(ndcg_at(ceiling, gains, test.slates), 4)},
         "copy_checked": len(copies), "copy_pass_share": round(float(np.mean([c.passed for c in copies])), 4)
         if copies else None,
         "copy_from_writer_share": round(float(np.mean([c.source == "writer" for c in copies])), 4) if copies else None,

@@ -33,7 +33,16 @@ from pydantic import Field
 
 from luoxia.apps.ask import knowledge_guard
 from luoxia.apps.interface import AppConfig, turn_guard
-from luoxia.apps.recsim import Impression, SimConfig, histories, simulate, split_of, standardise, topic_matrix
+from luoxia.apps.recsim import (
+    SLATE_KEY,
+    Impression,
+    SimConfig,
+    histories,
+    simulate,
+    split_of,
+    standardise,
+    topic_matrix,
+)
 from luoxia.apps.recsim import write_impressions as write_log
 from luoxia.checkpoint import atomic_directory
 from luoxia.config import build_config, dump_config, read_yaml
@@ -292,7 +301,7 @@ def impression_rows(impressions: Sequence[Impression], books: Sequence[Book], ve
                                                                                              np.float32)
     return Rows(np.array([index[i.item] for i in chosen], int), users, np.array([i.position for i in chosen], int),
                 np.array([i.clicked for i in chosen], bool), np.array([i.purchased for i in chosen], bool),
-                np.array([i.user * 10_000 + i.session for i in chosen], int), hist)
+                np.array([i.user * SLATE_KEY + i.session for i in chosen], int), hist)
 
 
 def fit_weights(interest: np.ndarray, popularity: np.ndarray, recency: np.ndarray, positions: np.ndarray,

@@ -24,6 +24,7 @@ from luoxia.checkpoint import atomic_write_text
 from luoxia.config import Config
 from luoxia.errors import DataError
 
+SLATE_KEY = 10_000  # a slate's id: user × SLATE_KEY + session
 IMPRESSION_KEYS = ("user", "session", "time", "item", "position", "clicked", "purchased")
 
 
@@ -31,7 +32,7 @@ class SimConfig(Config):
     """The simulated users and their behaviour."""
 
     users: int = Field(300, ge=1, description="simulated users")
-    sessions: int = Field(8, ge=3, description="sessions per user (the last two: dev and test)")
+    sessions: int = Field(8, ge=3, lt=SLATE_KEY, description="sessions per user (the last two: dev and test)")
     slate: int = Field(20, ge=2, description="items shown per session")
     concentration: float = Field(0.2, gt=0, description="Dirichlet concentration of a user's tag preferences")
     position_decay: float = Field(0.7, ge=0, description="examination probability (1 + position)^-decay")
@@ -77,6 +78,12 @@ def topic_matrix(tags: Sequence[Sequence[str]], names: Sequence[str]) -> np.ndar
     return out
 
 
+def draw_preferences(rng: np.random.Generator, config: SimConfig, tags: int) -> np.ndarray:
+    """(U, T): each user's latent tag preferences, a Dirichlet draw (the simulator's first draw, so a
+    benchmark can recompute them from the seed as the ceiling a ranker could reach)."""
+    return rng.dirichlet(np.full(tags, config.concentration), size=config.users)
+
+
 def simulate(topics: np.ndarray, popularity: np.ndarray, recency: np.ndarray, ids: Sequence[int],
              config: SimConfig) -> list[Impression]:
     """Impressions of ``config.users`` users over items with ``topics`` (N, T) and standardised
@@ -85,7 +92,7 @@ def simulate(topics: np.ndarray, popularity: np.ndarray, recency: np.ndarray, id
     n, t = topics.shape
     if n < config.slate:
         raise DataError(f"the catalogue has {n} items, fewer than a slate of {config.slate}")
-    preferences = rng.dirichlet(np.full(t, config.concentration), size=config.users)  # (U, T)
+    preferences = draw_preferences(rng, config, t)  # (U, T)
     policy = np.exp(popularity - popularity.max())
     policy = config.explore / n + (1 - config.explore) * policy / policy.sum()  # (N,)
     examine = (1.0 + np.arange(config.slate)) ** -config.position_decay  # (slate,)
