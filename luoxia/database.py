@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,10 +110,11 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection to the database at ``path`` (created, migrated, WAL), usable from any thread
-    (callers serialise their own use of it). It holds prompts and review excerpts, so its directory
-    is private (0700) and its files are readable by their owner only (0600)."""
+def connect(path: str | Path, migrations: Sequence[str] = MIGRATIONS, what: str = "Luoxia") -> sqlite3.Connection:
+    """A connection to the database at ``path`` (created, migrated with ``migrations``, WAL), usable
+    from any thread (callers serialise their own use of it). It holds prompts and review excerpts,
+    so its directory is private (0700) and its files are readable by their owner only (0600).
+    Another store (an application's state) passes its own ``migrations`` and name."""
     path = Path(path)
     private_directory(path.parent)
     private_files(path)
@@ -122,9 +123,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        migrate(connection)
+        migrate(connection, migrations)
     except sqlite3.DatabaseError as error:
-        raise LuoxiaError(f"{path}: not a usable Luoxia database ({error})") from None
+        raise LuoxiaError(f"{path}: not a usable {what} database ({error})") from None
     private_files(path)  # the -wal and -shm files SQLite has just created (with the database's mode)
     return connection
 
@@ -202,14 +203,14 @@ def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def migrate(connection: sqlite3.Connection) -> int:
+def migrate(connection: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
     """Apply the migrations this database has not seen; the schema version it is at now."""
     version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise LuoxiaError(f"database schema version {version} is newer than this Luoxia ({len(MIGRATIONS)}); upgrade")
-    for number in range(version, len(MIGRATIONS)):
+    if version > len(migrations):
+        raise LuoxiaError(f"database schema version {version} is newer than this Luoxia ({len(migrations)}); upgrade")
+    for number in range(version, len(migrations)):
         with transaction(connection):
-            for statement in filter(str.strip, MIGRATIONS[number].split(";")):
+            for statement in filter(str.strip, migrations[number].split(";")):
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {number + 1}")
-    return len(MIGRATIONS)
+    return len(migrations)

@@ -7,9 +7,11 @@ One token per character (id = code point), log-probability -0.5 each, streamed i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from luoxia.apps.interface import AppReply, Message, last_user_message, record_handoff, turn_guard
@@ -122,3 +124,37 @@ def parrot_app_dir(path: Path, monkeypatch, name: str = "parrot") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / APP_FILE).write_text(yaml.safe_dump({"kind": "parrot", "name": name}), encoding="utf-8")
     return path
+
+
+class WordHashEncoder:
+    """Bag-of-words hashed into ``dim`` buckets: an encoder with no weights, so tests need no model."""
+
+    name = "hash"
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in zip(rows, texts, strict=True):
+            for word in re.findall(r"\w+", text.lower()):
+                row[sum(map(ord, word)) % self.dim] += 1
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+class ScriptedWriter:
+    """A writer model that says what it is told to (``text``)."""
+
+    name, context_length = "writer", 512
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        return "\n".join(m["content"] for m in messages), []
+
+    def generate(self, prompts, config=None, logits_processors=()):
+        return [GenerationResult(self.text, [], "stop", 0) for _ in prompts]

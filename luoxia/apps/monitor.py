@@ -38,9 +38,9 @@ from luoxia.apps.sentiment import LABELS, SentimentTagger
 from luoxia.apps.support import IntentClassifier
 from luoxia.checkpoint import atomic_write_text
 from luoxia.config import apply_overrides, build_config, read_yaml
-from luoxia.database import private_directory, private_files, transaction
+from luoxia.database import connect, private_directory, transaction
 from luoxia.encoders import Encoder, load_encoder
-from luoxia.errors import ConfigError, DataError, LuoxiaError
+from luoxia.errors import ConfigError, DataError
 from luoxia.runs import APP_FILE, is_run_dir, run_recipe
 from luoxia.safety.guard import Guard
 from luoxia.safety.pii import PIIRedactor
@@ -146,25 +146,9 @@ SCHEMA = [
 
 
 def connect_state(path: Path) -> sqlite3.Connection:
-    """The monitor's SQLite state (created, migrated, WAL, synchronous=FULL, 0600), as luoxia.database does."""
-    private_directory(path.parent)
-    private_files(path)
-    try:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(SCHEMA):
-            raise LuoxiaError(f"{path}: monitor schema {version} is newer than this Luoxia ({len(SCHEMA)})")
-        for number in range(version, len(SCHEMA)):
-            with transaction(db):
-                for statement in filter(str.strip, SCHEMA[number].split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
-    except sqlite3.DatabaseError as error:
-        raise LuoxiaError(f"{path}: not a usable monitor database ({error})") from None
-    return db
+    """The monitor's SQLite state: `luoxia.database.connect` with the monitor's own schema (created,
+    migrated, WAL, synchronous=FULL, 0600)."""
+    return connect(path, SCHEMA, "monitor")
 
 
 def _locked(method: Callable[..., T]) -> Callable[..., T]:

@@ -4,9 +4,7 @@ alias and by a misspelt name, passages, the consistency check, the guard, the wr
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -17,44 +15,10 @@ from luoxia.apps.knowledge import KnowledgeBase, Triple, bundled_triples_path, p
 from luoxia.apps.registry import AppContext, load_app
 from luoxia.cli import app as cli
 from luoxia.errors import ConfigError, DataError
-from luoxia.generate.interface import GenerationResult
 from luoxia.retrieval.index import HybridIndex
 from luoxia.serve.app import create_app
 from luoxia.serve.models import serve_app
-from tests.echo import LOOPBACK, echo_models, echo_settings
-
-
-class HashEncoder:
-    """Bag-of-words hashed into 256 buckets: an encoder with no weights, so the tests need no model."""
-
-    name = "hash"
-    dim = 256
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        rows = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in zip(rows, texts, strict=True):
-            for word in text.lower().split():
-                row[sum(map(ord, word)) % self.dim] += 1
-            row /= max(float(np.linalg.norm(row)), 1e-6)
-        return rows
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-class Writer:
-    """A writer model that says what it is told to (``text``)."""
-
-    name, context_length = "writer", 512
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-        return "\n".join(m["content"] for m in messages), []
-
-    def generate(self, prompts, config=None, logits_processors=()):
-        return [GenerationResult(self.text, [], "stop", 0) for _ in prompts]
+from tests.echo import LOOPBACK, ScriptedWriter, WordHashEncoder, echo_models, echo_settings
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +67,7 @@ def test_an_unknown_entity_gets_an_honest_answer_never_a_made_up_one(kb):
 
 def test_an_english_question_is_answered_from_pydoc_passages_with_citations():
     documents = passages("pydoc", max_documents=3)  # assert, assignment, async
-    index = HybridIndex.build(documents, HashEncoder())
+    index = HybridIndex.build(documents, WordHashEncoder(256))
     app = AskApp(None, index)
     answer = app.ask("What does the assert statement do?")
     assert answer.linked_by == "passage" and answer.citations
@@ -142,22 +106,24 @@ def test_a_follow_up_question_asks_about_the_earlier_turns_entity(kb):
 
 def test_the_writer_is_used_only_when_it_states_the_cited_facts_truly(kb):
     question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
-    true = AskApp(kb, None, writer=Writer("这首诗是王之涣写的。")).reply(question)
+    true = AskApp(kb, None, writer=ScriptedWriter("这首诗是王之涣写的。")).reply(question)
     assert true.answer == "这首诗是王之涣写的。" and true.warnings == [] and true.citations
-    false = AskApp(kb, None, writer=Writer("《登鹳雀楼》的作者是李白。")).reply(question)
+    false = AskApp(kb, None, writer=ScriptedWriter("《登鹳雀楼》的作者是李白。")).reply(question)
     assert false.answer == "《登鹳雀楼》的作者是王之涣。"
     assert "contradicts the knowledge base" in false.warnings[0] and "not used" in false.warnings[-1]
-    vague = AskApp(kb, None, writer=Writer("一位唐代诗人。")).reply(question)
+    vague = AskApp(kb, None, writer=ScriptedWriter("一位唐代诗人。")).reply(question)
     assert vague.answer == "《登鹳雀楼》的作者是王之涣。" and "leaves out 王之涣" in vague.warnings[0]
 
 
 def test_app_yaml_names_the_writer_and_the_context_overrides_it(tmp_path, monkeypatch):
     loaded: list[str] = []
-    monkeypatch.setattr("luoxia.apps.ask.load_writer", lambda path, device: loaded.append(path) or Writer("王之涣。"))
+    monkeypatch.setattr("luoxia.apps.ask.load_writer",
+                        lambda path, device: loaded.append(path) or ScriptedWriter("王之涣。"))
     folder = build_ask(tmp_path / "app", read_triples(bundled_triples_path()), settings=AskSettings(writer="runs/w"))
     question = [{"role": "user", "content": "《登鹳雀楼》的作者是谁？"}]
     assert load_app(folder).reply(question).answer == "王之涣。" and loaded == ["runs/w"]
-    assert load_app(folder, AppContext(writer=Writer("是王之涣写的。"))).reply(question).answer == "是王之涣写的。"
+    overridden = load_app(folder, AppContext(writer=ScriptedWriter("是王之涣写的。")))
+    assert overridden.reply(question).answer == "是王之涣写的。"
     monkeypatch.setattr("luoxia.apps.ask.load_writer", registry.load_writer)
     monkeypatch.setattr("luoxia.registry.load", lambda path, device: object())  # what load_writer checks
     with pytest.raises(ConfigError, match="writer: runs/w is not a text model"):

@@ -5,9 +5,7 @@ bad inputs. Built on Luoxia's 40 bundled books with a weightless hashing encoder
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,54 +32,23 @@ from luoxia.apps.recsim import Impression, SimConfig, histories, read_impression
 from luoxia.apps.registry import load_app
 from luoxia.cli import app as cli
 from luoxia.errors import CheckpointError, ConfigError, DataError
-from luoxia.generate.interface import GenerationResult
 from luoxia.safety.audit import AuditStore
 from luoxia.safety.guard import Guard
+from tests.echo import ScriptedWriter, WordHashEncoder
 
 SIM = SimConfig(users=40, sessions=4, slate=8, base=-1.5)
-
-
-class HashEncoder:
-    """Bag-of-words hashed into 64 buckets: an encoder with no weights, so the tests need no model."""
-
-    name, dim = "hash", 64
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        rows = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in zip(rows, texts, strict=True):
-            for word in re.findall(r"\w+", text.lower()):
-                row[sum(map(ord, word)) % self.dim] += 1
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-class Writer:
-    """A writer model that says what it is told to (``text``)."""
-
-    name, context_length = "writer", 512
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def render_chat(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-        return "\n".join(m["content"] for m in messages), []
-
-    def generate(self, prompts, config=None, logits_processors=()):
-        return [GenerationResult(self.text, [], "stop", 0) for _ in prompts]
 
 
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("recommend") / "app"
-    build_recommend(out, read_books(bundled_books_path()), RecommendConfig(steps=20), SIM, HashEncoder())
+    build_recommend(out, read_books(bundled_books_path()), RecommendConfig(steps=20), SIM, WordHashEncoder())
     return out
 
 
 @pytest.fixture(scope="module")
 def app(app_dir: Path) -> RecommendApp:
-    return load_recommend(app_dir, encoder=HashEncoder())
+    return load_recommend(app_dir, encoder=WordHashEncoder())
 
 
 def test_the_simulator_is_seeded_and_biased_by_position(tmp_path: Path):
@@ -124,7 +91,7 @@ def test_the_head_learns_a_click_rule_the_cosine_misses():
 
 def test_ranking_weights_never_see_the_test_session():
     books = read_books(bundled_books_path())
-    vectors = HashEncoder().encode([b.text for b in books])
+    vectors = WordHashEncoder().encode([b.text for b in books])
     topics = np.eye(4)[np.arange(40) % 4]
     flat = np.zeros(40)
     log = simulate(topics, flat, flat, [b.book_id for b in books], SIM)
@@ -192,9 +159,10 @@ def test_fact_check_allows_only_the_items_facts():
 
 def test_copy_from_a_writer_is_used_only_when_it_passes(app_dir: Path):
     good = "Dracula by Bram Stoker (1897): a horror classic."
-    made = load_recommend(app_dir, writer=Writer(good), encoder=HashEncoder()).copy("Frankenstein", "Dracula")
+    app = load_recommend(app_dir, writer=ScriptedWriter(good), encoder=WordHashEncoder())
+    made = app.copy("Frankenstein", "Dracula")
     assert (made.text, made.source, made.passed) == (good, "writer", True)
-    bad = load_recommend(app_dir, writer=Writer("Dracula by Stephen King, 1990."), encoder=HashEncoder())
+    bad = load_recommend(app_dir, writer=ScriptedWriter("Dracula by Stephen King, 1990."), encoder=WordHashEncoder())
     made = bad.copy("Frankenstein", "Dracula")
     assert made.source == "template" and made.passed and "Bram Stoker" in made.text
     assert {"the name 'Stephen' is not the item's", "the number 1990 is not the item's"} <= set(made.problems)
@@ -202,8 +170,8 @@ def test_copy_from_a_writer_is_used_only_when_it_passes(app_dir: Path):
 
 def test_copy_is_released_through_the_guard(app_dir: Path, tmp_path: Path):
     guard = Guard(audit=AuditStore(tmp_path), model_name="recommend")
-    app = load_recommend(app_dir, guard, writer=Writer("Dracula by Bram Stoker. Call 13812345678."),
-                         encoder=HashEncoder())
+    app = load_recommend(app_dir, guard, writer=ScriptedWriter("Dracula by Bram Stoker. Call 13812345678."),
+                         encoder=WordHashEncoder())
     made = app.copy("Frankenstein", "Dracula")
     assert made.source == "template" and "Bram Stoker" in made.text  # names are the catalogue's: kept
     assert made.safety["decisions"][0]["stage"] == "input"
@@ -212,8 +180,8 @@ def test_copy_is_released_through_the_guard(app_dir: Path, tmp_path: Path):
 
 
 def test_cli_ranks_and_writes_copy(app_dir: Path, monkeypatch, tmp_path: Path):
-    monkeypatch.setattr("luoxia.apps.recommend.load_encoder", lambda *a, **k: HashEncoder())
-    monkeypatch.setattr("luoxia.cli_recommend.load_encoder", lambda *a, **k: HashEncoder())
+    monkeypatch.setattr("luoxia.apps.recommend.load_encoder", lambda *a, **k: WordHashEncoder())
+    monkeypatch.setattr("luoxia.cli_recommend.load_encoder", lambda *a, **k: WordHashEncoder())
     runner = CliRunner()
     ranked = runner.invoke(cli, ["apps", "recommend", "rank", str(app_dir), "Dracula; Frankenstein", "--k", "3",
                                  "--json"])
@@ -231,7 +199,7 @@ def test_cli_ranks_and_writes_copy(app_dir: Path, monkeypatch, tmp_path: Path):
     built = runner.invoke(cli, ["apps", "recommend", "build", "--out", str(tmp_path / "app"), "--impressions",
                                 str(log), "--steps", "5", "--k", "4"])
     assert built.exit_code == 0, built.output
-    assert len(load_recommend(tmp_path / "app", encoder=HashEncoder()).rank("0")) == 4  # a user of that log
+    assert len(load_recommend(tmp_path / "app", encoder=WordHashEncoder()).rank("0")) == 4  # a user of that log
     alien = [Impression(0, 0, 0, 12345, 0, True, False)]
     with pytest.raises(DataError, match="items the catalogue lacks"):
-        build_recommend(tmp_path / "x", read_books(bundled_books_path()), encoder=HashEncoder(), impressions=alien)
+        build_recommend(tmp_path / "x", read_books(bundled_books_path()), encoder=WordHashEncoder(), impressions=alien)

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from luoxia.apps.recommend import RecommendConfig, build_recommend, bundled_books_path, read_books
 from luoxia.serve.app import create_app
 from luoxia.serve.models import serve_app
-from tests.apps.test_recommend import SIM, HashEncoder
-from tests.echo import LOOPBACK, echo_models, echo_settings
+from tests.apps.test_recommend import SIM
+from tests.echo import LOOPBACK, WordHashEncoder, echo_models, echo_settings
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,11 @@ def server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("recommend-serve")
     folder = tmp_path / "shelf"
     build_recommend(folder, read_books(bundled_books_path()), RecommendConfig(name="shelf", steps=20), SIM,
-                    HashEncoder())
+                    WordHashEncoder())
     settings = echo_settings(tmp_path / "data", open_access=True, apps=[folder])
     models = echo_models(settings)
     serve_app(models, folder)
-    models.apps["shelf"]._encoder = HashEncoder()  # free-text history without loading MiniLM
+    models.apps["shelf"]._encoder = WordHashEncoder()  # free-text history without loading MiniLM
     with TestClient(create_app(settings, models=models), **LOOPBACK) as client:
         yield client
 

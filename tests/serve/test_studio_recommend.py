@@ -10,8 +10,8 @@ import pytest
 
 from luoxia.apps.recommend import RecommendConfig, build_recommend, bundled_books_path, read_books
 from luoxia.serve.models import serve_app
-from tests.apps.test_recommend import SIM, HashEncoder
-from tests.echo import echo_models, echo_settings
+from tests.apps.test_recommend import SIM
+from tests.echo import WordHashEncoder, echo_models, echo_settings
 from tests.serve.browser import needs_browser, open_studio, screenshot
 from tests.serve.conftest import running_server
 
@@ -23,11 +23,11 @@ def server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("studio-recommend")
     folder = tmp_path / "bookshop"
     build_recommend(folder, read_books(bundled_books_path()), RecommendConfig(name="bookshop", steps=20), SIM,
-                    HashEncoder())
+                    WordHashEncoder())
     settings = echo_settings(tmp_path / "data", apps=[folder])
     models = echo_models(settings)
     serve_app(models, folder)
-    models.apps["bookshop"]._encoder = HashEncoder()
+    models.apps["bookshop"]._encoder = WordHashEncoder()
     with running_server(settings, models) as live:
         yield live
 
