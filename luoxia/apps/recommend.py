@@ -485,7 +485,10 @@ class RecommendApp:
 
         text, safety, blocked = turn_guard(self.guard, "; ".join(entries), compose)
         passed = not blocked and not fact_check(text, book, keywords)
-        return Copy(text, held["source"], passed, held["problems"], keywords, safety, blocked)
+        problems = held["problems"]  # they quote the writer's text, which the guard never released
+        if self.guard is not None and self.guard.policy.pii != "allow":
+            problems = [self.guard.redactor(problem) for problem in problems]
+        return Copy(text, held["source"], passed, problems, keywords, safety, blocked)
 
     def _write(self, book: Book, keywords: Sequence[str]) -> str:
         assert self.writer is not None

@@ -307,7 +307,8 @@ def write(writer: Writer, request: WriteRequest) -> WriteResult:
         prefix = polish_prefix(request.draft, genre, request.keywords)
         if prefix is None:
             kept = candidate(request.draft, "", request, genre, None)
-            return WriteResult(genre.name, request.mode, request.constraint, "", [kept])
+            return masked(WriteResult(genre.name, request.mode, request.constraint, "", [kept]), request,
+                          writer.guard)
     head = render_prompt(genre, request, "")
     prompt = render_prompt(genre, request, prefix)
     config = generation_config(request, genre)
@@ -325,7 +326,21 @@ def write(writer: Writer, request: WriteRequest) -> WriteResult:
             unique.setdefault(each.text, each)
         candidates = list(unique.values())
     candidates.sort(key=lambda c: c.scores["total"], reverse=True)
-    return WriteResult(genre.name, request.mode, request.constraint, prompt, candidates)
+    return masked(WriteResult(genre.name, request.mode, request.constraint, prompt, candidates), request, writer.guard)
+
+
+def masked(result: WriteResult, request: WriteRequest, guard: Guard | None) -> WriteResult:
+    """The result as released: the guard passed what the model wrote, but the draft's own text (kept
+    by continue and polish, echoed by the prompt and the diffs) is masked here, so no field carries
+    personal data raw. Checks and scores stay those of the text as written."""
+    if guard is None or guard.policy.pii == "allow":
+        return result
+    draft = guard.redactor(request.draft)
+    result.prompt = guard.redactor(result.prompt)
+    for each in result.candidates:
+        each.text = guard.redactor(each.text)
+        each.diff = None if each.diff is None else diff(draft, each.text)
+    return result
 
 
 def candidate(text: str, prefix: str, request: WriteRequest, genre: Genre,

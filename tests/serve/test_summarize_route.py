@@ -41,6 +41,7 @@ def test_extractive_needs_no_model_and_matches_the_library(client):
 def test_the_guard_masks_a_phone_number_in_the_summary(client):
     body = client.post("/v1/summarize", json={"text": TEXT, "method": "lead", "k": 4}).json()
     assert "13812345678" not in body["text"] and body["indices"] == [0, 1, 2, 3]
+    assert "13812345678" not in json.dumps(body, ensure_ascii=False)  # nor in the sentences, or any field
     assert body["safety"]  # the guard's record
 
 

@@ -58,6 +58,17 @@ def test_the_server_releases_candidates_through_its_guard(settings_for):
             assert all("decisions" in c["safety"] for c in response.json()["candidates"]), constraint
 
 
+def test_a_draft_s_personal_data_reaches_no_field(settings_for):
+    """The prompt and the diffs echo the draft: with the guard on they carry it redacted, like the text."""
+    draft = "To be or not. mail ann@hotmail.org or phone 13812345678. The sea."  # the tiny model's characters
+    with client_for(settings_for, safety=True) as client:
+        for mode in ("polish", "rewrite", "continue"):
+            response = client.post("/v1/write", json={**BODY, "mode": mode, "draft": draft, "n": 1})
+            assert response.status_code == 200, response.text
+            body = response.text
+            assert "13812345678" not in body and "ann@hotmail.org" not in body, mode
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ({"genre": "sonnet"}, "unknown genre 'sonnet'"),
     ({"genre": "prose", "max_new_tokens": 500}, "over this server's limit"),

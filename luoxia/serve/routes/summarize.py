@@ -69,6 +69,10 @@ def _summarize(models: Models, body: SummarizeRequest, writer: TextGenerator | N
         made.append(summarize(body.text, body.method, body.k, body.length, body.ratio, writer=writer, config=config))
         return made[0].text
 
-    text, record, _ = turn_guard(models.guard if safety else None, body.text, compose)
-    summary = made[0] if made else Summary("", body.method)
-    return {**summary.to_json(), "text": text, "model": name, "safety": record}
+    guard = models.guard if safety else None
+    text, record, blocked = turn_guard(guard, body.text, compose)
+    summary = made[0] if made and not blocked else Summary("", body.method)
+    sentences = summary.sentences
+    if guard is not None and guard.policy.pii != "allow":  # every field the guard releases, not only the text
+        sentences = [guard.redactor(sentence) for sentence in sentences]
+    return {**summary.to_json(), "text": text, "sentences": sentences, "model": name, "safety": record}
