@@ -14,7 +14,7 @@ RECIPES = sorted(set((REPO / "configs").rglob("*.yaml")) - POLICIES)
 TRAINED_BY_STEPS = [p for p in RECIPES if p.parent.name != "safety"]  # the moderation head has no steps
 TASKS_BY_FOLDER = {"lm": ("lm",), "finetune": ("finetune", "classify", "token_classify"),
                    "image": ("vae", "gan", "ddpm", "classifier"), "safety": ("moderation",), "mlm": ("mlm",),
-                   "apps": ("classify",)}
+                   "apps": ("classify", "lm", "finetune")}  # an application's models: intents, summarisers
 
 
 def test_there_are_recipes():

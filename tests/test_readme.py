@@ -58,7 +58,8 @@ TINY = {"lm": f"{LOOP} data.max_documents=300",  # 300 Tang poems, not 28k
         "mlm": f"{LOOP} data.max_documents=300 model.n_layer=1",  # 300 poems or pydoc topics, one block
         "classify": f"{LOOP} train.batch_size=8"}  # MiniLM on 8 texts a step
 # Other commands made small the same way (appended options win): the support build tunes on 100 OOD questions.
-SMALLER = {r"^luoxia apps support build .*--ood ": "--ood-limit 100"}
+SMALLER = {r"^luoxia apps support build .*--ood ": "--ood-limit 100",
+           r"^luoxia watermark calibrate ": "--samples 10 --max-tokens 120"}  # 10 texts a side up to 120 tokens
 TIMEOUT_S = 300
 SHOW_SLOWEST = 25  # commands whose seconds the test reports
 LOCAL_SERVER = "http://127.0.0.1:8000"  # a command naming it gets the running `luoxia serve`, on its own port
