@@ -9,7 +9,6 @@ same way: the same seed gives the same stream everywhere.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import yaml
 
 from luoxia.data.corpora import resolve_data_path
-from luoxia.data.readers import read_records
+from luoxia.data.readers import jsonl_records, read_records
 from luoxia.encoders import Encoder
 from luoxia.errors import ConfigError, DataError
 
@@ -91,16 +90,8 @@ def read_items(path: str | Path, text_field: str = "text", time_field: str = "ti
 def read_stdin_items(lines: Iterable[str] | None = None, text_field: str = "text",
                      time_field: str = "time") -> Iterator[Item]:
     """Items from JSON lines (stdin by default), one at a time: a pipe is processed as it flows."""
-    for number, line in enumerate(lines if lines is not None else sys.stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"stdin:{number}: not JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"stdin:{number}: expected a JSON object")
-        yield item_from_record(record, f"stdin:{number}", text_field, time_field)
+    for origin, record in jsonl_records(lines if lines is not None else sys.stdin, "stdin"):
+        yield item_from_record(record, origin, text_field, time_field)
 
 
 def new_files(folder: Path, seen: set[str]) -> list[Path]:

@@ -10,7 +10,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,11 +87,16 @@ def _field_text(value: object, origin: str, field: str) -> str:
 
 def read_jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
     """(origin, object) for every non-blank line of a JSONL file."""
-    text = read_text_file(path)
-    for number, line in enumerate(text.splitlines(), start=1):
+    return jsonl_records(read_text_file(path).splitlines(), str(path))
+
+
+def jsonl_records(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict]]:
+    """(origin, object) for every non-blank line of JSON lines (a file's, or a stream's as they come)
+    read from ``name``; a line that is not a JSON object is a one-line error naming it."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        origin = f"{path}:{number}"
+        origin = f"{name}:{number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
